@@ -1,0 +1,53 @@
+"""Learning-rate formulas that algorithms apply themselves (SWA's annealing and cyclic schedules)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["ANNEAL_STRATEGIES", "annealed_lr", "cyclic_lr", "normalize_anneal_strategy", "set_lrs"]
+
+#: Accepted spellings (Composer's and PyTorch's) of each annealing strategy.
+ANNEAL_STRATEGIES = {"linear": "linear", "lin": "linear", "cosine": "cosine", "cos": "cosine"}
+
+
+def normalize_anneal_strategy(strategy: str) -> str:
+    try:
+        return ANNEAL_STRATEGIES[strategy.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"anneal_strategy must be one of {sorted(ANNEAL_STRATEGIES)}, got {strategy!r}") from None
+
+
+def annealed_lr(start: float, end: float, progress: float, strategy: str) -> float:
+    """The LR a fraction ``progress`` (0 to 1) of the way from ``start`` to ``end``.
+
+    Example:
+        >>> annealed_lr(1.0, 0.0, 0.25, "linear"), round(annealed_lr(1.0, 0.0, 0.5, "cosine"), 6)
+        (0.75, 0.5)
+    """
+    progress = min(max(progress, 0.0), 1.0)
+    if strategy == "cosine":
+        return end + (start - end) * (1 + math.cos(math.pi * progress)) / 2
+    return start + (end - start) * progress
+
+
+def cyclic_lr(high: float, low: float, step_in_cycle: int, cycle_length: int) -> float:
+    """Izmailov et al. 2018, eq. 2: ``(1 - t) * high + t * low`` with ``t = step / cycle_length``.
+
+    ``step_in_cycle`` runs from 1 to ``cycle_length``; the last step of a cycle uses ``low``, and the
+    average is taken right after it.
+
+    Example:
+        >>> [cyclic_lr(0.1, 0.01, step, 3) for step in (1, 2, 3)]  # doctest: +ELLIPSIS
+        [0.07..., 0.04, 0.01]
+    """
+    t = step_in_cycle / cycle_length
+    return (1 - t) * high + t * low
+
+
+def set_lrs(optimizers: list[torch.optim.Optimizer], lrs: list[list[float]]) -> None:
+    """Sets each param group's LR: ``lrs[i][j]`` for group ``j`` of optimizer ``i``."""
+    for optimizer, group_lrs in zip(optimizers, lrs):
+        for group, lr in zip(optimizer.param_groups, group_lrs):
+            group["lr"] = lr

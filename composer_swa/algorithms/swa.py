@@ -1,0 +1,299 @@
+"""Stochastic Weight Averaging: an equal-weight running average of the weights late in training."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from composer_swa.algorithms.lr_schedules import annealed_lr, cyclic_lr, normalize_anneal_strategy, set_lrs
+from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
+from composer_swa.averaging.model_average import ModelAverage
+from composer_swa.events import Algorithm, Event
+from composer_swa.time import Time, TimeUnit, as_time
+
+if TYPE_CHECKING:
+    from composer_swa.loggers import Logger
+    from composer_swa.state import State
+
+__all__ = ["SWA"]
+
+
+def _check_window_time(time: Time, argument: str) -> None:
+    if time.unit is TimeUnit.DURATION and not 0.0 <= float(time.value) <= 1.0:
+        raise ValueError(f"{argument} in 'dur' must lie in [0, 1], got {str(time)!r}")
+
+
+class SWA(Algorithm):
+    """Stochastic Weight Averaging (Izmailov et al., "Averaging Weights Leads to Wider Optima and
+    Better Generalization", UAI 2018, https://arxiv.org/abs/1803.05407).
+
+    From ``swa_start`` to ``swa_end`` the weights are sampled every ``update_interval`` into an
+    equal-weight running average ``avg += (w - avg) / (n + 1)``, kept in fp32. At ``swa_end`` the live
+    weights are replaced by the average and batch-norm statistics are recomputed with one
+    sample-weighted pass over the training data. With ``swa_end="1.0dur"`` (the default) the final
+    model is exactly the average with fresh statistics; with an earlier ``swa_end``, training
+    continues from the average.
+
+    Snapshots: with ``s``, ``e`` the batch counts ``swa_start`` and ``swa_end`` resolve to and ``k``
+    the interval in batches, the average is updated at ``BATCH_END`` after completed batch counts
+    ``s, s+k, s+2k, ... <= e`` (``s = 0`` snapshots the initial weights at ``FIT_START``). With an
+    epoch interval, updates happen at ``EPOCH_END`` on the epoch boundaries from the first one at or
+    after ``s``, every ``k`` batches.
+
+    Learning rate: by default SWA leaves it to the user's schedulers. ``schedule_swa_lr=True`` makes
+    SWA own it from ``swa_start``: it anneals from the LR in effect then to ``swa_lr`` over
+    ``anneal_steps`` optimizer steps, then holds ``swa_lr`` (``swa_lr=None`` holds the starting LR).
+    ``cyclic_lr=(high, low)`` is the paper's cyclic schedule instead: within each update interval the
+    LR falls linearly from ``high`` to ``low`` and the average is taken at the low point. While SWA
+    owns the LR the user's schedulers do not step; at ``swa_end`` SWA restores the LR it found and
+    they resume where they paused.
+
+    Batch norm and memory: the average costs one fp32 copy of the parameters and floating buffers,
+    on the model's device (``offload=True``: on the CPU). Integer buffers such as
+    ``num_batches_tracked`` are copied, never averaged. Float buffers are averaged like parameters
+    unless ``bn_update`` recomputes them.
+
+    Args:
+        swa_start: When averaging starts, any Time (``"0.7dur"``, ``"30ep"``, ``"2000ba"``).
+        swa_end: When the average replaces the live weights; default ``"1.0dur"``, the end of the run.
+        update_interval: Time between snapshots, in ``ba`` or ``ep``.
+        schedule_swa_lr: Let SWA own the LR during the window (anneal to ``swa_lr``).
+        anneal_strategy: ``"linear"``/``"lin"`` or ``"cosine"``/``"cos"``.
+        anneal_steps: Optimizer steps of the anneal; 0 jumps to ``swa_lr``.
+        swa_lr: The LR to anneal to; ``None`` holds the LR in effect at ``swa_start``.
+        bn_update: Recompute batch-norm statistics after the swap (skipped for models without them).
+        cyclic_lr: ``(high, low)`` for the paper's cyclic schedule, or ``None``.
+        eval_with_average: Evaluate with the averaged weights during the window.
+        offload: Keep the average on the CPU.
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from composer_swa import Trainer
+        >>> data = DataLoader(TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,))), batch_size=16)
+        >>> swa = SWA(swa_start="0.5dur", update_interval="1ba")
+        >>> trainer = Trainer(torch.nn.Linear(4, 2), data, max_duration="4ep", algorithms=[swa], progress_bar=False, loggers=[])
+        >>> trainer.fit()
+        >>> swa.n_averaged  # snapshots after batches 8, 9, ..., 16
+        9
+    """
+
+    events: ClassVar[frozenset[Event]] = frozenset(
+        {Event.FIT_START, Event.BATCH_START, Event.BATCH_END, Event.EPOCH_END, Event.EVAL_START, Event.EVAL_END, Event.FIT_END}
+    )
+
+    def __init__(
+        self,
+        swa_start: Time | str = "0.7dur",
+        swa_end: Time | str = "1.0dur",
+        update_interval: Time | str = "1ep",
+        schedule_swa_lr: bool = False,
+        anneal_strategy: str = "linear",
+        anneal_steps: int = 10,
+        swa_lr: float | None = None,
+        bn_update: bool = True,
+        cyclic_lr: tuple[float, float] | None = None,
+        eval_with_average: bool = False,
+        offload: bool = False,
+    ) -> None:
+        self.swa_start = as_time(swa_start, "swa_start")
+        self.swa_end = as_time(swa_end, "swa_end")
+        _check_window_time(self.swa_start, "swa_start")
+        _check_window_time(self.swa_end, "swa_end")
+        if self.swa_start.unit is self.swa_end.unit and self.swa_start >= self.swa_end:
+            raise ValueError(
+                f"swa_start must be before swa_end, got swa_start={str(self.swa_start)!r}, swa_end={str(self.swa_end)!r}"
+            )
+        self.update_interval = as_time(update_interval, "update_interval")
+        if self.update_interval.unit not in (TimeUnit.BATCH, TimeUnit.EPOCH) or self.update_interval.value < 1:
+            raise ValueError(f"update_interval must be at least 1 in 'ba' or 'ep', got {str(self.update_interval)!r}")
+        self.anneal_strategy = normalize_anneal_strategy(anneal_strategy)
+        if isinstance(anneal_steps, bool) or not isinstance(anneal_steps, int) or anneal_steps < 0:
+            raise ValueError(f"anneal_steps must be an int >= 0, got {anneal_steps!r}")
+        if swa_lr is not None and not swa_lr > 0:
+            raise ValueError(f"swa_lr must be > 0 (or None to hold the LR at swa_start), got {swa_lr!r}")
+        if cyclic_lr is not None:
+            if len(cyclic_lr) != 2 or not cyclic_lr[0] >= cyclic_lr[1] > 0:
+                raise ValueError(f"cyclic_lr must be (high, low) with high >= low > 0, got {cyclic_lr!r}")
+            if schedule_swa_lr:
+                raise ValueError("cyclic_lr and schedule_swa_lr=True both set the LR in the window; choose one")
+        self.schedule_swa_lr = schedule_swa_lr
+        self.anneal_steps = anneal_steps
+        self.swa_lr = swa_lr
+        self.bn_update = bn_update
+        self.cyclic_lr = (float(cyclic_lr[0]), float(cyclic_lr[1])) if cyclic_lr is not None else None
+        self.eval_with_average = eval_with_average
+        self.offload = offload
+
+        self.n_averaged = 0
+        self.finished = False
+        self.average: ModelAverage | None = None
+        self._start_lrs: list[list[float]] = []
+        self._pending_average: dict[str, Any] | None = None
+        self._eval_swap = ExitStack()
+        self._evaluating_average = False
+        # Resolved at FIT_START: first update, batches between updates, swa_end, where updates fire.
+        self._first = self._step = self._end = 0
+        self._updates_at_epoch_end = self._swap_at_epoch_end = False
+
+    # When to act ------------------------------------------------------------------------------
+
+    @property
+    def _owns_lr(self) -> bool:
+        return self.schedule_swa_lr or self.cyclic_lr is not None
+
+    def match(self, event: Event, state: State) -> bool:
+        count = state.timestamp.batch_count
+        if event is Event.BATCH_END or event is Event.EPOCH_END:
+            at_epoch_end = event is Event.EPOCH_END
+            return not self.finished and (self._is_update(count, at_epoch_end) or self._is_swap(count, at_epoch_end))
+        if event is Event.BATCH_START:
+            return self._owns_lr and not self.finished and self._first <= count < self._end
+        if event is Event.EVAL_START:
+            return self.eval_with_average and not self.finished and self.n_averaged > 0
+        if event is Event.EVAL_END:
+            return self._evaluating_average
+        return event is Event.FIT_START or event is Event.FIT_END
+
+    def _is_update(self, count: int, at_epoch_end: bool) -> bool:
+        on_grid = self._first <= count <= self._end and (count - self._first) % self._step == 0
+        return on_grid and at_epoch_end == self._updates_at_epoch_end
+
+    def _is_swap(self, count: int, at_epoch_end: bool) -> bool:
+        return count == self._end and at_epoch_end == self._swap_at_epoch_end
+
+    def owned_resources(self, state: State) -> frozenset[str]:
+        owned = {"lr"} if self._owns_lr else set()
+        if self._end == state.max_batches:
+            owned.add("final_weights")
+        return frozenset(owned)
+
+    # What to do -------------------------------------------------------------------------------
+
+    def apply(self, event: Event, state: State, logger: Logger) -> None:
+        count = state.timestamp.batch_count
+        if event is Event.FIT_START:
+            self._start(state)
+        elif event is Event.BATCH_START:
+            self._set_window_lr(state, count)
+        elif event is Event.BATCH_END or event is Event.EPOCH_END:
+            at_epoch_end = event is Event.EPOCH_END
+            if self._is_update(count, at_epoch_end):
+                self._update()
+            if self._is_swap(count, at_epoch_end):
+                self._swap_in_average(state, logger)
+        elif event is Event.EVAL_START:
+            assert self.average is not None
+            self._eval_swap.enter_context(self.average.swapped_into_model())
+            self._evaluating_average = True
+        elif event is Event.EVAL_END:
+            self._eval_swap.close()
+            self._evaluating_average = False
+        elif event is Event.FIT_END and not self.finished and count < self._end:
+            warnings.warn(
+                f"SWA: training stopped at batch {count}, before swa_end (batch {self._end}); the model holds the "
+                f"live weights and the average of {self.n_averaged} snapshots is in SWA.average",
+                stacklevel=2,
+            )
+
+    def _start(self, state: State) -> None:
+        start, end = state.to_batches(self.swa_start), state.to_batches(self.swa_end)
+        if end > state.max_batches:
+            raise ValueError(
+                f"swa_end={str(self.swa_end)!r} resolves to batch {end}, past the end of the run "
+                f"(max_duration={str(state.max_duration)!r} = {state.max_batches} batches)"
+            )
+        if start >= end:
+            raise ValueError(
+                f"swa_start must be before swa_end, got swa_start={str(self.swa_start)!r} (batch {start}) and "
+                f"swa_end={str(self.swa_end)!r} (batch {end})"
+            )
+        self._updates_at_epoch_end = self.update_interval.unit is TimeUnit.EPOCH
+        self._step = state.to_batches(self.update_interval)
+        self._end = end
+        self._first = start
+        if self._updates_at_epoch_end:
+            assert state.batches_per_epoch is not None  # to_batches of an 'ep' interval already required it
+            self._first = math.ceil(start / state.batches_per_epoch) * state.batches_per_epoch
+            self._swap_at_epoch_end = end % state.batches_per_epoch == 0
+        updates = (end - self._first) // self._step + 1 if self._first <= end else 0
+        if updates == 0:
+            raise ValueError(
+                f"the SWA window from swa_start={str(self.swa_start)!r} to swa_end={str(self.swa_end)!r} (batches "
+                f"{start} to {end}) holds no update every {str(self.update_interval)!r}; widen it or shorten update_interval"
+            )
+        if updates == 1 and self.n_averaged == 0:
+            warnings.warn(
+                f"SWA: the window holds a single update, so the 'average' is the weights at batch {self._first}", stacklevel=2
+            )
+
+        self.average = ModelAverage(state.model, device="cpu" if self.offload else None)
+        if self._pending_average is not None:
+            self.average.load_state_dict(self._pending_average)
+            self._pending_average = None
+        count = state.timestamp.batch_count
+        if self._owns_lr and self._first <= count < end and not self.finished:
+            state.lr_owner = self  # resumed inside the window
+        if count == 0 and self._first == 0:
+            self._update()
+
+    def _set_window_lr(self, state: State, count: int) -> None:
+        if count == self._first:  # the first step after swa_start: remember the LR in effect
+            self._start_lrs = [[group["lr"] for group in opt.param_groups] for opt in state.optimizers]
+            state.lr_owner = self
+        if self.cyclic_lr is not None:
+            high, low = self.cyclic_lr
+            lr = cyclic_lr(high, low, step_in_cycle=(count - self._first) % self._step + 1, cycle_length=self._step)
+            set_lrs(state.optimizers, [[lr] * len(lrs) for lrs in self._start_lrs])
+            return
+        progress = 1.0 if self.anneal_steps == 0 else (count - self._first + 1) / self.anneal_steps
+        set_lrs(
+            state.optimizers,
+            [
+                [annealed_lr(lr, self.swa_lr if self.swa_lr is not None else lr, progress, self.anneal_strategy) for lr in lrs]
+                for lrs in self._start_lrs
+            ],
+        )
+
+    def _update(self) -> None:
+        assert self.average is not None
+        if self.n_averaged == 0:
+            self.average.copy_from_model()
+        else:
+            self.average.interpolate(1.0 / (self.n_averaged + 1))
+        self.n_averaged += 1
+
+    def _swap_in_average(self, state: State, logger: Logger) -> None:
+        assert self.average is not None
+        self.average.copy_to_model()
+        message = f"SWA: the model now holds the average of {self.n_averaged} snapshots"
+        if self.bn_update and batch_norm_layers(state.model):
+            samples = recompute_batch_norm(state.model, state.train_dataloader, state.run_forward)
+            message += f"; batch-norm statistics recomputed over {samples} samples"
+        if state.lr_owner is self:
+            set_lrs(state.optimizers, self._start_lrs)
+            state.lr_owner = None
+        self.finished = True
+        logger.log_message(message, step=state.timestamp.batch_count)
+
+    # Checkpoints ------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "n_averaged": self.n_averaged,
+            "finished": self.finished,
+            "start_lrs": self._start_lrs,
+            "average": self.average.state_dict() if self.average is not None and self.n_averaged else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.n_averaged = int(state["n_averaged"])
+        self.finished = bool(state["finished"])
+        self._start_lrs = [list(lrs) for lrs in state["start_lrs"]]
+        average = state["average"]
+        if average is not None and self.average is not None:
+            self.average.load_state_dict(average)
+        else:
+            self._pending_average = average  # applied once the average exists, at FIT_START

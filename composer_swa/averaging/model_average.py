@@ -1,0 +1,131 @@
+"""The averaged weights of one model: what SWA and EMA keep beside the live weights."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from composer_swa.averaging.kernel import FlatAverage
+
+__all__ = ["ModelAverage", "named_state_tensors", "strip_wrapper_prefixes"]
+
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.")
+
+
+def strip_wrapper_prefixes(name: str) -> str:
+    """``module.encoder.weight`` → ``encoder.weight``: DDP, ``torch.compile`` and FSDP add these."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if name.startswith(prefix):
+                name, stripped = name[len(prefix) :], True
+    return name
+
+
+def named_state_tensors(model: torch.nn.Module, include_buffers: bool = True) -> list[tuple[str, torch.Tensor]]:
+    """Parameters then buffers, each shared tensor once, under names free of wrapper prefixes."""
+    seen: set[int] = set()
+    named: list[tuple[str, torch.Tensor]] = []
+    pairs: list[tuple[str, torch.Tensor]] = list(model.named_parameters())
+    if include_buffers:
+        pairs += [(name, buffer) for name, buffer in model.named_buffers() if buffer is not None]
+    for name, tensor in pairs:
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            named.append((strip_wrapper_prefixes(name), tensor))
+    return named
+
+
+class ModelAverage:
+    """An fp32 average of a model's floating-point parameters and buffers.
+
+    Integer and bool buffers (``num_batches_tracked``) are not averaged: each update copies their
+    current value, and :meth:`copy_to_model` writes that copy back.
+
+    Args:
+        model: The live model; the average reads its tensors by reference.
+        device: Where the average lives. Defaults to the model's devices; ``"cpu"`` offloads it.
+        include_buffers: Average floating-point buffers (e.g. batch-norm running statistics) too.
+
+    Example:
+        >>> model = torch.nn.BatchNorm1d(2)
+        >>> average = ModelAverage(model)
+        >>> average.copy_from_model()
+        >>> with torch.no_grad():
+        ...     model.weight.fill_(3.0)  # doctest: +ELLIPSIS
+        Parameter...
+        >>> average.interpolate(0.5)
+        >>> average.state_dict()["weight"]
+        tensor([2., 2.])
+    """
+
+    def __init__(self, model: torch.nn.Module, device: torch.device | str | None = None, include_buffers: bool = True) -> None:
+        named = named_state_tensors(model, include_buffers)
+        floating = [(name, tensor) for name, tensor in named if tensor.is_floating_point()]
+        self._float_names = [name for name, _ in floating]
+        self._average = FlatAverage([tensor for _, tensor in floating], device=device)
+        self._float_views = self._average.views()
+        self._copied_names = [name for name, tensor in named if not tensor.is_floating_point()]
+        self._copied_sources = [tensor for _, tensor in named if not tensor.is_floating_point()]
+        self._copies = [tensor.detach().clone() for tensor in self._copied_sources]
+        self._live_sources = [tensor for _, tensor in floating]
+
+    @property
+    def numel(self) -> int:
+        """Elements in the fp32 average (its memory is ``4 * numel`` bytes)."""
+        return self._average.numel
+
+    @torch.no_grad()
+    def _copy_integer_tensors(self) -> None:
+        if self._copies:
+            torch._foreach_copy_(self._copies, self._copied_sources)
+
+    def copy_from_model(self) -> None:
+        """Sets the average to the model's current weights."""
+        self._average.copy_from_sources()
+        self._copy_integer_tensors()
+
+    def interpolate(self, weight: float) -> None:
+        """Moves the average toward the model's weights: ``avg += weight * (w - avg)``."""
+        self._average.interpolate(weight)
+        self._copy_integer_tensors()
+
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        """Replaces the model's weights with the average (cast to the model's dtypes)."""
+        self._average.copy_to_sources()
+        if self._copies:
+            torch._foreach_copy_(self._copied_sources, self._copies)
+
+    @contextmanager
+    def swapped_into_model(self) -> Iterator[None]:
+        """Holds the average in the model inside the block, then restores the live weights exactly."""
+        with torch.no_grad():
+            backup = [tensor.detach().clone() for tensor in self._live_sources + self._copied_sources]
+        self.copy_to_model()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self._live_sources + self._copied_sources, backup)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The average by tensor name: fp32 views for floating tensors, copies for integer ones."""
+        return dict(zip(self._float_names + self._copied_names, self._float_views + self._copies))
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restores :meth:`state_dict`; raises ``KeyError``/``ValueError`` naming what does not match."""
+        expected = self.state_dict()
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise KeyError(f"averaged weights do not match the model: missing {missing}, unexpected {unexpected}")
+        for name, target in expected.items():
+            if tuple(state[name].shape) != tuple(target.shape):
+                raise ValueError(
+                    f"averaged weight {name!r} has shape {tuple(state[name].shape)}, the model has {tuple(target.shape)}"
+                )
+            target.copy_(state[name])

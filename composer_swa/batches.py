@@ -1,0 +1,82 @@
+"""Batches as the Trainer sees them: ``(inputs, targets)`` tuples/lists, dicts, or bare tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+__all__ = ["batch_num_samples", "batch_num_tokens", "default_forward", "split_batch", "to_device"]
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Moves every tensor in a (nested) batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(value, device) for value in batch)
+    return batch
+
+
+def _first_tensor(batch: Any) -> torch.Tensor | None:
+    if isinstance(batch, torch.Tensor):
+        return batch
+    values = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
+    for value in values:
+        found = _first_tensor(value)
+        if found is not None:
+            return found
+    return None
+
+
+def batch_num_samples(batch: Any) -> int:
+    """The batch's first dimension (samples), read from its first tensor."""
+    tensor = _first_tensor(batch)
+    if tensor is None or tensor.dim() == 0:
+        raise ValueError(f"cannot count the samples of a batch of type {type(batch).__name__}: it holds no batched tensor")
+    return int(tensor.shape[0])
+
+
+def batch_num_tokens(batch: Any) -> int:
+    """Tokens in a batch: ``input_ids`` of a dict, or integer inputs of a tuple; 0 when not text."""
+    if isinstance(batch, Mapping):
+        ids = batch.get("input_ids")
+        return int(ids.numel()) if isinstance(ids, torch.Tensor) else 0
+    inputs = batch[0] if isinstance(batch, (list, tuple)) and batch else batch
+    if isinstance(inputs, torch.Tensor) and inputs.dim() >= 2 and not inputs.is_floating_point():
+        return int(inputs.numel())
+    return 0
+
+
+def split_batch(batch: Any, parts: int) -> list[Any]:
+    """Splits a batch into up to ``parts`` microbatches along the first dimension."""
+    if parts == 1:
+        return [batch]
+    if isinstance(batch, torch.Tensor):
+        return list(torch.tensor_split(batch, parts))
+    if isinstance(batch, Mapping):
+        pieces = {key: split_batch(value, parts) if isinstance(value, torch.Tensor) else None for key, value in batch.items()}
+        count = min(len(p) for p in pieces.values() if p is not None)
+        return [{key: (p[i] if p is not None else batch[key]) for key, p in pieces.items()} for i in range(count)]
+    if isinstance(batch, (list, tuple)):
+        columns = [split_batch(value, parts) for value in batch]
+        return [type(batch)(column[i] for column in columns) for i in range(len(columns[0]))]
+    raise TypeError(f"cannot split a batch of type {type(batch).__name__} into microbatches")
+
+
+def default_forward(model: torch.nn.Module) -> Callable[[Any], Any]:
+    """Runs ``model`` on a batch as the Trainer does: ``model(x)`` for ``(x, y)``, ``model(**batch)`` for a dict."""
+    device = next(model.parameters()).device
+
+    def forward(batch: Any) -> Any:
+        batch = to_device(batch, device)
+        if isinstance(batch, Mapping):
+            return model(**batch)
+        if isinstance(batch, (list, tuple)):
+            return model(batch[0])
+        return model(batch)
+
+    return forward

@@ -1,0 +1,62 @@
+"""The interface every algorithm implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from composer_swa.events.event import Event
+
+if TYPE_CHECKING:
+    from composer_swa.loggers import Logger
+    from composer_swa.state import State
+
+__all__ = ["Algorithm"]
+
+
+class Algorithm(ABC):
+    """Something that changes training: it decides when to act (``match``) and acts (``apply``).
+
+    Subclasses list the events they may act on in ``events``; the :class:`~composer_swa.events.Engine`
+    never asks an algorithm about any other event, so a batch with nothing to do costs nothing.
+    Algorithm state (averages, counters) goes through ``state_dict`` / ``load_state_dict`` so that a
+    resumed run continues exactly. Checkpoints key it by :attr:`checkpoint_key`, which is unique
+    among the algorithms of a run even when two instances share a class.
+
+    Example:
+        >>> class CountBatches(Algorithm):
+        ...     events = frozenset({Event.BATCH_END})
+        ...     def __init__(self):
+        ...         self.seen = 0
+        ...     def match(self, event, state):
+        ...         return True
+        ...     def apply(self, event, state, logger):
+        ...         self.seen += 1
+    """
+
+    events: ClassVar[frozenset[Event]] = frozenset(Event)
+    #: What the algorithm takes charge of, for conflict checks: e.g. ``{"lr", "final_weights"}``.
+    owns: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    def match(self, event: Event, state: State) -> bool:
+        """Whether to run :meth:`apply` at this event."""
+
+    @abstractmethod
+    def apply(self, event: Event, state: State, logger: Logger) -> None:
+        """Acts on ``state`` at ``event``."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain containers only, so checkpoints load with ``weights_only=True``."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores what :meth:`state_dict` returned."""
+
+    def owned_resources(self, state: State) -> frozenset[str]:
+        """What this instance takes charge of in this run; options may give some up."""
+        return self.owns
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__

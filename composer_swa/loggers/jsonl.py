@@ -1,0 +1,44 @@
+"""Metrics as JSON lines: one object per record, easy to load with pandas or jq."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["JSONLinesLogger"]
+
+
+class JSONLinesLogger:
+    """Appends ``{"step": ..., "time": ..., <metrics>}`` lines to ``path``.
+
+    Lines are flushed as written, so a run that dies keeps every record up to its last line.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "metrics.jsonl"
+        >>> log = JSONLinesLogger(path)
+        >>> log.log_metrics({"train/loss": 0.5}, step=10)
+        >>> log.close()
+        >>> json.loads(path.read_text())["train/loss"]
+        0.5
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def _write(self, record: dict[str, object]) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self._write({"step": step, "time": time.time(), **metrics})
+
+    def log_message(self, message: str, step: int) -> None:
+        self._write({"step": step, "time": time.time(), "message": message})
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,145 @@
+"""The State: everything an algorithm may read or change, shared by the loop, algorithms and callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from composer_swa.time import BatchResolver, Time, Timestamp, as_time
+
+if TYPE_CHECKING:
+    from composer_swa.events.algorithm import Algorithm
+    from composer_swa.events.callback import Callback
+
+__all__ = ["State", "describe_dataloader"]
+
+
+def describe_dataloader(dataloader: Iterable[Any]) -> dict[str, int | None]:
+    """What a loader tells of an epoch: batches, samples, and the size of a full batch (``None`` if unknown).
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> loader = DataLoader(TensorDataset(torch.zeros(100, 2)), batch_size=32)
+        >>> describe_dataloader(loader)
+        {'batches_per_epoch': 4, 'batch_size': 32, 'samples_per_epoch': 100}
+    """
+    try:
+        batches = len(dataloader)  # type: ignore[arg-type]
+    except TypeError:
+        batches = None
+    batch_size = getattr(dataloader, "batch_size", None)
+    samples: int | None = None
+    dataset = getattr(dataloader, "dataset", None)
+    sampler = getattr(dataloader, "sampler", None)
+    if batches is not None and batch_size is not None:
+        try:
+            # The sampler, not the dataset, decides what one rank sees in an epoch.
+            per_epoch = len(sampler) if sampler is not None else len(dataset)  # type: ignore[arg-type]
+        except TypeError:
+            per_epoch = batches * batch_size
+        samples = batches * batch_size if getattr(dataloader, "drop_last", False) else per_epoch
+    return {"batches_per_epoch": batches, "batch_size": batch_size, "samples_per_epoch": samples}
+
+
+class State:
+    """The training state: model, optimizers, schedulers, data, the timestamp and the run's length.
+
+    Our :class:`~composer_swa.Trainer` builds one; a plain loop builds its own and fires events with
+    an :class:`~composer_swa.events.Engine`. Times resolve to batch counts through :meth:`to_batches`,
+    using the train dataloader's length unless ``resolver`` is set by hand (e.g. for an iterable
+    dataset or a token-based duration).
+
+    Args:
+        model: The model being trained (unwrapped; distributed wrappers keep their own reference).
+        max_duration: The run's length, e.g. ``"10ep"`` or ``"2000ba"``.
+        train_dataloader: The training batches of one epoch.
+        eval_dataloader: Optional evaluation batches.
+        optimizers: The optimizers; algorithms that own the LR act on all of them.
+        schedulers: ``torch.optim.lr_scheduler`` objects; the loop steps them while ``lr_owner`` is None.
+        algorithms: The algorithms, in the order they run at each event.
+        callbacks: The callbacks, run after the algorithms.
+        device: Where the model lives.
+
+    Example:
+        >>> import torch
+        >>> state = State(model=torch.nn.Linear(2, 2), max_duration="2ep", train_dataloader=[0, 1, 2, 3, 4])
+        >>> state.to_batches("0.7dur")
+        7
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        max_duration: Time | str | int,
+        train_dataloader: Iterable[Any],
+        eval_dataloader: Iterable[Any] | None = None,
+        optimizers: Sequence[torch.optim.Optimizer] = (),
+        schedulers: Sequence[Any] = (),
+        algorithms: Sequence[Algorithm] = (),
+        callbacks: Sequence[Callback] = (),
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.model = model
+        self.max_duration = as_time(max_duration, "max_duration")
+        self.train_dataloader = train_dataloader
+        self.eval_dataloader = eval_dataloader
+        self.optimizers = list(optimizers)
+        self.schedulers = list(schedulers)
+        self.algorithms = list(algorithms)
+        self.callbacks = list(callbacks)
+        self.device = torch.device(device) if device is not None else _model_device(model)
+        self.timestamp = Timestamp()
+        self.precision = "fp32"
+        self.grad_accum = 1
+        self.rank = 0
+        self.world_size = 1
+        self.batch: Any = None
+        self.outputs: Any = None
+        self.loss: torch.Tensor | None = None
+        self.eval_metrics: dict[str, float] = {}
+        #: The algorithm driving the learning rate, if any; the loop does not step schedulers then.
+        self.lr_owner: Algorithm | None = None
+        #: Runs the model on one batch (device, precision, microbatching); used by statistics passes.
+        self.run_forward: Callable[[Any], Any] | None = None
+        self.stop_training = False
+        self._resolver: BatchResolver | None = None
+        self.tokens_per_sample: float | None = None
+
+    @property
+    def resolver(self) -> BatchResolver:
+        if self._resolver is None:
+            self._resolver = BatchResolver(
+                max_duration=self.max_duration,
+                tokens_per_sample=self.tokens_per_sample,
+                **describe_dataloader(self.train_dataloader),
+            )
+        return self._resolver
+
+    @resolver.setter
+    def resolver(self, resolver: BatchResolver) -> None:
+        self._resolver = resolver
+
+    @property
+    def max_batches(self) -> int:
+        return self.resolver.max_batches
+
+    @property
+    def batches_per_epoch(self) -> int | None:
+        return self.resolver.batches_per_epoch
+
+    def to_batches(self, time: Time | str | int) -> int:
+        """The completed-batch count at which ``time`` is reached in this run."""
+        return self.resolver.to_batches(as_time(time))
+
+    @property
+    def is_finished(self) -> bool:
+        return self.stop_training or self.timestamp.batch_count >= self.max_batches
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")

@@ -1,0 +1,340 @@
+"""Training time: ``Time`` values such as ``"0.7dur"`` or ``"5ba"``, the ``Timestamp`` of a run,
+and the resolution of any ``Time`` to a count of completed batches.
+
+Time strings are the user's language. They are parsed once, in constructors, and resolved to batch
+counts once, when the run's length is known (at ``Event.FIT_START``). Everything on the hot path
+compares plain integers.
+
+Example:
+    >>> Time.from_timestring("0.7dur")
+    Time(0.7, 'dur')
+    >>> Time(5, "ba") + Time(3, "ba")
+    Time(8, 'ba')
+    >>> clock = BatchResolver(max_duration=Time(10, "ep"), batches_per_epoch=100)
+    >>> clock.to_batches(Time.from_timestring("0.7dur"))
+    700
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from enum import Enum
+from fractions import Fraction
+from typing import Any
+
+__all__ = ["BatchResolver", "Time", "TimeUnit", "Timestamp", "as_time"]
+
+
+class TimeUnit(str, Enum):
+    """Units of training time. ``DURATION`` is a fraction of the whole run's ``max_duration``."""
+
+    EPOCH = "ep"
+    BATCH = "ba"
+    SAMPLE = "sp"
+    TOKEN = "tok"
+    DURATION = "dur"
+
+    @property
+    def is_integral(self) -> bool:
+        return self is not TimeUnit.DURATION
+
+
+_ALLOWED_UNITS = ", ".join(f"'{unit.value}'" for unit in TimeUnit)
+_TIME_PATTERN = re.compile(r"^\s*(?P<number>[-+]?[0-9_.]+(?:e[-+]?[0-9_]+)?)\s*(?P<unit>[a-z]+)\s*$")
+
+
+def _parse_unit(unit: TimeUnit | str) -> TimeUnit:
+    try:
+        return TimeUnit(unit.lower() if isinstance(unit, str) else unit)
+    except ValueError:
+        raise ValueError(f"unknown time unit {unit!r}; allowed units are {_ALLOWED_UNITS}") from None
+
+
+class Time:
+    """An amount of training time in one unit.
+
+    Integer units (``ep``, ``ba``, ``sp``, ``tok``) hold an ``int``; ``dur`` holds a ``float``.
+    Values are never negative. Arithmetic and ordering work within one unit; mixing units raises,
+    because converting between them needs the run's length (see :class:`BatchResolver`).
+
+    Args:
+        value: The amount. An integral float (``1e3``) is accepted for integer units.
+        unit: A :class:`TimeUnit` or its string value, case-insensitive.
+
+    Raises:
+        ValueError: On an unknown unit or a negative value.
+        TypeError: On a fractional value for an integer unit, e.g. ``Time(1.5, "ep")``.
+
+    Example:
+        >>> Time(2, "ep") < Time(3, "ep")
+        True
+        >>> Time.from_timestring("2_000TOK")
+        Time(2000, 'tok')
+    """
+
+    __slots__ = ("_unit", "_value")
+
+    def __init__(self, value: int | float, unit: TimeUnit | str) -> None:
+        parsed_unit = _parse_unit(unit)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"Time value must be a number, got {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"Time value must be a finite number >= 0, got {value!r} {parsed_unit.value!r}")
+        if parsed_unit.is_integral:
+            if value != int(value):
+                raise TypeError(
+                    f"time unit {parsed_unit.value!r} counts whole units, got the fraction {value!r}; "
+                    f"use an integer, or 'dur' for a fraction of the run"
+                )
+            value = int(value)
+        else:
+            value = float(value)
+        self._value: int | float = value
+        self._unit = parsed_unit
+
+    @classmethod
+    def from_timestring(cls, timestring: str) -> Time:
+        """Parses ``"<number><unit>"``, e.g. ``"0.7dur"``, ``"5ba"``, ``"1e3ba"``, ``"2_000tok"``.
+
+        Raises:
+            ValueError: If the string is not a number followed by a known unit; the message quotes
+                the string and lists the allowed units.
+            TypeError: If an integer unit is given a fraction, e.g. ``"1.5ep"``.
+        """
+        if not isinstance(timestring, str):
+            raise TypeError(f"a time string must be a str, got {timestring!r}")
+        match = _TIME_PATTERN.match(timestring.lower())
+        if match is None:
+            raise ValueError(
+                f"invalid time string {timestring!r}: expected a number followed by a unit, "
+                f"like '0.7dur', '5ba' or '2_000tok'; allowed units are {_ALLOWED_UNITS}"
+            )
+        unit_text = match.group("unit")
+        if unit_text not in {unit.value for unit in TimeUnit}:
+            raise ValueError(
+                f"invalid time string {timestring!r}: unknown unit {unit_text!r}; allowed units are {_ALLOWED_UNITS}"
+            )
+        try:
+            number = float(match.group("number"))
+        except ValueError:
+            raise ValueError(f"invalid time string {timestring!r}: {match.group('number')!r} is not a number") from None
+        if number < 0:
+            raise ValueError(f"invalid time string {timestring!r}: time cannot be negative")
+        try:
+            return cls(number, unit_text)
+        except TypeError as error:
+            raise TypeError(f"invalid time string {timestring!r}: {error}") from None
+
+    @property
+    def value(self) -> int | float:
+        return self._value
+
+    @property
+    def unit(self) -> TimeUnit:
+        return self._unit
+
+    def _same_unit(self, other: object, operation: str) -> Time:
+        if not isinstance(other, Time):
+            raise TypeError(f"cannot {operation} {self} and {other!r}: both must be Time values")
+        if other._unit is not self._unit:
+            raise TypeError(
+                f"cannot {operation} {self} and {other}: the units differ; resolve both to batches "
+                f"with BatchResolver.to_batches() first"
+            )
+        return other
+
+    def __add__(self, other: Time) -> Time:
+        return Time(self._value + self._same_unit(other, "add")._value, self._unit)
+
+    def __sub__(self, other: Time) -> Time:
+        difference = self._value - self._same_unit(other, "subtract")._value
+        if difference < 0:
+            raise ValueError(f"{self} - {other} is negative; time cannot be negative")
+        return Time(difference, self._unit)
+
+    def __mul__(self, factor: int | float) -> Time:
+        return Time(self._value * factor, self._unit)
+
+    __rmul__ = __mul__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Time) and self._unit is other._unit and self._value == other._value
+
+    def __hash__(self) -> int:
+        return hash((self._value, self._unit))
+
+    def __lt__(self, other: Time) -> bool:
+        return self._value < self._same_unit(other, "compare")._value
+
+    def __le__(self, other: Time) -> bool:
+        return self._value <= self._same_unit(other, "compare")._value
+
+    def __gt__(self, other: Time) -> bool:
+        return self._value > self._same_unit(other, "compare")._value
+
+    def __ge__(self, other: Time) -> bool:
+        return self._value >= self._same_unit(other, "compare")._value
+
+    def __repr__(self) -> str:
+        return f"Time({self._value!r}, {self._unit.value!r})"
+
+    def __str__(self) -> str:
+        return f"{self._value}{self._unit.value}"
+
+
+def as_time(value: Time | str | int, argument: str = "time") -> Time:
+    """Accepts a ``Time``, a time string, or an int (read as batches), naming ``argument`` on error."""
+    if isinstance(value, Time):
+        return value
+    if isinstance(value, str):
+        try:
+            return Time.from_timestring(value)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{argument}: {error}") from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Time(value, TimeUnit.BATCH)
+    raise TypeError(f"{argument} must be a Time, a time string like '5ba', or an int of batches, got {value!r}")
+
+
+class Timestamp:
+    """Where a run stands: completed epochs, batches, samples and tokens.
+
+    The counters are plain ints updated in place on the hot path; the ``Time`` views are built on
+    access. At ``Event.BATCH_END`` the batch that just finished is already counted.
+
+    Example:
+        >>> stamp = Timestamp()
+        >>> stamp.advance_batch(samples=32, tokens=0)
+        >>> stamp.batch, stamp.sample
+        (Time(1, 'ba'), Time(32, 'sp'))
+    """
+
+    __slots__ = ("batch_count", "batch_in_epoch", "epoch_count", "sample_count", "token_count")
+
+    def __init__(self) -> None:
+        self.epoch_count = 0
+        self.batch_count = 0
+        self.sample_count = 0
+        self.token_count = 0
+        self.batch_in_epoch = 0
+
+    @property
+    def epoch(self) -> Time:
+        return Time(self.epoch_count, TimeUnit.EPOCH)
+
+    @property
+    def batch(self) -> Time:
+        return Time(self.batch_count, TimeUnit.BATCH)
+
+    @property
+    def sample(self) -> Time:
+        return Time(self.sample_count, TimeUnit.SAMPLE)
+
+    @property
+    def token(self) -> Time:
+        return Time(self.token_count, TimeUnit.TOKEN)
+
+    def advance_batch(self, samples: int, tokens: int) -> None:
+        self.batch_count += 1
+        self.batch_in_epoch += 1
+        self.sample_count += samples
+        self.token_count += tokens
+
+    def advance_epoch(self) -> None:
+        self.epoch_count += 1
+        self.batch_in_epoch = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        for name in self.__slots__:
+            setattr(self, name, int(state[name]))
+
+    def __repr__(self) -> str:
+        return (
+            f"Timestamp(epoch={self.epoch_count}, batch={self.batch_count}, sample={self.sample_count}, "
+            f"token={self.token_count}, batch_in_epoch={self.batch_in_epoch})"
+        )
+
+
+@dataclass(frozen=True)
+class BatchResolver:
+    """Turns any ``Time`` into a count of completed batches for one run.
+
+    Args:
+        max_duration: The run's length in ``ep``, ``ba``, ``sp`` or ``tok`` (never ``dur``).
+        batches_per_epoch: Batches in one epoch; ``None`` for loaders without a length.
+        batch_size: Samples in a full batch; needed for ``sp`` and ``tok``.
+        samples_per_epoch: Samples seen in one epoch (a last partial batch counts by its size).
+            Defaults to ``batches_per_epoch * batch_size``.
+        tokens_per_sample: Tokens in one sample; needed for ``tok``.
+
+    Resolution rules: ``ep`` is epochs times batches per epoch; ``sp`` and ``tok`` are the first
+    batch count whose cumulative samples (tokens) reach the value; ``dur`` is the first batch count
+    at or past that fraction of the run (ceiling, computed exactly).
+
+    Example:
+        >>> clock = BatchResolver(max_duration=Time(2, "ep"), batches_per_epoch=4, batch_size=32, samples_per_epoch=100)
+        >>> clock.max_batches, clock.to_batches(Time(100, "sp")), clock.to_batches(Time(101, "sp"))
+        (8, 4, 5)
+    """
+
+    max_duration: Time
+    batches_per_epoch: int | None = None
+    batch_size: int | None = None
+    samples_per_epoch: int | None = None
+    tokens_per_sample: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_duration.unit is TimeUnit.DURATION:
+            raise ValueError(
+                f"max_duration cannot be in 'dur' (a fraction of itself), got {self.max_duration}; use 'ep', 'ba', 'sp' or 'tok'"
+            )
+        if self.batches_per_epoch is not None and self.batches_per_epoch <= 0:
+            raise ValueError(
+                f"the train dataloader is empty (batches_per_epoch={self.batches_per_epoch!r}); it must yield at least one batch"
+            )
+        if self.max_batches <= 0:
+            raise ValueError(
+                f"max_duration={str(self.max_duration)!r} resolves to no batches; the run must train at least one batch"
+            )
+
+    @property
+    def max_batches(self) -> int:
+        return self._integral_to_batches(self.max_duration)
+
+    def to_batches(self, time: Time) -> int:
+        """Returns the completed-batch count at which ``time`` is reached."""
+        if time.unit is TimeUnit.DURATION:
+            return math.ceil(Fraction(str(time.value)) * self.max_batches)
+        return self._integral_to_batches(time)
+
+    def _integral_to_batches(self, time: Time) -> int:
+        value = int(time.value)
+        if time.unit is TimeUnit.BATCH:
+            return value
+        if time.unit is TimeUnit.EPOCH:
+            return value * self._require(self.batches_per_epoch, time, "the train dataloader has no length")
+        if time.unit is TimeUnit.TOKEN:
+            tokens_per_sample = self._require(self.tokens_per_sample, time, "the tokens per sample are unknown")
+            return self._samples_to_batches(math.ceil(Fraction(value) / Fraction(str(tokens_per_sample))), time)
+        return self._samples_to_batches(value, time)
+
+    def _samples_to_batches(self, samples: int, time: Time) -> int:
+        batch_size = self._require(self.batch_size, time, "the batch size is unknown")
+        if samples == 0:
+            return 0
+        if self.batches_per_epoch is None:
+            return math.ceil(samples / batch_size)
+        per_epoch = self.samples_per_epoch or self.batches_per_epoch * batch_size
+        full_epochs, remainder = divmod(samples - 1, per_epoch)
+        return full_epochs * self.batches_per_epoch + math.ceil((remainder + 1) / batch_size)
+
+    @staticmethod
+    def _require(quantity: Any, time: Time, why: str) -> Any:
+        if quantity is None:
+            raise ValueError(f"cannot resolve {time} to batches: {why}; express it in 'ba' or 'dur' instead")
+        return quantity

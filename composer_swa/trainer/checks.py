@@ -1,0 +1,82 @@
+"""Up-front checks of the Trainer's arguments: each error names the argument, its value and the fix."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["check_grad_accum", "check_model", "check_optimizers", "check_scalar_loss", "resolve_device", "seed_everything"]
+
+
+def check_model(model: Any) -> torch.nn.Module:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if next(model.parameters(), None) is None:
+        raise ValueError(f"model {type(model).__name__} has no parameters; there is nothing to train or average")
+    return model
+
+
+def check_optimizers(optimizers: Sequence[torch.optim.Optimizer], model: torch.nn.Module) -> None:
+    """Every optimized tensor must be one of the model's parameters (a common slip after rebuilding a model)."""
+    model_params = {id(p) for p in model.parameters()}
+    for index, optimizer in enumerate(optimizers):
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizers[{index}] must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        foreign = sum(1 for group in optimizer.param_groups for p in group["params"] if id(p) not in model_params)
+        if foreign:
+            raise ValueError(
+                f"optimizers[{index}] ({type(optimizer).__name__}) holds {foreign} tensor(s) that are not parameters of "
+                f"the model; build the optimizer from this model's parameters (model.parameters())"
+            )
+
+
+def check_grad_accum(grad_accum: Any) -> int:
+    if isinstance(grad_accum, bool) or not isinstance(grad_accum, int) or grad_accum < 1:
+        raise ValueError(f"grad_accum must be an int >= 1 (microbatches per batch), got {grad_accum!r}")
+    return grad_accum
+
+
+def check_scalar_loss(loss: Any) -> torch.Tensor:
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"the loss must be a scalar tensor, got {shape}; reduce it in loss_fn (e.g. reduction='mean')")
+    return loss
+
+
+def check_nonempty(dataloader: Iterable[Any], argument: str) -> None:
+    try:
+        length = len(dataloader)  # type: ignore[arg-type]
+    except TypeError:
+        return
+    if length == 0:
+        raise ValueError(
+            f"{argument} is empty (len == 0); it must yield at least one batch "
+            "(is batch_size larger than the dataset, with drop_last=True?)"
+        )
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for, but CUDA is not available on this machine; use device='cpu'")
+    return resolved
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds Python, NumPy (when installed) and torch on every device."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy
+
+        numpy.random.seed(seed % 2**32)
+    except ImportError:
+        pass

@@ -1,0 +1,310 @@
+"""The Trainer: a training loop that fires events, and nothing an algorithm could do instead."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from composer_swa.batches import batch_num_samples, batch_num_tokens, split_batch, to_device
+from composer_swa.events import Algorithm, Callback, Engine, Event
+from composer_swa.loggers import ConsoleLogger, JSONLinesLogger, Logger, LoggerDestination
+from composer_swa.state import State
+from composer_swa.time import Time, TimeUnit, as_time
+from composer_swa.trainer.checks import (
+    check_grad_accum,
+    check_model,
+    check_nonempty,
+    check_optimizers,
+    check_scalar_loss,
+    resolve_device,
+    seed_everything,
+)
+from composer_swa.trainer.evaluation import MetricTotals, accuracy_counts
+from composer_swa.trainer.precision import autocast_context, check_precision, make_grad_scaler
+
+__all__ = ["Trainer"]
+
+LossFn = Callable[[Any, Any], torch.Tensor]
+
+
+class Trainer:
+    """Trains any ``torch.nn.Module``, firing :class:`~composer_swa.Event` s for algorithms and callbacks.
+
+    Batches are ``(inputs, targets)`` tuples or lists, which run ``model(inputs)`` and
+    ``loss_fn(outputs, targets)`` (cross-entropy by default), or dicts, which run ``model(**batch)``
+    and take ``outputs.loss`` / ``outputs["loss"]`` unless ``loss_fn(outputs, batch)`` is given.
+
+    Schedulers are ordinary ``torch.optim.lr_scheduler`` objects, stepped after every optimizer
+    step (``step_schedulers_every_batch=False``: after every epoch), except while an algorithm owns
+    the learning rate (``state.lr_owner``, e.g. SWA with ``schedule_swa_lr=True``).
+
+    Args:
+        model: The model. It is moved to ``device``.
+        train_dataloader: Training batches; its length defines an epoch.
+        max_duration: Run length: ``"10ep"``, ``"2000ba"``, ``"50_000sp"`` or ``"1e6tok"``.
+        eval_dataloader: Batches for :meth:`eval`, run every ``eval_interval`` and at the end of fit.
+        optimizers: One optimizer or a list; defaults to ``SGD(lr=0.1)``.
+        schedulers: One LR scheduler or a list.
+        loss_fn: ``loss_fn(outputs, targets)`` for tuple batches, ``loss_fn(outputs, batch)`` for dicts.
+        algorithms: Algorithms, run in this order at every event.
+        callbacks: Callbacks, run after the algorithms.
+        eval_interval: How often to evaluate: ``"1ep"``, ``"500ba"``, ``"0.25dur"``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; defaults to CUDA when available.
+        precision: ``"fp32"`` (default), ``"bf16"`` (autocast) or ``"fp16"`` (autocast + GradScaler).
+        seed: Seeds Python, NumPy and torch at construction.
+        grad_accum: Microbatches per batch; gradients match one full batch (losses weighted by size).
+        progress_bar: Show a progress bar (only when stderr is a terminal).
+        step_schedulers_every_batch: Step schedulers per batch (default) or per epoch.
+        log_interval: How often training loss and LR are logged.
+        run_dir: A folder for ``metrics.jsonl``.
+        loggers: Logger destinations; defaults to the console (plus JSON lines with ``run_dir``).
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> data = TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,)))
+        >>> model = torch.nn.Linear(4, 2)
+        >>> trainer = Trainer(model, DataLoader(data, batch_size=16), max_duration="2ep", progress_bar=False, loggers=[])
+        >>> trainer.fit()
+        >>> trainer.state.timestamp.batch
+        Time(8, 'ba')
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        train_dataloader: Iterable[Any],
+        max_duration: Time | str | int,
+        eval_dataloader: Iterable[Any] | None = None,
+        optimizers: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,
+        schedulers: Any | Sequence[Any] | None = None,
+        loss_fn: LossFn | None = None,
+        algorithms: Sequence[Algorithm] = (),
+        callbacks: Sequence[Callback] = (),
+        eval_interval: Time | str | int = "1ep",
+        device: torch.device | str | None = None,
+        precision: str | None = None,
+        seed: int | None = None,
+        grad_accum: int = 1,
+        progress_bar: bool = True,
+        step_schedulers_every_batch: bool = True,
+        log_interval: Time | str | int = "50ba",
+        run_dir: str | Path | None = None,
+        loggers: Sequence[LoggerDestination] | None = None,
+    ) -> None:
+        if seed is not None:
+            seed_everything(seed)
+        model = check_model(model)
+        self.device = resolve_device(device)
+        model.to(self.device)
+        optimizers = [torch.optim.SGD(model.parameters(), lr=0.1)] if optimizers is None else _as_list(optimizers)
+        check_optimizers(optimizers, model)
+        check_nonempty(train_dataloader, "train_dataloader")
+        if eval_dataloader is not None:
+            check_nonempty(eval_dataloader, "eval_dataloader")
+
+        self.state = State(
+            model=model,
+            max_duration=max_duration,
+            train_dataloader=train_dataloader,
+            eval_dataloader=eval_dataloader,
+            optimizers=optimizers,
+            schedulers=_as_list(schedulers),
+            algorithms=algorithms,
+            callbacks=callbacks,
+            device=self.device,
+        )
+        self.state.precision = check_precision(precision, self.device)
+        self.state.grad_accum = check_grad_accum(grad_accum)
+        self.state.run_forward = self._forward_for_statistics
+        _ = self.state.max_batches  # resolving now reports a bad max_duration before any work
+        self.eval_interval = as_time(eval_interval, "eval_interval")
+        self._log_every = self.state.to_batches(as_time(log_interval, "log_interval"))
+        self.loss_fn = loss_fn
+        self.step_schedulers_every_batch = step_schedulers_every_batch
+        self.progress_bar = progress_bar
+        self._autocast = autocast_context(self.state.precision, self.device)
+        self._scaler = make_grad_scaler(self.state.precision, self.device)
+        self._move_batches = self.device.type != "cpu"
+        self._last_eval_batch = -1
+
+        if loggers is None:
+            loggers = [ConsoleLogger()] + ([JSONLinesLogger(Path(run_dir) / "metrics.jsonl")] if run_dir else [])
+        self.logger = Logger(loggers)
+        self.engine = Engine(self.state, self.logger)
+        self.engine.run_event(Event.INIT)
+
+    # The loop ---------------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        """Trains until ``max_duration``, evaluating every ``eval_interval`` and at the end."""
+        state, engine = self.state, self.engine
+        state.model.train()
+        engine.run_event(Event.FIT_START)
+        eval_every = self._eval_every_batches()
+        bar = tqdm(
+            total=state.max_batches,
+            initial=state.timestamp.batch_count,
+            unit="ba",
+            dynamic_ncols=True,
+            disable=not (self.progress_bar and sys.stderr.isatty()),
+        )
+        try:
+            while not state.is_finished:
+                engine.run_event(Event.EPOCH_START)
+                for batch in state.train_dataloader:
+                    self._train_batch(batch)
+                    bar.update(1)
+                    if eval_every and state.timestamp.batch_count % eval_every == 0:
+                        self.eval()
+                    if state.is_finished:
+                        break
+                else:
+                    if state.timestamp.batch_in_epoch == 0:
+                        raise ValueError("train_dataloader yielded no batches in an epoch; it must yield at least one")
+                    self._end_epoch()
+                    continue
+                if state.timestamp.batch_in_epoch == state.batches_per_epoch:
+                    self._end_epoch()
+            engine.run_event(Event.FIT_END)
+            if state.eval_dataloader is not None and self._last_eval_batch != state.timestamp.batch_count:
+                self.eval()
+        finally:
+            bar.close()
+
+    def _train_batch(self, batch: Any) -> None:
+        state, engine = self.state, self.engine
+        state.batch = batch
+        engine.run_event(Event.BATCH_START)
+        samples = batch_num_samples(batch)
+        tokens = batch_num_tokens(batch)
+        if self._move_batches:
+            batch = to_device(batch, self.device)
+        microbatches = split_batch(batch, state.grad_accum)
+        batch_loss = torch.zeros((), device=self.device) if len(microbatches) > 1 else None
+        for microbatch in microbatches:
+            with self._autocast():
+                state.outputs = self._forward(microbatch)
+                engine.run_event(Event.AFTER_FORWARD)
+                loss = check_scalar_loss(self._loss(state.outputs, microbatch))
+            if batch_loss is not None:
+                # Weight each microbatch by its size so the summed gradient is the full batch's mean.
+                loss = loss * (batch_num_samples(microbatch) / samples)
+                batch_loss += loss.detach()
+            state.loss = loss
+            engine.run_event(Event.AFTER_LOSS)
+            (self._scaler.scale(loss) if self._scaler is not None else loss).backward()
+            engine.run_event(Event.AFTER_BACKWARD)
+        self._step_optimizers()
+        if self.step_schedulers_every_batch and state.lr_owner is None:
+            for scheduler in state.schedulers:
+                scheduler.step()
+        state.timestamp.advance_batch(samples, tokens)
+        engine.run_event(Event.BATCH_END)
+        if state.timestamp.batch_count % self._log_every == 0:
+            self._log_training(batch_loss if batch_loss is not None else state.loss)
+
+    def _step_optimizers(self) -> None:
+        for optimizer in self.state.optimizers:
+            if self._scaler is not None:
+                self._scaler.step(optimizer)
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        if self._scaler is not None:
+            self._scaler.update()
+
+    def _end_epoch(self) -> None:
+        state = self.state
+        state.timestamp.advance_epoch()
+        if not self.step_schedulers_every_batch and state.lr_owner is None:
+            for scheduler in state.schedulers:
+                scheduler.step()
+        self.engine.run_event(Event.EPOCH_END)
+        if self.eval_interval.unit is TimeUnit.EPOCH and state.timestamp.epoch_count % int(self.eval_interval.value) == 0:
+            self.eval()
+
+    # Evaluation -------------------------------------------------------------------------------
+
+    def eval(self) -> dict[str, float]:
+        """Evaluates what ``state.model`` holds now on ``eval_dataloader``; returns and logs the metrics."""
+        state, engine = self.state, self.engine
+        if state.eval_dataloader is None:
+            raise ValueError("Trainer.eval() needs an eval_dataloader; pass one to the Trainer")
+        engine.run_event(Event.EVAL_START)
+        was_training = state.model.training
+        state.model.eval()
+        totals = MetricTotals()
+        with torch.no_grad():
+            for batch in state.eval_dataloader:
+                batch = to_device(batch, self.device) if self._move_batches else batch
+                with self._autocast():
+                    state.outputs = self._forward(batch)
+                    loss = check_scalar_loss(self._loss(state.outputs, batch))
+                targets = batch[1] if isinstance(batch, (list, tuple)) else None
+                totals.add(loss, batch_num_samples(batch), accuracy_counts(state.outputs, targets))
+                engine.run_event(Event.EVAL_BATCH_END)
+        state.model.train(was_training)
+        state.eval_metrics = totals.compute()
+        engine.run_event(Event.EVAL_END)
+        self._last_eval_batch = state.timestamp.batch_count
+        self.logger.log_metrics(state.eval_metrics, step=state.timestamp.batch_count)
+        return state.eval_metrics
+
+    # Model calls ------------------------------------------------------------------------------
+
+    def _forward(self, batch: Any) -> Any:
+        if isinstance(batch, Mapping):
+            return self.state.model(**batch)
+        if isinstance(batch, (list, tuple)) and len(batch) >= 2:
+            return self.state.model(batch[0])
+        raise TypeError(
+            f"a batch must be an (inputs, targets) tuple/list or a dict of model inputs, got {type(batch).__name__}"
+            + (f" of length {len(batch)}" if isinstance(batch, (list, tuple)) else "")
+        )
+
+    def _loss(self, outputs: Any, batch: Any) -> torch.Tensor:
+        if isinstance(batch, Mapping):
+            if self.loss_fn is not None:
+                return self.loss_fn(outputs, batch)
+            loss = outputs.get("loss") if isinstance(outputs, Mapping) else getattr(outputs, "loss", None)
+            if loss is None:
+                raise ValueError(
+                    "dict batches need outputs with a 'loss' (outputs.loss or outputs['loss']), or a loss_fn(outputs, batch)"
+                )
+            return loss
+        return (self.loss_fn or F.cross_entropy)(outputs, batch[1])
+
+    def _forward_for_statistics(self, batch: Any) -> Any:
+        """One batch forward as in training (device, precision, microbatches), for statistics passes."""
+        batch = to_device(batch, self.device)
+        outputs = None
+        for microbatch in split_batch(batch, self.state.grad_accum):
+            with self._autocast():
+                outputs = self._forward(microbatch)
+        return outputs
+
+    # Bookkeeping ------------------------------------------------------------------------------
+
+    def _eval_every_batches(self) -> int:
+        if self.state.eval_dataloader is None or self.eval_interval.unit is TimeUnit.EPOCH:
+            return 0
+        return max(1, self.state.to_batches(self.eval_interval))
+
+    def _log_training(self, loss: torch.Tensor | None) -> None:
+        metrics = {"train/loss": float(loss) if loss is not None else float("nan")}
+        if self.state.optimizers:
+            metrics["train/lr"] = float(self.state.optimizers[0].param_groups[0]["lr"])
+        self.logger.log_metrics(metrics, step=self.state.timestamp.batch_count)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
