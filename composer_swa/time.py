@@ -119,7 +119,10 @@ class Time:
         try:
             number = float(match.group("number"))
         except ValueError:
-            raise ValueError(f"invalid time string {timestring!r}: {match.group('number')!r} is not a number") from None
+            raise ValueError(
+                f"invalid time string {timestring!r}: {match.group('number')!r} is not a number; "
+                f"expected a number followed by one of {_ALLOWED_UNITS}"
+            ) from None
         if number < 0:
             raise ValueError(f"invalid time string {timestring!r}: time cannot be negative")
         try:

@@ -28,13 +28,14 @@ def batch_norm_layers(model: torch.nn.Module) -> list[_BatchNorm]:
 
 
 class _ChannelMoments:
-    """Per-channel count, shifted sum and shifted sum of squares of a layer's inputs, in fp64.
+    """Per-channel count (samples × positions), shifted sum and shifted sum of squares of a layer's inputs, in fp64.
 
     The shift (the first batch's mean) keeps ``E[x²] - E[x]²`` accurate when the mean is far from zero.
     """
 
     def __init__(self) -> None:
         self.count = 0
+        self.samples = 0
         self.shift: torch.Tensor | None = None
         self.total: torch.Tensor | None = None
         self.total_squares: torch.Tensor | None = None
@@ -50,6 +51,7 @@ class _ChannelMoments:
         self.total = total if self.total is None else self.total + total
         self.total_squares = total_squares if self.total_squares is None else self.total_squares + total_squares
         self.count += x.numel() // x.shape[1]
+        self.samples += x.shape[0]
 
 
 @torch.no_grad()
@@ -99,7 +101,7 @@ def recompute_batch_norm(model: torch.nn.Module, batches: Iterable[Any], forward
             module.train(training)
     for layer, moment in zip(layers, moments):
         _store_statistics(layer, moment, batch_count)
-    return moments[0].count
+    return moments[0].samples
 
 
 def _store_statistics(layer: _BatchNorm, moment: _ChannelMoments, batch_count: int) -> None:

@@ -227,7 +227,8 @@ class Trainer:
             for scheduler in state.schedulers:
                 scheduler.step()
         self.engine.run_event(Event.EPOCH_END)
-        if self.eval_interval.unit is TimeUnit.EPOCH and state.timestamp.epoch_count % int(self.eval_interval.value) == 0:
+        every = int(self.eval_interval.value)
+        if state.eval_dataloader is not None and self.eval_interval.unit is TimeUnit.EPOCH and state.timestamp.epoch_count % every == 0:
             self.eval()
 
     # Evaluation -------------------------------------------------------------------------------
@@ -298,7 +299,7 @@ class Trainer:
         return max(1, self.state.to_batches(self.eval_interval))
 
     def _log_training(self, loss: torch.Tensor | None) -> None:
-        metrics = {"train/loss": float(loss) if loss is not None else float("nan")}
+        metrics = {"train/loss": float(loss.detach()) if loss is not None else float("nan")}
         if self.state.optimizers:
             metrics["train/lr"] = float(self.state.optimizers[0].param_groups[0]["lr"])
         self.logger.log_metrics(metrics, step=self.state.timestamp.batch_count)
