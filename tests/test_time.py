@@ -62,7 +62,9 @@ def test_mixing_units_is_a_clear_error() -> None:
 
 def test_resolution_of_each_unit() -> None:
     # 100 samples in batches of 32: 4 batches an epoch, the last of 4 samples.
-    clock = BatchResolver(max_duration=Time(3, "ep"), batches_per_epoch=4, batch_size=32, samples_per_epoch=100, tokens_per_sample=10)
+    clock = BatchResolver(
+        max_duration=Time(3, "ep"), batches_per_epoch=4, batch_size=32, samples_per_epoch=100, tokens_per_sample=10
+    )
     assert clock.max_batches == 12
     assert clock.to_batches(Time(2, "ep")) == 8
     assert clock.to_batches(Time(7, "ba")) == 7
@@ -105,7 +107,12 @@ def test_timestamp_counts_and_round_trips() -> None:
         stamp.advance_batch(samples=8, tokens=80)
     stamp.advance_epoch()
     stamp.advance_batch(samples=4, tokens=40)
-    assert (stamp.epoch, stamp.batch, stamp.sample, stamp.token) == (Time(1, "ep"), Time(4, "ba"), Time(28, "sp"), Time(280, "tok"))
+    assert (stamp.epoch, stamp.batch, stamp.sample, stamp.token) == (
+        Time(1, "ep"),
+        Time(4, "ba"),
+        Time(28, "sp"),
+        Time(280, "tok"),
+    )
     assert stamp.batch_in_epoch == 1
     restored = Timestamp()
     restored.load_state_dict(stamp.state_dict())

@@ -14,7 +14,9 @@ def net() -> torch.nn.Sequential:
 
 def dataset(samples: int = 37) -> TensorDataset:
     generator = torch.Generator().manual_seed(0)
-    return TensorDataset(torch.randn(samples, 3, generator=generator) * 3 + 5, torch.randint(0, 2, (samples,), generator=generator))
+    return TensorDataset(
+        torch.randn(samples, 3, generator=generator) * 3 + 5, torch.randint(0, 2, (samples,), generator=generator)
+    )
 
 
 def test_statistics_equal_the_dataset_moments_with_a_partial_last_batch() -> None:

@@ -66,7 +66,9 @@ def test_grad_accumulation_matches_one_full_batch() -> None:
     loader = make_loader(samples=96, batch_size=32)
     whole, accumulated = mlp(), mlp()
     Trainer(whole, loader, "3ep", optimizers=torch.optim.SGD(whole.parameters(), lr=0.5), **quiet()).fit()
-    Trainer(accumulated, loader, "3ep", optimizers=torch.optim.SGD(accumulated.parameters(), lr=0.5), grad_accum=4, **quiet()).fit()
+    Trainer(
+        accumulated, loader, "3ep", optimizers=torch.optim.SGD(accumulated.parameters(), lr=0.5), grad_accum=4, **quiet()
+    ).fit()
     for a, b in zip(whole.parameters(), accumulated.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
@@ -75,7 +77,9 @@ def test_uneven_microbatches_are_weighted_by_size() -> None:
     loader = make_loader(samples=30, batch_size=10)  # 10 split into 3 gives 4, 3, 3
     whole, accumulated = mlp(), mlp()
     Trainer(whole, loader, "2ep", optimizers=torch.optim.SGD(whole.parameters(), lr=0.5), **quiet()).fit()
-    Trainer(accumulated, loader, "2ep", optimizers=torch.optim.SGD(accumulated.parameters(), lr=0.5), grad_accum=3, **quiet()).fit()
+    Trainer(
+        accumulated, loader, "2ep", optimizers=torch.optim.SGD(accumulated.parameters(), lr=0.5), grad_accum=3, **quiet()
+    ).fit()
     for a, b in zip(whole.parameters(), accumulated.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
@@ -119,7 +123,9 @@ def test_schedulers_step_per_batch_or_per_epoch(loader: DataLoader) -> None:
         model = mlp()
         optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-        Trainer(model, loader, "2ep", optimizers=optimizer, schedulers=scheduler, step_schedulers_every_batch=every_batch, **quiet()).fit()
+        Trainer(
+            model, loader, "2ep", optimizers=optimizer, schedulers=scheduler, step_schedulers_every_batch=every_batch, **quiet()
+        ).fit()
         assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5**expected_steps)
 
 
@@ -127,7 +133,9 @@ def test_samples_and_tokens_are_counted() -> None:
     tokens = torch.randint(0, 10, (20, 7))
     loader = DataLoader(TensorDataset(tokens, tokens), batch_size=8)
     model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10))
-    trainer = Trainer(model, loader, "1ep", loss_fn=lambda out, y: torch.nn.functional.cross_entropy(out.transpose(1, 2), y), **quiet())
+    trainer = Trainer(
+        model, loader, "1ep", loss_fn=lambda out, y: torch.nn.functional.cross_entropy(out.transpose(1, 2), y), **quiet()
+    )
     trainer.fit()
     assert trainer.state.timestamp.sample_count == 20 and trainer.state.timestamp.token_count == 140
 
