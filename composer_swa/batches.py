@@ -34,6 +34,10 @@ def _first_tensor(batch: Any) -> torch.Tensor | None:
 
 def batch_num_samples(batch: Any) -> int:
     """The batch's first dimension (samples), read from its first tensor."""
+    if type(batch) is tuple or type(batch) is list:  # the common (inputs, targets) case, on the hot path
+        first = batch[0] if batch else None
+        if isinstance(first, torch.Tensor) and first.dim() > 0:
+            return first.shape[0]
     tensor = _first_tensor(batch)
     if tensor is None or tensor.dim() == 0:
         raise ValueError(f"cannot count the samples of a batch of type {type(batch).__name__}: it holds no batched tensor")
@@ -42,6 +46,13 @@ def batch_num_samples(batch: Any) -> int:
 
 def batch_num_tokens(batch: Any) -> int:
     """Tokens in a batch: ``input_ids`` of a dict, or integer inputs of a tuple; 0 when not text."""
+    if type(batch) is tuple or type(batch) is list:
+        inputs = batch[0] if batch else None
+        return (
+            int(inputs.numel())
+            if isinstance(inputs, torch.Tensor) and inputs.dim() >= 2 and not inputs.is_floating_point()
+            else 0
+        )
     if isinstance(batch, Mapping):
         ids = batch.get("input_ids")
         return int(ids.numel()) if isinstance(ids, torch.Tensor) else 0

@@ -136,7 +136,7 @@ class State:
 
     @property
     def is_finished(self) -> bool:
-        return self.stop_training or self.timestamp.batch_count >= self.max_batches
+        return self.stop_training or self.timestamp.batch_count >= self.resolver.max_batches
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

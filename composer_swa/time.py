@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
+from functools import cached_property
 from typing import Any
 
 __all__ = ["BatchResolver", "Time", "TimeUnit", "Timestamp", "as_time"]
@@ -305,7 +306,7 @@ class BatchResolver:
                 f"max_duration={str(self.max_duration)!r} resolves to no batches; the run must train at least one batch"
             )
 
-    @property
+    @cached_property
     def max_batches(self) -> int:
         return self._integral_to_batches(self.max_duration)
 

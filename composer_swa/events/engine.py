@@ -57,7 +57,7 @@ class Engine:
     def run_event(self, event: Event) -> None:
         """Runs every algorithm that matches ``event``, then every callback listening to it."""
         state = self.state
-        for algorithm in self._algorithms_at[event]:
+        for algorithm in self._algorithms_at[event]:  # empty for most events in most runs
             if algorithm.match(event, state):
                 algorithm.apply(event, state, self.logger)
                 self.trace[(algorithm.name, event.value)] += 1

@@ -31,6 +31,7 @@ from composer_swa.trainer.precision import autocast_context, check_precision, ma
 __all__ = ["Trainer"]
 
 LossFn = Callable[[Any, Any], torch.Tensor]
+_SEQUENCES = (tuple, list)  # exact types: an isinstance check against Mapping costs more per step
 
 
 class Trainer:
@@ -228,7 +229,11 @@ class Trainer:
                 scheduler.step()
         self.engine.run_event(Event.EPOCH_END)
         every = int(self.eval_interval.value)
-        if state.eval_dataloader is not None and self.eval_interval.unit is TimeUnit.EPOCH and state.timestamp.epoch_count % every == 0:
+        if (
+            state.eval_dataloader is not None
+            and self.eval_interval.unit is TimeUnit.EPOCH
+            and state.timestamp.epoch_count % every == 0
+        ):
             self.eval()
 
     # Evaluation -------------------------------------------------------------------------------
@@ -261,16 +266,18 @@ class Trainer:
     # Model calls ------------------------------------------------------------------------------
 
     def _forward(self, batch: Any) -> Any:
+        if type(batch) in _SEQUENCES and len(batch) >= 2:
+            return self.state.model(batch[0])
         if isinstance(batch, Mapping):
             return self.state.model(**batch)
-        if isinstance(batch, (list, tuple)) and len(batch) >= 2:
-            return self.state.model(batch[0])
         raise TypeError(
             f"a batch must be an (inputs, targets) tuple/list or a dict of model inputs, got {type(batch).__name__}"
             + (f" of length {len(batch)}" if isinstance(batch, (list, tuple)) else "")
         )
 
     def _loss(self, outputs: Any, batch: Any) -> torch.Tensor:
+        if type(batch) in _SEQUENCES:
+            return (self.loss_fn or F.cross_entropy)(outputs, batch[1])
         if isinstance(batch, Mapping):
             if self.loss_fn is not None:
                 return self.loss_fn(outputs, batch)
@@ -280,7 +287,7 @@ class Trainer:
                     "dict batches need outputs with a 'loss' (outputs.loss or outputs['loss']), or a loss_fn(outputs, batch)"
                 )
             return loss
-        return (self.loss_fn or F.cross_entropy)(outputs, batch[1])
+        raise TypeError(f"cannot compute a loss for a batch of type {type(batch).__name__}")
 
     def _forward_for_statistics(self, batch: Any) -> Any:
         """One batch forward as in training (device, precision, microbatches), for statistics passes."""
