@@ -9,11 +9,10 @@ the medians and the ratio Trainer/plain are printed. Target: ratio >= 0.95.
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-
-import statistics
 
 from benchmarks._timing import alternate, median_ratio
 from composer_swa import Trainer

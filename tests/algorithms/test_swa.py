@@ -204,7 +204,7 @@ def test_eval_with_average_then_live_weights_restored() -> None:
         def eval_start(self, state: State, logger: Logger) -> None:
             seen[state.timestamp.batch_count] = flat_weights(state.model)
 
-    model, recorder = train(swa, max_duration="16ba", eval_dataloader=loader, eval_interval="4ba", callbacks=[EvalWeights()])
+    _, recorder = train(swa, max_duration="16ba", eval_dataloader=loader, eval_interval="4ba", callbacks=[EvalWeights()])
     expected_at_8 = torch.stack([recorder.weights[b] for b in range(2, 9)]).mean(0)
     torch.testing.assert_close(seen[8], expected_at_8, rtol=1e-6, atol=1e-7)
     assert not torch.allclose(recorder.weights[9], expected_at_8)  # training went on from the live weights
