@@ -13,7 +13,25 @@ if TYPE_CHECKING:
     from composer_swa.events.algorithm import Algorithm
     from composer_swa.events.callback import Callback
 
-__all__ = ["State", "describe_dataloader"]
+__all__ = ["State", "describe_dataloader", "unique_keys"]
+
+
+def unique_keys(objects: Sequence[object]) -> list[str]:
+    """Checkpoint keys by class name, numbered from the second of a class on: ``SWA``, ``SWA_1``, ``EMA``.
+
+    Keys depend only on the order of the list, so the same ``algorithms=[...]`` always maps back.
+
+    Example:
+        >>> unique_keys([1, "a", 2])
+        ['int', 'str', 'int_1']
+    """
+    seen: dict[str, int] = {}
+    keys = []
+    for obj in objects:
+        name = type(obj).__name__
+        keys.append(name if name not in seen else f"{name}_{seen[name]}")
+        seen[name] = seen.get(name, 0) + 1
+    return keys
 
 
 def describe_dataloader(dataloader: Iterable[Any]) -> dict[str, int | None]:
@@ -133,6 +151,39 @@ class State:
     def to_batches(self, time: Time | str | int) -> int:
         """The completed-batch count at which ``time`` is reached in this run."""
         return self.resolver.to_batches(as_time(time))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Model, optimizers, schedulers, timestamp, and every algorithm's and callback's state.
+
+        Tensors and plain containers only, so it loads with ``torch.load(..., weights_only=True)``.
+        """
+        return {
+            "model": self.model.state_dict(),
+            "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
+            "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
+            "timestamp": self.timestamp.state_dict(),
+            "algorithms": {key: a.state_dict() for key, a in zip(unique_keys(self.algorithms), self.algorithms)},
+            "callbacks": {key: c.state_dict() for key, c in zip(unique_keys(self.callbacks), self.callbacks)},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`; the algorithm and callback lists must match the saved run's."""
+        parts: tuple[tuple[str, Sequence[Algorithm | Callback]], ...] = (
+            ("algorithms", self.algorithms),
+            ("callbacks", self.callbacks),
+        )
+        for part, objects in parts:
+            keys = unique_keys(objects)
+            if sorted(keys) != sorted(state[part]):
+                raise ValueError(f"the checkpoint holds {part} {sorted(state[part])}, this run has {sorted(keys)}")
+            for key, obj in zip(keys, objects):
+                obj.load_state_dict(state[part][key])
+        self.model.load_state_dict(state["model"])
+        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        for scheduler, saved in zip(self.schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(saved)
+        self.timestamp.load_state_dict(state["timestamp"])
 
     @property
     def is_finished(self) -> bool:

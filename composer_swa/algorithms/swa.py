@@ -229,7 +229,8 @@ class SWA(Algorithm):
                 f"SWA: the window holds a single update, so the 'average' is the weights at batch {self._first}", stacklevel=2
             )
 
-        self.average = ModelAverage(state.model, device="cpu" if self.offload else None)
+        if self.average is None:  # a second fit() keeps the average it has
+            self.average = ModelAverage(state.model, device="cpu" if self.offload else None)
         if self._pending_average is not None:
             self.average.load_state_dict(self._pending_average)
             self._pending_average = None

@@ -20,8 +20,8 @@ class Algorithm(ABC):
     Subclasses list the events they may act on in ``events``; the :class:`~composer_swa.events.Engine`
     never asks an algorithm about any other event, so a batch with nothing to do costs nothing.
     Algorithm state (averages, counters) goes through ``state_dict`` / ``load_state_dict`` so that a
-    resumed run continues exactly. Checkpoints key it by :attr:`checkpoint_key`, which is unique
-    among the algorithms of a run even when two instances share a class.
+    resumed run continues exactly. :meth:`State.state_dict <composer_swa.State.state_dict>` keys it
+    by class name and position (``SWA``, ``SWA_1``), so two instances of one class never collide.
 
     Example:
         >>> class CountBatches(Algorithm):

@@ -110,3 +110,25 @@ def test_plain_loop_drives_the_engine() -> None:
     expected = torch.stack(snapshots).mean(0)
     assert swa.n_averaged == 5
     torch.testing.assert_close(torch.cat([p.detach().flatten() for p in model.parameters()]), expected)
+
+
+def test_two_instances_of_one_class_do_not_collide_in_a_checkpoint() -> None:
+    import io
+
+    def build() -> tuple[State, SWA, SWA]:
+        first = SWA(swa_start="1ba", swa_end="2ba", update_interval="1ba")
+        second = SWA(swa_start="1ba", swa_end="4ba", update_interval="1ba")
+        return make_state(algorithms=[first, second]), first, second
+
+    state, first, second = build()
+    first.n_averaged, second.n_averaged = 2, 5
+    buffer = io.BytesIO()
+    torch.save(state.state_dict(), buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    assert sorted(saved["algorithms"]) == ["SWA", "SWA_1"]
+    restored, restored_first, restored_second = build()
+    restored.load_state_dict(saved)
+    assert (restored_first.n_averaged, restored_second.n_averaged) == (2, 5)
+    with pytest.raises(ValueError, match=r"the checkpoint holds algorithms \['SWA', 'SWA_1'\], this run has \['SWA'\]"):
+        make_state(algorithms=[SWA()]).load_state_dict(saved)
