@@ -126,7 +126,7 @@ class Trainer:
         self.state.run_forward = self._forward_for_statistics
         _ = self.state.max_batches  # resolving now reports a bad max_duration before any work
         self.eval_interval = as_time(eval_interval, "eval_interval")
-        self._log_every = self.state.to_batches(as_time(log_interval, "log_interval"))
+        self._log_every = max(1, self.state.to_batches(as_time(log_interval, "log_interval")))
         self.loss_fn = loss_fn
         self.step_schedulers_every_batch = step_schedulers_every_batch
         self.progress_bar = progress_bar
@@ -159,19 +159,18 @@ class Trainer:
         try:
             while not state.is_finished:
                 engine.run_event(Event.EPOCH_START)
+                epoch_complete = True
                 for batch in state.train_dataloader:
                     self._train_batch(batch)
                     bar.update(1)
                     if eval_every and state.timestamp.batch_count % eval_every == 0:
                         self.eval()
-                    if state.is_finished:
+                    if state.is_finished:  # max_duration may fall mid-epoch
+                        epoch_complete = state.timestamp.batch_in_epoch == state.batches_per_epoch
                         break
-                else:
-                    if state.timestamp.batch_in_epoch == 0:
-                        raise ValueError("train_dataloader yielded no batches in an epoch; it must yield at least one")
-                    self._end_epoch()
-                    continue
-                if state.timestamp.batch_in_epoch == state.batches_per_epoch:
+                if state.timestamp.batch_in_epoch == 0:
+                    raise ValueError("train_dataloader yielded no batches in an epoch; it must yield at least one")
+                if epoch_complete:
                     self._end_epoch()
             engine.run_event(Event.FIT_END)
             if state.eval_dataloader is not None and self._last_eval_batch != state.timestamp.batch_count:

@@ -62,24 +62,16 @@ def test_dict_batches_with_a_loss_fn() -> None:
     assert seen == [16, 16, 16]
 
 
-def test_grad_accumulation_matches_one_full_batch() -> None:
-    loader = make_loader(samples=96, batch_size=32)
+@pytest.mark.parametrize(
+    ("samples", "batch_size", "grad_accum"),
+    [(96, 32, 4), (30, 10, 3)],  # 4 microbatches of 8; and 10 split into 4, 3, 3 (weighted by size)
+)
+def test_grad_accumulation_matches_one_full_batch(samples: int, batch_size: int, grad_accum: int) -> None:
+    loader = make_loader(samples=samples, batch_size=batch_size)
     whole, accumulated = mlp(), mlp()
     Trainer(whole, loader, "3ep", optimizers=torch.optim.SGD(whole.parameters(), lr=0.5), **quiet()).fit()
-    Trainer(
-        accumulated, loader, "3ep", optimizers=torch.optim.SGD(accumulated.parameters(), lr=0.5), grad_accum=4, **quiet()
-    ).fit()
-    for a, b in zip(whole.parameters(), accumulated.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-
-
-def test_uneven_microbatches_are_weighted_by_size() -> None:
-    loader = make_loader(samples=30, batch_size=10)  # 10 split into 3 gives 4, 3, 3
-    whole, accumulated = mlp(), mlp()
-    Trainer(whole, loader, "2ep", optimizers=torch.optim.SGD(whole.parameters(), lr=0.5), **quiet()).fit()
-    Trainer(
-        accumulated, loader, "2ep", optimizers=torch.optim.SGD(accumulated.parameters(), lr=0.5), grad_accum=3, **quiet()
-    ).fit()
+    optimizer = torch.optim.SGD(accumulated.parameters(), lr=0.5)
+    Trainer(accumulated, loader, "3ep", optimizers=optimizer, grad_accum=grad_accum, **quiet()).fit()
     for a, b in zip(whole.parameters(), accumulated.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
