@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from composer_swa.events.algorithm import Algorithm
     from composer_swa.events.callback import Callback
 
-__all__ = ["State", "describe_dataloader", "unique_keys"]
+__all__ = ["State", "describe_dataloader", "infer_tokens_per_sample", "unique_keys"]
 
 
 def unique_keys(objects: Sequence[object]) -> list[str]:
@@ -60,6 +60,25 @@ def describe_dataloader(dataloader: Iterable[Any]) -> dict[str, int | None]:
             per_epoch = batches * batch_size
         samples = batches * batch_size if getattr(dataloader, "drop_last", False) else per_epoch
     return {"batches_per_epoch": batches, "batch_size": batch_size, "samples_per_epoch": samples}
+
+
+def infer_tokens_per_sample(dataloader: Iterable[Any]) -> int | None:
+    """Tokens in the loader's first sample (``input_ids``, or integer inputs), or ``None`` if not text.
+
+    It reads ``dataset[0]`` rather than a batch: creating a loader iterator would draw from the global
+    RNG and change the shuffling of the run.
+    """
+    try:
+        sample = dataloader.dataset[0]  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, IndexError, KeyError, NotImplementedError):
+        return None
+    if isinstance(sample, dict):
+        ids = sample.get("input_ids")
+    else:
+        ids = sample[0] if isinstance(sample, (list, tuple)) and sample else sample
+    if isinstance(ids, torch.Tensor) and ids.dim() >= 1 and not ids.is_floating_point():
+        return int(ids.numel())
+    return None
 
 
 class State:
@@ -131,7 +150,7 @@ class State:
         if self._resolver is None:
             self._resolver = BatchResolver(
                 max_duration=self.max_duration,
-                tokens_per_sample=self.tokens_per_sample,
+                tokens_per_sample=self.tokens_per_sample or infer_tokens_per_sample(self.train_dataloader),
                 **describe_dataloader(self.train_dataloader),
             )
         return self._resolver

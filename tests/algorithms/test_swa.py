@@ -297,3 +297,22 @@ def test_state_dict_round_trip_resumes_exactly() -> None:
     assert saved is not None and saved["swa"]["n_averaged"] == 2
     resumed, _ = run(stop_at=None, saved=saved)
     assert torch.equal(resumed, uninterrupted)
+
+
+def test_trainer_eval_after_fit_evaluates_the_average() -> None:
+    loader = make_loader(samples=50, batch_size=16)
+    swa = SWA(swa_start="0.5dur", update_interval="1ba")
+    recorder = WeightRecorder()
+    model = mlp(batch_norm=True)
+    trainer = Trainer(model, loader, "4ep", eval_dataloader=loader, algorithms=[recorder, swa], **quiet())
+    trainer.fit()
+    # Rebuild the model from the recorded snapshots by hand and evaluate it independently.
+    reference = mlp(batch_norm=True)
+    average = torch.stack([recorder.weights[b] for b in range(8, 17)]).mean(0)
+    torch.nn.utils.vector_to_parameters(average.float(), reference.parameters())
+    reference[1].load_state_dict(model[1].state_dict())  # statistics from the pass, checked in another test
+    reference.eval()
+    x, y = loader.dataset.tensors
+    with torch.no_grad():
+        expected_loss = torch.nn.functional.cross_entropy(reference(x), y).item()
+    assert trainer.eval()["eval/loss"] == pytest.approx(expected_loss, rel=1e-5)

@@ -130,6 +130,10 @@ def test_samples_and_tokens_are_counted() -> None:
     )
     trainer.fit()
     assert trainer.state.timestamp.sample_count == 20 and trainer.state.timestamp.token_count == 140
+    # 7 tokens a sample: 168 tokens are 24 samples, reached in the first batch of the second epoch.
+    by_tokens = Trainer(model, loader, "168tok", loss_fn=trainer.loss_fn, **quiet())
+    by_tokens.fit()
+    assert by_tokens.state.timestamp.batch_count == 4 and by_tokens.state.timestamp.token_count == (8 + 8 + 4 + 8) * 7
 
 
 def test_metrics_go_to_a_jsonl_file(tmp_path, loader: DataLoader) -> None:  # type: ignore[no-untyped-def]
