@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import ExitStack
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from composer_swa.algorithms.lr_schedules import annealed_lr, cyclic_lr, normalize_anneal_strategy, set_lrs
@@ -132,8 +132,7 @@ class SWA(Algorithm):
         self.average: ModelAverage | None = None
         self._start_lrs: list[list[float]] = []
         self._pending_average: dict[str, Any] | None = None
-        self._eval_swap = ExitStack()
-        self._evaluating_average = False
+        self._eval_swap: AbstractContextManager[None] | None = None  # open while evaluating the average
         # Resolved at FIT_START: first update, batches between updates, swa_end, where updates fire.
         self._first = self._step = self._end = 0
         self._updates_at_epoch_end = self._swap_at_epoch_end = False
@@ -154,7 +153,7 @@ class SWA(Algorithm):
         if event is Event.EVAL_START:
             return self.eval_with_average and not self.finished and self.n_averaged > 0
         if event is Event.EVAL_END:
-            return self._evaluating_average
+            return self._eval_swap is not None
         return event is Event.FIT_START or event is Event.FIT_END
 
     def _is_update(self, count: int, at_epoch_end: bool) -> bool:
@@ -186,11 +185,12 @@ class SWA(Algorithm):
                 self._swap_in_average(state, logger)
         elif event is Event.EVAL_START:
             assert self.average is not None
-            self._eval_swap.enter_context(self.average.swapped_into_model())
-            self._evaluating_average = True
+            self._eval_swap = self.average.swapped_into_model()
+            self._eval_swap.__enter__()
         elif event is Event.EVAL_END:
-            self._eval_swap.close()
-            self._evaluating_average = False
+            assert self._eval_swap is not None
+            self._eval_swap.__exit__(None, None, None)
+            self._eval_swap = None
         elif event is Event.FIT_END and not self.finished and count < self._end:
             warnings.warn(
                 f"SWA: training stopped at batch {count}, before swa_end (batch {self._end}); the model holds the "

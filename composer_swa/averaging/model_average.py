@@ -66,12 +66,12 @@ class ModelAverage:
         named = named_state_tensors(model, include_buffers)
         floating = [(name, tensor) for name, tensor in named if tensor.is_floating_point()]
         self._float_names = [name for name, _ in floating]
-        self._average = FlatAverage([tensor for _, tensor in floating], device=device)
+        self._live_sources = [tensor for _, tensor in floating]
+        self._average = FlatAverage(self._live_sources, device=device)
         self._float_views = self._average.views()
         self._copied_names = [name for name, tensor in named if not tensor.is_floating_point()]
         self._copied_sources = [tensor for _, tensor in named if not tensor.is_floating_point()]
         self._copies = [tensor.detach().clone() for tensor in self._copied_sources]
-        self._live_sources = [tensor for _, tensor in floating]
 
     @property
     def numel(self) -> int:
