@@ -197,6 +197,8 @@ class State:
                 raise ValueError(f"the checkpoint holds {part} {sorted(state[part])}, this run has {sorted(keys)}")
             for key, obj in zip(keys, objects):
                 obj.load_state_dict(state[part][key])
+        for algorithm in self.algorithms:
+            algorithm.on_load(self)
         self.model.load_state_dict(state["model"])
         for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
             optimizer.load_state_dict(saved)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
 from composer_swa.algorithms.lr_schedules import annealed_lr, cyclic_lr, normalize_anneal_strategy, set_lrs
 from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
-from composer_swa.averaging.model_average import ModelAverage
-from composer_swa.events import Algorithm, Event
+from composer_swa.events import Event
 from composer_swa.time import Time, TimeUnit, as_time
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ def _check_window_time(time: Time, argument: str) -> None:
         raise ValueError(f"{argument} in 'dur' must lie in [0, 1], got {str(time)!r}")
 
 
-class SWA(Algorithm):
+class SWA(AveragingAlgorithm):
     """Stochastic Weight Averaging (Izmailov et al., "Averaging Weights Leads to Wider Optima and
     Better Generalization", UAI 2018, https://arxiv.org/abs/1803.05407).
 
@@ -124,15 +123,11 @@ class SWA(Algorithm):
         self.swa_lr = swa_lr
         self.bn_update = bn_update
         self.cyclic_lr = (float(cyclic_lr[0]), float(cyclic_lr[1])) if cyclic_lr is not None else None
-        self.eval_with_average = eval_with_average
-        self.offload = offload
+        super().__init__(eval_with_average, offload)
 
         self.n_averaged = 0
         self.finished = False
-        self.average: ModelAverage | None = None
         self._start_lrs: list[list[float]] = []
-        self._pending_average: dict[str, Any] | None = None
-        self._eval_swap: AbstractContextManager[None] | None = None  # open while evaluating the average
         # Resolved at FIT_START: first update, batches between updates, swa_end, where updates fire.
         self._first = self._step = self._end = 0
         self._updates_at_epoch_end = self._swap_at_epoch_end = False
@@ -150,10 +145,8 @@ class SWA(Algorithm):
             return not self.finished and (self._is_update(count, at_epoch_end) or self._is_swap(count, at_epoch_end))
         if event is Event.BATCH_START:
             return self._owns_lr and not self.finished and self._first <= count < self._end
-        if event is Event.EVAL_START:
-            return self.eval_with_average and not self.finished and self.n_averaged > 0
-        if event is Event.EVAL_END:
-            return self._eval_swap is not None
+        if event is Event.EVAL_START or event is Event.EVAL_END:
+            return self._matches_eval_swap(event, average_ready=not self.finished and self.n_averaged > 0)
         return event is Event.FIT_START or event is Event.FIT_END
 
     def _is_update(self, count: int, at_epoch_end: bool) -> bool:
@@ -167,6 +160,8 @@ class SWA(Algorithm):
         owned = {"lr"} if self._owns_lr else set()
         if self._end == state.max_batches:
             owned.add("final_weights")
+        if self.eval_with_average:
+            owned.add("eval_weights")
         return frozenset(owned)
 
     # What to do -------------------------------------------------------------------------------
@@ -183,14 +178,8 @@ class SWA(Algorithm):
                 self._update()
             if self._is_swap(count, at_epoch_end):
                 self._swap_in_average(state, logger)
-        elif event is Event.EVAL_START:
-            assert self.average is not None
-            self._eval_swap = self.average.swapped_into_model()
-            self._eval_swap.__enter__()
-        elif event is Event.EVAL_END:
-            assert self._eval_swap is not None
-            self._eval_swap.__exit__(None, None, None)
-            self._eval_swap = None
+        elif event is Event.EVAL_START or event is Event.EVAL_END:
+            self._apply_eval_swap(event)
         elif event is Event.FIT_END and not self.finished and count < self._end:
             warnings.warn(
                 f"SWA: training stopped at batch {count}, before swa_end (batch {self._end}); the model holds the "
@@ -229,11 +218,7 @@ class SWA(Algorithm):
                 f"SWA: the window holds a single update, so the 'average' is the weights at batch {self._first}", stacklevel=2
             )
 
-        if self.average is None:  # a second fit() keeps the average it has
-            self.average = ModelAverage(state.model, device="cpu" if self.offload else None)
-        if self._pending_average is not None:
-            self.average.load_state_dict(self._pending_average)
-            self._pending_average = None
+        self._prepare_average(state)
         count = state.timestamp.batch_count
         if self._owns_lr and self._first <= count < end and not self.finished:
             state.lr_owner = self  # resumed inside the window
@@ -286,15 +271,11 @@ class SWA(Algorithm):
             "n_averaged": self.n_averaged,
             "finished": self.finished,
             "start_lrs": self._start_lrs,
-            "average": self.average.state_dict() if self.average is not None and self.n_averaged else None,
+            "average": self._average_state(has_snapshots=self.n_averaged > 0),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.n_averaged = int(state["n_averaged"])
         self.finished = bool(state["finished"])
         self._start_lrs = [list(lrs) for lrs in state["start_lrs"]]
-        average = state["average"]
-        if average is not None and self.average is not None:
-            self.average.load_state_dict(average)
-        else:
-            self._pending_average = average  # applied once the average exists, at FIT_START
+        self._load_average_state(state["average"])

@@ -37,12 +37,23 @@ class _Group:
     sources: list[torch.Tensor]
     flat: torch.Tensor
     views: list[torch.Tensor]
-    staging: torch.Tensor | None
-    staging_views: list[torch.Tensor] | None
+    direct: bool  # fp32 sources on the average's device: interpolate in place, no staging
+    staging: torch.Tensor | None = None
+    staging_views: list[torch.Tensor] | None = None
 
-    @property
-    def direct(self) -> bool:
-        return self.staging is None
+    def staged_sources(self) -> torch.Tensor:
+        """The sources as one fp32 tensor on the average's device (allocated on first use: a
+        snapshot that is only ever copied, like LAWA's, never pays for it)."""
+        if self.staging is None:
+            # Pinned host memory lets the device-to-host copy run without blocking per tensor.
+            pin = self.flat.device.type == "cpu" and self.sources[0].device.type == "cuda"
+            self.staging = torch.empty(self.flat.numel(), dtype=torch.float32, device=self.flat.device, pin_memory=pin)
+            self.staging_views = flat_views(self.staging, self.sources)
+        assert self.staging_views is not None
+        torch._foreach_copy_(self.staging_views, self.sources, non_blocking=True)
+        if self.sources[0].device.type == "cuda" and self.flat.device.type == "cpu":
+            torch.cuda.current_stream(self.sources[0].device).synchronize()
+        return self.staging
 
 
 class FlatAverage:
@@ -81,13 +92,8 @@ class FlatAverage:
     def _make_group(sources: list[torch.Tensor], device: torch.device) -> _Group:
         numel = sum(tensor.numel() for tensor in sources)
         flat = torch.zeros(numel, dtype=torch.float32, device=device)
-        staging = staging_views = None
-        if sources[0].dtype != torch.float32 or sources[0].device != device:
-            # Pinned host memory lets the device-to-host copy run without blocking per tensor.
-            pin = device.type == "cpu" and sources[0].device.type == "cuda"
-            staging = torch.empty(numel, dtype=torch.float32, device=device, pin_memory=pin)
-            staging_views = flat_views(staging, sources)
-        return _Group(list(sources), flat, flat_views(flat, sources), staging, staging_views)
+        direct = sources[0].dtype == torch.float32 and sources[0].device == device
+        return _Group(list(sources), flat, flat_views(flat, sources), direct)
 
     @property
     def numel(self) -> int:
@@ -110,12 +116,26 @@ class FlatAverage:
         for group in self._groups:
             if group.direct:
                 torch._foreach_lerp_(group.views, group.sources, weight)
-                continue
-            assert group.staging is not None and group.staging_views is not None
-            torch._foreach_copy_(group.staging_views, group.sources, non_blocking=True)
-            if group.sources[0].device.type == "cuda" and group.flat.device.type == "cpu":
-                torch.cuda.current_stream(group.sources[0].device).synchronize()
-            group.flat.lerp_(group.staging, weight)
+            else:
+                group.flat.lerp_(group.staged_sources(), weight)
+
+    def _paired_groups(self, other: FlatAverage) -> list[tuple[_Group, _Group]]:
+        layout = [(g.flat.numel(), g.flat.device) for g in self._groups]
+        if layout != [(g.flat.numel(), g.flat.device) for g in other._groups]:
+            raise ValueError("the two averages were built over different tensors or devices; they cannot be combined")
+        return list(zip(self._groups, other._groups))
+
+    @torch.no_grad()
+    def copy_from_average(self, other: FlatAverage) -> None:
+        """Sets this average to ``other``, an average built over the same sources."""
+        for group, other_group in self._paired_groups(other):
+            group.flat.copy_(other_group.flat)
+
+    @torch.no_grad()
+    def interpolate_toward_average(self, other: FlatAverage, weight: float) -> None:
+        """``average += weight * (other - average)``: combines averages (LAWA's window mean)."""
+        for group, other_group in self._paired_groups(other):
+            group.flat.lerp_(other_group.flat, weight)
 
     @torch.no_grad()
     def copy_to_sources(self) -> None:

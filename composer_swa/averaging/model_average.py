@@ -94,6 +94,20 @@ class ModelAverage:
         self._copy_integer_tensors()
 
     @torch.no_grad()
+    def copy_from_average(self, other: ModelAverage) -> None:
+        """Sets this average to ``other``, an average of the same model (integer buffers included)."""
+        self._average.copy_from_average(other._average)
+        if self._copies:
+            torch._foreach_copy_(self._copies, other._copies)
+
+    def interpolate_toward_average(self, other: ModelAverage, weight: float) -> None:
+        """``avg += weight * (other - avg)``; integer buffers take ``other``'s (the later) values."""
+        self._average.interpolate_toward_average(other._average, weight)
+        if self._copies:
+            with torch.no_grad():
+                torch._foreach_copy_(self._copies, other._copies)
+
+    @torch.no_grad()
     def copy_to_model(self) -> None:
         """Replaces the model's weights with the average (cast to the model's dtypes)."""
         self._average.copy_to_sources()

@@ -53,6 +53,11 @@ class Algorithm(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores what :meth:`state_dict` returned."""
 
+    def on_load(self, state: State) -> None:
+        """Called by :meth:`State.load_state_dict` after every algorithm's state is loaded and before
+        the optimizers' state is: an algorithm that replaced an object of the State (SWATS replaces
+        the optimizer) replaces it again here, so the saved optimizer state fits."""
+
     def owned_resources(self, state: State) -> frozenset[str]:
         """What this instance takes charge of in this run; options may give some up."""
         return self.owns

@@ -67,17 +67,23 @@ class Engine:
             callback.run_event(event, state, self.logger)
 
     def check_conflicts(self) -> None:
-        """Raises if two algorithms own the same resource in this run (checked after FIT_START resolves times)."""
+        """Raises if two algorithms own the same resource in this run (checked after FIT_START resolves times).
+
+        Every conflict is reported at once, each with the way to resolve it.
+        """
         owners: dict[str, Algorithm] = {}
+        conflicts: list[str] = []
         for algorithm in self.state.algorithms:
             for resource in sorted(algorithm.owned_resources(self.state)):
                 if resource in owners:
-                    first = owners[resource]
-                    raise AlgorithmConflictError(
-                        f"{first.name} and {algorithm.name} both take charge of {resource!r} in this run; "
+                    conflicts.append(
+                        f"{owners[resource].name} and {algorithm.name} both take charge of {resource!r} in this run; "
                         f"{_HOW_TO_RESOLVE.get(resource, 'remove one of them')}"
                     )
-                owners[resource] = algorithm
+                else:
+                    owners[resource] = algorithm
+        if conflicts:
+            raise AlgorithmConflictError("\n".join(conflicts))
 
     def trace_summary(self) -> str:
         """One line per algorithm: the events it acted on and how often."""
@@ -91,6 +97,8 @@ _HOW_TO_RESOLVE = {
     "lr": "let only one of them schedule the learning rate (e.g. SWA(schedule_swa_lr=False))",
     "final_weights": (
         "let only one of them replace the final weights "
-        "(e.g. an earlier swa_end for SWA, or replace_at_fit_end=False for the other)"
+        "(e.g. an earlier swa_end for SWA, or replace_at_fit_end=False for EMA or LAWA)"
     ),
+    "eval_weights": "let only one of them swap its average in for evaluation (eval_with_average=False on the other)",
+    "optimizer": "let only one of them replace the optimizer",
 }

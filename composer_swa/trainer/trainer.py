@@ -173,6 +173,8 @@ class Trainer:
                 if epoch_complete:
                     self._end_epoch()
             engine.run_event(Event.FIT_END)
+            if trace := engine.trace_summary():
+                self.logger.log_message("algorithm trace, events each acted on:\n" + trace, step=state.timestamp.batch_count)
             if state.eval_dataloader is not None and self._last_eval_batch != state.timestamp.batch_count:
                 self.eval()
         finally:

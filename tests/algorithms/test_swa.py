@@ -1,40 +1,17 @@
 from __future__ import annotations
 
-import io
 import math
 import warnings
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from composer_swa import SWA, Algorithm, Callback, Engine, Event, State, Trainer
+from composer_swa import SWA, Callback, Event, State, Trainer
 from composer_swa.loggers import Logger
+from tests.algorithms.helpers import WeightRecorder, flat_weights, quiet, train_plain_loop
 from tests.conftest import make_loader, mlp
-
-
-def quiet(**kwargs: Any) -> dict[str, Any]:
-    return {"progress_bar": False, "loggers": [], **kwargs}
-
-
-def flat_weights(model: torch.nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().double().flatten().clone() for p in model.parameters()])
-
-
-class WeightRecorder(Algorithm):
-    """Records the live weights at every BATCH_END, before SWA (listed after it) can swap them."""
-
-    events: ClassVar[frozenset[Event]] = frozenset({Event.FIT_START, Event.BATCH_END})
-
-    def __init__(self) -> None:
-        self.weights: dict[int, torch.Tensor] = {}
-
-    def match(self, event: Event, state: State) -> bool:
-        return True
-
-    def apply(self, event: Event, state: State, logger: Logger) -> None:
-        self.weights[state.timestamp.batch_count] = flat_weights(state.model)
 
 
 class LRRecorder(Callback):
@@ -253,49 +230,17 @@ def test_times_checked_against_the_run_at_fit_start() -> None:
 
 def test_state_dict_round_trip_resumes_exactly() -> None:
     """Stop inside the window, save everything weights-only, rebuild every object, continue: same end."""
-    batches = [(x, y) for x, y in make_loader()]
 
-    def run(stop_at: int | None, saved: dict[str, Any] | None = None) -> tuple[torch.Tensor, dict[str, Any] | None]:
+    def run(**kwargs: Any) -> tuple[torch.Tensor, dict[str, Any] | None]:
         model = mlp()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
         swa = SWA(swa_start="5ba", update_interval="2ba", schedule_swa_lr=True, swa_lr=0.05, anneal_steps=3)
-        state = State(model=model, max_duration="3ep", train_dataloader=batches, optimizers=[optimizer], algorithms=[swa])
-        engine = Engine(state, Logger())
-        if saved is not None:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            swa.load_state_dict(saved["swa"])
-            state.timestamp.load_state_dict(saved["timestamp"])
-        engine.run_event(Event.FIT_START)
-        while not state.is_finished:
-            for x, y in batches[state.timestamp.batch_in_epoch :]:
-                engine.run_event(Event.BATCH_START)
-                optimizer.zero_grad()
-                torch.nn.functional.cross_entropy(model(x), y).backward()
-                optimizer.step()
-                state.timestamp.advance_batch(len(x), 0)
-                engine.run_event(Event.BATCH_END)
-                if state.timestamp.batch_count == stop_at:
-                    buffer = io.BytesIO()
-                    torch.save(
-                        {
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "swa": swa.state_dict(),
-                            "timestamp": state.timestamp.state_dict(),
-                        },
-                        buffer,
-                    )
-                    buffer.seek(0)
-                    return flat_weights(model), torch.load(buffer, weights_only=True)
-            state.timestamp.advance_epoch()
-            engine.run_event(Event.EPOCH_END)
-        return flat_weights(model), None
+        return train_plain_loop(model, optimizer, [swa], **kwargs)
 
-    uninterrupted, _ = run(stop_at=None)
+    uninterrupted, _ = run()
     _, saved = run(stop_at=7)
-    assert saved is not None and saved["swa"]["n_averaged"] == 2
-    resumed, _ = run(stop_at=None, saved=saved)
+    assert saved is not None and saved["algorithms"]["SWA"]["n_averaged"] == 2
+    resumed, _ = run(saved=saved)
     assert torch.equal(resumed, uninterrupted)
 
 

@@ -1,0 +1,122 @@
+"""What SWA, EMA and LAWA share: one average of the model, evaluated on, and swapped in at the end."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from composer_swa.averaging.model_average import ModelAverage, named_state_tensors
+from composer_swa.events import Algorithm, Event
+from composer_swa.time import Time, TimeUnit, as_time
+
+if TYPE_CHECKING:
+    from composer_swa.state import State
+
+__all__ = ["AveragingAlgorithm", "SnapshotGrid"]
+
+
+class AveragingAlgorithm(Algorithm):
+    """Base of the averaging algorithms: owns a :class:`ModelAverage` and its life cycle.
+
+    The average is created at FIT_START (after a checkpoint's state was loaded, which is kept
+    pending until then), swapped into the model between EVAL_START and EVAL_END when
+    ``eval_with_average`` is set, and optionally copied into the model for good.
+
+    Args:
+        eval_with_average: Evaluate with the averaged weights during fit.
+        offload: Keep the average on the CPU instead of the model's device.
+    """
+
+    def __init__(self, eval_with_average: bool, offload: bool) -> None:
+        self.eval_with_average = eval_with_average
+        self.offload = offload
+        self.average: ModelAverage | None = None
+        #: The live weights at the moment the average replaced them, by name (EMA and LAWA keep both sets).
+        self.training_weights: dict[str, torch.Tensor] | None = None
+        self._pending_average: dict[str, Any] | None = None
+        self._eval_swap: AbstractContextManager[None] | None = None  # open while evaluating the average
+
+    def _prepare_average(self, state: State) -> ModelAverage:
+        if self.average is None:  # a second fit() keeps the average it has
+            self.average = ModelAverage(state.model, device="cpu" if self.offload else None)
+        if self._pending_average is not None:
+            self.average.load_state_dict(self._pending_average)
+            self._pending_average = None
+        return self.average
+
+    def _matches_eval_swap(self, event: Event, average_ready: bool) -> bool:
+        if event is Event.EVAL_START:
+            return self.eval_with_average and average_ready
+        return event is Event.EVAL_END and self._eval_swap is not None
+
+    def _apply_eval_swap(self, event: Event) -> None:
+        if event is Event.EVAL_START:
+            assert self.average is not None
+            self._eval_swap = self.average.swapped_into_model()
+            self._eval_swap.__enter__()
+        elif self._eval_swap is not None:
+            self._eval_swap.__exit__(None, None, None)
+            self._eval_swap = None
+
+    def _replace_model_weights(self, state: State) -> None:
+        """Copies the average into the model, keeping the training weights in ``training_weights``."""
+        assert self.average is not None
+        with torch.no_grad():
+            self.training_weights = {name: tensor.detach().clone() for name, tensor in named_state_tensors(state.model)}
+        self.average.copy_to_model()
+
+    def _average_state(self, has_snapshots: bool) -> dict[str, torch.Tensor] | None:
+        return self.average.state_dict() if self.average is not None and has_snapshots else None
+
+    def _load_average_state(self, saved: dict[str, torch.Tensor] | None) -> None:
+        if saved is not None and self.average is not None:
+            self.average.load_state_dict(saved)
+        else:
+            self._pending_average = saved  # applied once the average exists, at FIT_START
+
+
+@dataclass
+class SnapshotGrid:
+    """When EMA and LAWA take a snapshot: every ``interval`` (``ba`` or ``ep``), from ``start`` on.
+
+    Snapshots fall on whole multiples of the interval, counted from the start of the run (as in
+    Composer's EMA): with ``"5ba"``, after batches 5, 10, 15...; with ``"2ep"``, at the end of epochs
+    2, 4, 6... Those before ``start`` are skipped. ``start`` resolves at FIT_START.
+
+    Example:
+        >>> grid = SnapshotGrid(Time.from_timestring("10ba"), Time.from_timestring("4ba"), "update_interval")
+        >>> grid.start_batch = 10
+        >>> [count for count in range(1, 21) if grid.fires(Event.BATCH_END, count, epoch_count=0)]
+        [12, 16, 20]
+    """
+
+    start: Time
+    interval: Time
+    argument: str
+    start_batch: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.interval.unit not in (TimeUnit.BATCH, TimeUnit.EPOCH) or self.interval.value < 1:
+            raise ValueError(f"{self.argument} must be at least 1 in 'ba' or 'ep', got {str(self.interval)!r}")
+        if self.start.unit is TimeUnit.DURATION and not 0 <= float(self.start.value) <= 1:
+            raise ValueError(f"the start time in 'dur' must lie in [0, 1], got {str(self.start)!r}")
+
+    @classmethod
+    def parse(cls, start: Time | str, interval: Time | str, start_argument: str, interval_argument: str) -> SnapshotGrid:
+        return cls(as_time(start, start_argument), as_time(interval, interval_argument), interval_argument)
+
+    @property
+    def event(self) -> Event:
+        return Event.BATCH_END if self.interval.unit is TimeUnit.BATCH else Event.EPOCH_END
+
+    def resolve(self, state: State) -> None:
+        self.start_batch = state.to_batches(self.start)
+
+    def fires(self, event: Event, batch_count: int, epoch_count: int) -> bool:
+        if event is not self.event or batch_count < self.start_batch:
+            return False
+        count = batch_count if event is Event.BATCH_END else epoch_count
+        return count % int(self.interval.value) == 0

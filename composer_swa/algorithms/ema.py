@@ -1,0 +1,175 @@
+"""Exponential moving average of the weights, evaluated on and kept at the end of training."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm, SnapshotGrid
+from composer_swa.events import Event
+from composer_swa.time import Time, TimeUnit, as_time
+
+if TYPE_CHECKING:
+    from composer_swa.loggers import Logger
+    from composer_swa.state import State
+
+__all__ = ["EMA"]
+
+
+class EMA(AveragingAlgorithm):
+    """Exponential moving average of the weights (Polyak & Juditsky, "Acceleration of Stochastic
+    Approximation by Averaging", 1992; the form used by Tarvainen & Valpola, "Mean teachers are better
+    role models", NeurIPS 2017, https://arxiv.org/abs/1703.01780).
+
+    Every ``update_interval`` from ``ema_start`` on, ``ema ← s·ema + (1−s)·w``. The first update at
+    or after ``ema_start`` copies the live weights. Give exactly one of ``half_life`` and
+    ``smoothing``: with ``half_life``, ``s = 2 ** -(update_interval / half_life)``, so a weight's
+    influence halves every ``half_life``. ``update_interval`` defaults to one unit of ``half_life``
+    (``"1ba"`` when only ``smoothing`` is given).
+
+    During fit, evaluation uses the EMA weights (swapped in at EVAL_START, back at EVAL_END). At
+    FIT_END the model takes the EMA weights; the training weights stay in ``training_weights`` and the
+    EMA in ``average``. ``replace_at_fit_end=False`` keeps the training weights in the model instead.
+
+    Decay warm-up (as in timm's ``ModelEmaV3``): with ``warmup_gamma`` set, the ``t``-th update after
+    the first copy uses ``min(s, 1 - (1 + t / warmup_gamma) ** -warmup_power)``, so early weights,
+    far from where training ends, fade quickly.
+
+    Batch norm and memory: one fp32 copy of the parameters and floating buffers (running statistics
+    are averaged like weights); integer buffers are copied. ``offload=True`` keeps it on the CPU.
+
+    Args:
+        half_life: Time for a weight's influence to halve, in ``ba`` or ``ep``; ``"1000ba"`` when
+            neither ``half_life`` nor ``smoothing`` is given.
+        smoothing: The decay ``s`` per update, in (0, 1).
+        ema_start: When averaging starts.
+        update_interval: Time between updates, in ``ba`` or ``ep``.
+        replace_at_fit_end: Leave the EMA weights in the model at FIT_END.
+        eval_with_average: Evaluate with the EMA weights during fit.
+        warmup_gamma: Decay warm-up speed, or ``None`` for no warm-up.
+        warmup_power: Decay warm-up exponent (timm's default 2/3).
+        offload: Keep the average on the CPU.
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from composer_swa import Trainer
+        >>> data = DataLoader(TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,))), batch_size=16)
+        >>> ema = EMA(half_life="10ba")
+        >>> round(ema.smoothing, 4)  # 2 ** (-1 / 10)
+        0.933
+        >>> trainer = Trainer(torch.nn.Linear(4, 2), data, max_duration="2ep", algorithms=[ema], progress_bar=False, loggers=[])
+        >>> trainer.fit()
+        >>> ema.n_updates, sorted(ema.training_weights)
+        (8, ['bias', 'weight'])
+    """
+
+    events: ClassVar[frozenset[Event]] = frozenset(
+        {Event.FIT_START, Event.BATCH_END, Event.EPOCH_END, Event.EVAL_START, Event.EVAL_END, Event.FIT_END}
+    )
+
+    def __init__(
+        self,
+        half_life: Time | str | None = None,
+        smoothing: float | None = None,
+        ema_start: Time | str = "0.0dur",
+        update_interval: Time | str | None = None,
+        replace_at_fit_end: bool = True,
+        eval_with_average: bool = True,
+        warmup_gamma: float | None = None,
+        warmup_power: float = 2 / 3,
+        offload: bool = False,
+    ) -> None:
+        if half_life is not None and smoothing is not None:
+            raise ValueError(
+                f"give exactly one of half_life and smoothing, got half_life={half_life!r} and smoothing={smoothing!r}"
+            )
+        if smoothing is not None:
+            if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 < smoothing < 1:
+                raise ValueError(f"smoothing must be a number in (0, 1), got {smoothing!r}")
+            interval = as_time(update_interval if update_interval is not None else "1ba", "update_interval")
+            self.half_life: Time | None = None
+            self.smoothing = float(smoothing)
+        else:
+            self.half_life = as_time(half_life if half_life is not None else "1000ba", "half_life")
+            if self.half_life.unit not in (TimeUnit.BATCH, TimeUnit.EPOCH) or not self.half_life.value > 0:
+                raise ValueError(f"half_life must be > 0 in 'ba' or 'ep', got {str(self.half_life)!r}")
+            default_interval = Time(1, self.half_life.unit)
+            interval = as_time(update_interval if update_interval is not None else default_interval, "update_interval")
+            if interval.unit is not self.half_life.unit:
+                raise ValueError(
+                    f"update_interval and half_life must use the same unit, got update_interval={str(interval)!r} "
+                    f"and half_life={str(self.half_life)!r}"
+                )
+            self.smoothing = 2.0 ** (-(float(interval.value) / float(self.half_life.value)))
+        self.grid = SnapshotGrid(as_time(ema_start, "ema_start"), interval, "update_interval")
+        if warmup_gamma is not None and not warmup_gamma > 0:
+            raise ValueError(f"warmup_gamma must be > 0 (or None for no warm-up), got {warmup_gamma!r}")
+        if not warmup_power > 0:
+            raise ValueError(f"warmup_power must be > 0, got {warmup_power!r}")
+        super().__init__(eval_with_average, offload)
+        self.replace_at_fit_end = replace_at_fit_end
+        self.warmup_gamma = warmup_gamma
+        self.warmup_power = warmup_power
+        self.n_updates = 0
+        self.finished = False  # the EMA weights replaced the training weights
+
+    @property
+    def ema_start(self) -> Time:
+        return self.grid.start
+
+    @property
+    def update_interval(self) -> Time:
+        return self.grid.interval
+
+    def smoothing_at(self, update: int) -> float:
+        """The decay used by the ``update``-th interpolation after the first copy (1, 2, ...)."""
+        if self.warmup_gamma is None:
+            return self.smoothing
+        return min(self.smoothing, 1.0 - (1.0 + update / self.warmup_gamma) ** -self.warmup_power)
+
+    def owned_resources(self, state: State) -> frozenset[str]:
+        owned = {"final_weights"} if self.replace_at_fit_end else set()
+        if self.eval_with_average:
+            owned.add("eval_weights")
+        return frozenset(owned)
+
+    def match(self, event: Event, state: State) -> bool:
+        if event is Event.BATCH_END or event is Event.EPOCH_END:
+            return self.grid.fires(event, state.timestamp.batch_count, state.timestamp.epoch_count)
+        if event is Event.EVAL_START or event is Event.EVAL_END:
+            return self._matches_eval_swap(event, average_ready=self.n_updates > 0 and not self.finished)
+        if event is Event.FIT_END:
+            return self.replace_at_fit_end and self.n_updates > 0 and not self.finished
+        return event is Event.FIT_START
+
+    def apply(self, event: Event, state: State, logger: Logger) -> None:
+        if event is Event.FIT_START:
+            self.grid.resolve(state)
+            self._prepare_average(state)
+        elif event is Event.BATCH_END or event is Event.EPOCH_END:
+            self._update()
+        elif event is Event.EVAL_START or event is Event.EVAL_END:
+            self._apply_eval_swap(event)
+        elif event is Event.FIT_END:
+            self._replace_model_weights(state)
+            self.finished = True
+            logger.log_message(
+                f"EMA: the model now holds the EMA of {self.n_updates} updates; the training weights are in EMA.training_weights",
+                step=state.timestamp.batch_count,
+            )
+
+    def _update(self) -> None:
+        assert self.average is not None
+        if self.n_updates == 0:
+            self.average.copy_from_model()
+        else:
+            self.average.interpolate(1.0 - self.smoothing_at(self.n_updates))
+        self.n_updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"n_updates": self.n_updates, "finished": self.finished, "average": self._average_state(self.n_updates > 0)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.n_updates = int(state["n_updates"])
+        self.finished = bool(state["finished"])
+        self._load_average_state(state["average"])

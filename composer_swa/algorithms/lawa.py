@@ -1,0 +1,164 @@
+"""Latest weight averaging: the mean of the last k snapshots, a sliding window over training."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm, SnapshotGrid
+from composer_swa.averaging.model_average import ModelAverage
+from composer_swa.events import Event
+from composer_swa.time import Time
+
+if TYPE_CHECKING:
+    from composer_swa.loggers import Logger
+    from composer_swa.state import State
+
+__all__ = ["LAWA"]
+
+
+class LAWA(AveragingAlgorithm):
+    """Latest weight averaging (Kaddour, "Stop Wasting My Time! Saving Days of ImageNet and BERT
+    Training with Latest Weight Averaging", 2022, https://arxiv.org/abs/2209.14981; Sanyal et al.,
+    "Early Weight Averaging meets High Learning Rates for LLM Pre-training", 2023,
+    https://arxiv.org/abs/2306.03241).
+
+    A snapshot of the weights is taken every ``interval`` from ``start`` on (on whole multiples of
+    the interval, like :class:`EMA`), and the last ``window`` snapshots are kept. Their equal-weight
+    mean is what evaluation uses during fit and what the model holds after FIT_END (the training
+    weights stay in ``training_weights``; ``replace_at_fit_end=False`` keeps them in the model).
+    Unlike SWA's running mean, old snapshots leave the window, so the average follows training.
+
+    Batch norm and memory: ``window + 1`` fp32 copies of the parameters and floating buffers, always
+    on the CPU so that the accelerator holds none of them; running statistics are averaged like
+    weights and integer buffers come from the newest snapshot. The mean is recomputed from the
+    snapshots only when it is needed (evaluation, FIT_END, ``state_dict``), so taking a snapshot
+    costs one device-to-host copy.
+
+    Args:
+        window: How many of the latest snapshots to average (``k``).
+        interval: Time between snapshots, in ``ba`` or ``ep``.
+        start: When snapshots start.
+        replace_at_fit_end: Leave the window's mean in the model at FIT_END.
+        eval_with_average: Evaluate with the window's mean during fit.
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from composer_swa import Trainer
+        >>> data = DataLoader(TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,))), batch_size=16)
+        >>> lawa = LAWA(window=3, interval="1ep")
+        >>> trainer = Trainer(torch.nn.Linear(4, 2), data, max_duration="5ep", algorithms=[lawa], progress_bar=False, loggers=[])
+        >>> trainer.fit()
+        >>> lawa.snapshot_batches  # the model holds the mean of the weights after these batches
+        [12, 16, 20]
+    """
+
+    events: ClassVar[frozenset[Event]] = frozenset(
+        {Event.FIT_START, Event.BATCH_END, Event.EPOCH_END, Event.EVAL_START, Event.EVAL_END, Event.FIT_END}
+    )
+
+    def __init__(
+        self,
+        window: int = 5,
+        interval: Time | str = "1ep",
+        start: Time | str = "0.0dur",
+        replace_at_fit_end: bool = True,
+        eval_with_average: bool = True,
+    ) -> None:
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be an int >= 1, got {window!r}")
+        self.window = window
+        self.grid = SnapshotGrid.parse(start, interval, "start", "interval")
+        super().__init__(eval_with_average, offload=True)
+        self.replace_at_fit_end = replace_at_fit_end
+        self.snapshots: deque[ModelAverage] = deque()
+        #: The completed-batch count of each snapshot in the window, oldest first.
+        self.snapshot_batches: list[int] = []
+        self.finished = False
+        self._mean_is_current = False
+        self._pending_snapshots: list[dict[str, Any]] | None = None
+
+    @property
+    def interval(self) -> Time:
+        return self.grid.interval
+
+    @property
+    def start(self) -> Time:
+        return self.grid.start
+
+    def owned_resources(self, state: State) -> frozenset[str]:
+        owned = {"final_weights"} if self.replace_at_fit_end else set()
+        if self.eval_with_average:
+            owned.add("eval_weights")
+        return frozenset(owned)
+
+    def match(self, event: Event, state: State) -> bool:
+        if event is Event.BATCH_END or event is Event.EPOCH_END:
+            return self.grid.fires(event, state.timestamp.batch_count, state.timestamp.epoch_count)
+        if event is Event.EVAL_START or event is Event.EVAL_END:
+            return self._matches_eval_swap(event, average_ready=bool(self.snapshots) and not self.finished)
+        if event is Event.FIT_END:
+            return self.replace_at_fit_end and bool(self.snapshots) and not self.finished
+        return event is Event.FIT_START
+
+    def apply(self, event: Event, state: State, logger: Logger) -> None:
+        if event is Event.FIT_START:
+            self.grid.resolve(state)
+            self._prepare_average(state)
+            if self._pending_snapshots is not None:
+                for saved in self._pending_snapshots:
+                    self._new_slot(state).load_state_dict(saved)
+                self._pending_snapshots = None
+                self._mean_is_current = False
+        elif event is Event.BATCH_END or event is Event.EPOCH_END:
+            self._new_slot(state).copy_from_model()
+            self.snapshot_batches = [*self.snapshot_batches, state.timestamp.batch_count][-self.window :]
+            self._mean_is_current = False
+        elif event is Event.EVAL_START or event is Event.EVAL_END:
+            if event is Event.EVAL_START:
+                self.window_mean()
+            self._apply_eval_swap(event)
+        elif event is Event.FIT_END:
+            self.window_mean()
+            self._replace_model_weights(state)
+            self.finished = True
+            logger.log_message(
+                f"LAWA: the model now holds the mean of the last {len(self.snapshots)} snapshots "
+                f"(batches {self.snapshot_batches}); the training weights are in LAWA.training_weights",
+                step=state.timestamp.batch_count,
+            )
+
+    def _new_slot(self, state: State) -> ModelAverage:
+        """The snapshot to overwrite next: the oldest once the window is full, else a new one."""
+        full = len(self.snapshots) == self.window
+        slot = self.snapshots.popleft() if full else ModelAverage(state.model, device="cpu")
+        self.snapshots.append(slot)
+        return slot
+
+    def window_mean(self) -> ModelAverage:
+        """The mean of the snapshots in the window, in ``average`` (an fp32 running mean over them)."""
+        assert self.average is not None and self.snapshots, "LAWA has no snapshot yet"
+        if not self._mean_is_current:
+            for index, snapshot in enumerate(self.snapshots):
+                if index == 0:
+                    self.average.copy_from_average(snapshot)
+                else:
+                    self.average.interpolate_toward_average(snapshot, 1.0 / (index + 1))
+            self._mean_is_current = True
+        return self.average
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "snapshots": [snapshot.state_dict() for snapshot in self.snapshots],
+            "snapshot_batches": list(self.snapshot_batches),
+            "finished": self.finished,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["snapshots"]) > self.window:
+            raise ValueError(f"the checkpoint holds {len(state['snapshots'])} LAWA snapshots, more than window={self.window}")
+        self.snapshot_batches = [int(batch) for batch in state["snapshot_batches"]]
+        self.finished = bool(state["finished"])
+        self.snapshots.clear()
+        self._pending_snapshots = list(state["snapshots"])  # restored at FIT_START, once the model is known

@@ -1,0 +1,75 @@
+"""Recorders shared by the algorithm tests: they capture what happened, for independent references."""
+
+from __future__ import annotations
+
+import io
+from typing import Any, ClassVar
+
+import torch
+
+from composer_swa import Algorithm, Event, State
+from composer_swa.loggers import Logger
+
+
+def quiet(**kwargs: Any) -> dict[str, Any]:
+    return {"progress_bar": False, "loggers": [], **kwargs}
+
+
+def flat_weights(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().double().flatten().clone() for p in model.parameters()])
+
+
+class WeightRecorder(Algorithm):
+    """Records the live weights at FIT_START and every BATCH_END; list it first, before any algorithm swaps them."""
+
+    events: ClassVar[frozenset[Event]] = frozenset({Event.FIT_START, Event.BATCH_END})
+
+    def __init__(self) -> None:
+        self.weights: dict[int, torch.Tensor] = {}
+
+    def match(self, event: Event, state: State) -> bool:
+        return True
+
+    def apply(self, event: Event, state: State, logger: Logger) -> None:
+        self.weights[state.timestamp.batch_count] = flat_weights(state.model)
+
+
+def train_plain_loop(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    algorithms: list[Algorithm],
+    max_duration: str = "3ep",
+    stop_at: int | None = None,
+    saved: dict[str, Any] | None = None,
+) -> tuple[torch.Tensor, dict[str, Any] | None]:
+    """A user's own loop driving the engine, on the fixed batches of ``make_loader()``.
+
+    With ``stop_at``, it stops after that batch and returns the whole state saved and reloaded
+    weights-only; with ``saved``, it resumes from it. Returns the final flat weights.
+    """
+    from composer_swa import Engine
+    from tests.conftest import make_loader
+
+    batches = list(make_loader())
+    state = State(model=model, max_duration=max_duration, train_dataloader=batches, optimizers=[optimizer], algorithms=algorithms)
+    engine = Engine(state, Logger())
+    if saved is not None:
+        state.load_state_dict(saved)
+    engine.run_event(Event.FIT_START)
+    while not state.is_finished:
+        for x, y in batches[state.timestamp.batch_in_epoch :]:
+            engine.run_event(Event.BATCH_START)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            state.optimizers[0].step()  # an algorithm may have replaced the optimizer (SWATS)
+            state.optimizers[0].zero_grad()
+            state.timestamp.advance_batch(len(x), 0)
+            engine.run_event(Event.BATCH_END)
+            if state.timestamp.batch_count == stop_at:
+                buffer = io.BytesIO()
+                torch.save(state.state_dict(), buffer)
+                buffer.seek(0)
+                return flat_weights(model), torch.load(buffer, weights_only=True)
+        state.timestamp.advance_epoch()
+        engine.run_event(Event.EPOCH_END)
+    engine.run_event(Event.FIT_END)
+    return flat_weights(model), None
