@@ -70,6 +70,7 @@ class SWATS(Algorithm):
         >>> import torch
         >>> from torch.utils.data import DataLoader, TensorDataset
         >>> from composer_swa import Trainer
+        >>> _ = torch.manual_seed(0)
         >>> data = DataLoader(TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,))), batch_size=16)
         >>> model = torch.nn.Linear(4, 2)
         >>> swats = SWATS(switch_at="2ep")
