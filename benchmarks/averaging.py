@@ -3,11 +3,13 @@
 Contenders, per shape (issue 3):
   (a) ``AveragedModel(model)``, its default per-tensor path;
   (b) ``AveragedModel(model, multi_avg_fn=get_swa_multi_avg_fn())``, its foreach path;
+  (c) ``AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.999))``, its EMA;
   ours: ``ModelAverage(model).interpolate(w)``, the kernel SWA, EMA and checkpoint averaging share;
+  ours, EMA: one update of the ``EMA`` algorithm itself (issue 4: same kernel, same target);
   limit: one ``lerp_`` over a single flat fp32 buffer of the same size (no per-tensor work at all).
 Shapes: 48×(Linear 1024 + LayerNorm) ≈ 50M params in 192 tensors, 400×(Linear 128 + LayerNorm)
 ≈ 6.7M params in 1600 tensors. Printed: median ms per update and each contender as a multiple of
-the limit (median of per-round ratios). Target: ours <= 1.5× the limit on both shapes.
+the limit (median of per-round ratios). Target: ours (SWA and EMA) <= 1.5× the limit on both shapes.
 
 Threads matter on a CPU: the single flat ``lerp_`` is split across intra-op threads, while a
 per-tensor op on a tensor below PyTorch's grain size (32768 elements) runs on one core. With one
@@ -22,9 +24,10 @@ import argparse
 import statistics
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_swa_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn
 
 from benchmarks._timing import alternate, median_ratio
+from composer_swa import EMA
 from composer_swa.averaging import ModelAverage
 
 SHAPES = {"48x(Linear1024+LN)": (48, 1024), "400x(Linear128+LN)": (400, 128)}
@@ -45,12 +48,18 @@ def measure(blocks: int, width: int, repeats: int) -> None:
     default, foreach = AveragedModel(model), AveragedModel(model, multi_avg_fn=get_swa_multi_avg_fn())
     ours = ModelAverage(model)
     ours.copy_from_model()
+    ema_baseline = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.999))
+    ema = EMA(smoothing=0.999)
+    ema.average = ModelAverage(model)
+    ema._update()  # the first update copies; the timed ones interpolate
     limit_average, limit_live = torch.zeros(params), torch.randn(params)
 
     contenders = {
         "(a) AveragedModel default": lambda: default.update_parameters(model),
         "(b) AveragedModel foreach": lambda: foreach.update_parameters(model),
+        "(c) AveragedModel EMA": lambda: ema_baseline.update_parameters(model),
         "composer_swa": lambda: ours.interpolate(0.1),
+        "composer_swa EMA": ema._update,
         "limit: one flat lerp_": lambda: limit_average.lerp_(limit_live, 0.1),
     }
     times = alternate(contenders, repeats)
@@ -66,7 +75,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; target: composer_swa <= 1.5x limit")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; target: composer_swa (SWA and EMA) <= 1.5x limit")
     for blocks, width in SHAPES.values():
         measure(blocks, width, args.repeats)
 
