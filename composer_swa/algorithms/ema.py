@@ -166,6 +166,14 @@ class EMA(AveragingAlgorithm):
             self.average.interpolate(1.0 - self.smoothing_at(self.n_updates))
         self.n_updates += 1
 
+    def summary(self) -> dict[str, Any]:
+        return {
+            "start_batch": self.grid.start_batch,
+            "n_updates": self.n_updates,
+            "smoothing": self.smoothing,
+            "swapped_in": self.finished,
+        }
+
     def state_dict(self) -> dict[str, Any]:
         return {"n_updates": self.n_updates, "finished": self.finished, "average": self._average_state(self.n_updates > 0)}
 

@@ -148,6 +148,13 @@ class LAWA(AveragingAlgorithm):
             self._mean_is_current = True
         return self.average
 
+    def summary(self) -> dict[str, Any]:
+        return {
+            "start_batch": self.grid.start_batch,
+            "snapshot_batches": list(self.snapshot_batches),
+            "swapped_in": self.finished,
+        }
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "snapshots": [snapshot.state_dict() for snapshot in self.snapshots],

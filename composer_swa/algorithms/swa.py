@@ -264,6 +264,9 @@ class SWA(AveragingAlgorithm):
         self.finished = True
         logger.log_message(message, step=state.timestamp.batch_count)
 
+    def summary(self) -> dict[str, Any]:
+        return {"window_batches": [self._first, self._end], "n_averaged": self.n_averaged, "swapped_in": self.finished}
+
     # Checkpoints ------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:

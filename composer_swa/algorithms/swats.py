@@ -208,6 +208,9 @@ class SWATS(Algorithm):
             hook.remove()
         self._hooks = []
 
+    def summary(self) -> dict[str, Any]:
+        return {"switched_at_batch": self.switched_at_batch, "sgd_lrs": {i: e.sgd_lrs for i, e in self.estimates.items()}}
+
     def on_load(self, state: State) -> None:
         """Replaces the Adam optimizers with SGD again when the saved run had switched."""
         if not self.switched:

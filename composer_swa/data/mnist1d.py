@@ -6,12 +6,15 @@ that is 4000 training and 1000 test signals of length 40.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch.utils.data import TensorDataset
 
-__all__ = ["mnist1d_datasets"]
+__all__ = ["mnist1d", "mnist1d_datasets"]
 
 
+@functools.lru_cache(maxsize=4)  # train and test of one seed come from one generation
 def mnist1d_datasets(seed: int = 42) -> tuple[TensorDataset, TensorDataset]:
     """Returns ``(train, test)`` datasets of ``(signal[1, 40], label)`` pairs.
 
@@ -37,3 +40,18 @@ def mnist1d_datasets(seed: int = 42) -> tuple[TensorDataset, TensorDataset]:
         )
 
     return as_dataset(data["x"], data["y"]), as_dataset(data["x_test"], data["y_test"])
+
+
+def mnist1d(split: str = "train", seed: int = 42) -> TensorDataset:
+    """One split of :func:`mnist1d_datasets`: ``"train"`` (4000 signals) or ``"test"`` (1000).
+
+    Example:
+        >>> len(mnist1d("test"))
+        1000
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    train, test = mnist1d_datasets(seed)
+    dataset = train if split == "train" else test
+    dataset.in_features, dataset.num_classes = 40, 10  # type: ignore[attr-defined]  # read by the config builder
+    return dataset

@@ -53,6 +53,10 @@ class Algorithm(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores what :meth:`state_dict` returned."""
 
+    def summary(self) -> dict[str, Any]:
+        """What the algorithm did in this run, as plain values (``swa-train`` writes it to summary.json)."""
+        return {}
+
     def on_load(self, state: State) -> None:
         """Called by :meth:`State.load_state_dict` after every algorithm's state is loaded and before
         the optimizers' state is: an algorithm that replaced an object of the State (SWATS replaces

@@ -1,7 +1,8 @@
-"""Where metrics go: the console and JSON lines (TensorBoard joins with the YAML runs)."""
+"""Where metrics go: the console, JSON lines, and TensorBoard when it is installed."""
 
 from composer_swa.loggers.console import ConsoleLogger
 from composer_swa.loggers.jsonl import JSONLinesLogger
 from composer_swa.loggers.logger import Logger, LoggerDestination
+from composer_swa.loggers.tensorboard import TensorBoardLogger
 
-__all__ = ["ConsoleLogger", "JSONLinesLogger", "Logger", "LoggerDestination"]
+__all__ = ["ConsoleLogger", "JSONLinesLogger", "Logger", "LoggerDestination", "TensorBoardLogger"]

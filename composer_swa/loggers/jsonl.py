@@ -25,7 +25,7 @@ class JSONLinesLogger:
         0.5
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path = "metrics.jsonl") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a", encoding="utf-8")

@@ -1,5 +1,7 @@
 """Built-in models, small enough to train on a CPU."""
 
+from composer_swa.models.char_gpt import CharGPT
 from composer_swa.models.cnn1d import MNIST1DConvNet
+from composer_swa.models.mlp import MLP
 
-__all__ = ["MNIST1DConvNet"]
+__all__ = ["MLP", "CharGPT", "MNIST1DConvNet"]

@@ -278,7 +278,7 @@ class Trainer:
 
     def _loss(self, outputs: Any, batch: Any) -> torch.Tensor:
         if type(batch) in _SEQUENCES:
-            return (self.loss_fn or F.cross_entropy)(outputs, batch[1])
+            return (self.loss_fn or default_loss)(outputs, batch[1])
         if isinstance(batch, Mapping):
             if self.loss_fn is not None:
                 return self.loss_fn(outputs, batch)
@@ -311,6 +311,13 @@ class Trainer:
         if self.state.optimizers:
             metrics["train/lr"] = float(self.state.optimizers[0].param_groups[0]["lr"])
         self.logger.log_metrics(metrics, step=self.state.timestamp.batch_count)
+
+
+def default_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the last dimension: ``(N, C)`` logits, or ``(N, T, C)`` for sequences."""
+    if outputs.dim() > 2 and outputs.dim() == targets.dim() + 1:
+        return F.cross_entropy(outputs.flatten(0, -2), targets.flatten())
+    return F.cross_entropy(outputs, targets)
 
 
 def _as_list(value: Any) -> list[Any]:

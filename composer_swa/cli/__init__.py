@@ -1,0 +1,1 @@
+"""Command-line entry points: ``swa-train`` (and ``swa-average``, with checkpoint averaging)."""

@@ -1,0 +1,181 @@
+"""``swa-train``: run a YAML config, and plot a finished run."""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from composer_swa.cli.run_folder import summarize_run, write_resolved_config, write_summary, write_weights
+from composer_swa.config import ConfigError, RunConfig, build_run, load_config
+from composer_swa.events import Callback, Event
+from composer_swa.loggers import Logger
+from composer_swa.state import State
+
+__all__ = ["main"]
+
+_EXAMPLES = """\b
+Examples:
+  swa-train examples/mnist1d_swa.yaml
+  swa-train examples/mnist1d_swa.yaml --baseline          # also run it without algorithms
+  swa-train examples/mnist1d_swa.yaml --set trainer.seed=3 --set algorithms[0].swa_lr=0.01
+  swa-train examples/mnist1d_swa.yaml --print-config      # every default filled in
+  swa-train examples/mnist1d_swa.yaml --dry-run           # build everything, train nothing
+  swa-train plot runs/mnist1d_swa-20261121-120000
+"""
+
+
+class _RunByDefault(click.Group):
+    """``swa-train CONFIG`` runs a config; ``swa-train plot RUN_DIR`` is the one subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_RunByDefault, epilog=_EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Train from a YAML config (swa-train CONFIG ...), or plot a run (swa-train plot RUN_DIR)."""
+
+
+class _OpenRunFolder(Callback):
+    """Creates the run folder at FIT_START, after the algorithms' checks passed: a run that is refused writes nothing."""
+
+    def __init__(self, run_dir: Path, config: RunConfig, parts: Any) -> None:
+        self.run_dir, self.config, self.parts = run_dir, config, parts
+        self.opened = False
+
+    def fit_start(self, state: State, logger: Logger) -> None:
+        self.opened = True
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_resolved_config(self.config, self.run_dir / "config.yaml")
+        logger.destinations[:] = self.parts.loggers(self.run_dir)
+        logger.log_message(f"run folder: {self.run_dir}", step=state.timestamp.batch_count)
+
+
+def _fail(error: Exception) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(2)
+
+
+def _refused_at_fit_start(config_path: str, error: Exception) -> ConfigError:
+    """An algorithm refused the run once its times resolved (a window past the end, a conflict)."""
+    return ConfigError(config_path, [f"refused at FIT_START, once times resolved against the run: {error}"])
+
+
+def _default_run_dir(config_path: str) -> Path:
+    return Path("runs") / f"{Path(config_path).stem}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _train(config: RunConfig, config_path: str, run_dir: Path) -> dict[str, Any]:
+    """One run into ``run_dir``; returns its summary."""
+    parts = build_run(config, Path(config_path).resolve().parent)
+    trainer = parts.trainer(loggers=[])  # the run folder's loggers join at FIT_START
+    opener = _OpenRunFolder(run_dir, config, parts)
+    trainer.state.callbacks.insert(0, opener)
+    trainer.engine.refresh()
+    start = time.perf_counter()
+    try:
+        trainer.fit()
+    except (ValueError, TypeError) as error:
+        if opener.opened:
+            raise
+        raise _refused_at_fit_start(config_path, error) from error
+    finally:
+        trainer.logger.close()
+    summary = summarize_run(trainer, config_path, run_dir, time.perf_counter() - start)
+    write_weights(trainer.state.model, run_dir / "model.safetensors", {"config": config_path, "batches": str(summary["batches"])})
+    write_summary(summary, run_dir / "summary.json")
+    return summary
+
+
+def _table(columns: dict[str, dict[str, Any]]) -> str:
+    metrics = sorted({key for summary in columns.values() for key in summary["final_metrics"]})
+    rows = [["", *columns]]
+    rows += [[metric, *(f"{s['final_metrics'].get(metric, float('nan')):.4f}" for s in columns.values())] for metric in metrics]
+    rows.append(["time (s)", *(f"{s['seconds']:.1f}" for s in columns.values())])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)
+
+
+@main.command("run", epilog=_EXAMPLES)
+@click.argument("config_path", metavar="CONFIG")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config value (YAML syntax).")
+@click.option("--dry-run", is_flag=True, help="Validate and build everything, print the plan, train nothing.")
+@click.option("--print-config", is_flag=True, help="Print the resolved config (every default filled in) and exit.")
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Run folder (default: trainer.run_dir, else runs/NAME-TIME).")
+@click.option("--baseline", is_flag=True, help="Also run the same config without algorithms, into RUN_DIR/baseline.")
+@click.option("--plot", "plot_after", is_flag=True, help="Write curves.png into the run folder at the end (needs matplotlib).")
+def run(
+    config_path: str,
+    overrides: tuple[str, ...],
+    dry_run: bool,
+    print_config: bool,
+    run_dir: Path | None,
+    baseline: bool,
+    plot_after: bool,
+) -> None:
+    """Train the run described by CONFIG."""
+    try:
+        config = load_config(config_path, overrides)
+        if print_config:
+            click.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), nl=False)
+            return
+        if dry_run:
+            _describe_plan(config, config_path)
+            return
+        folder = run_dir or (Path(config.trainer.run_dir) if config.trainer.run_dir else _default_run_dir(config_path))
+        columns = {"with algorithms" if baseline else "run": _train(config, config_path, folder)}
+        if baseline:
+            plain = copy.deepcopy(config)
+            plain.algorithms = []
+            columns["baseline (no algorithms)"] = _train(plain, config_path, folder / "baseline")
+    except ConfigError as error:
+        _fail(error)
+    click.echo(f"\nrun folder: {folder}\n{_table(columns)}")
+    if plot_after:
+        from composer_swa.cli.plot import plot_run
+
+        click.echo(f"curves: {plot_run(folder)}")
+
+
+def _describe_plan(config: RunConfig, config_path: str) -> None:
+    parts = build_run(config, Path(config_path).resolve().parent)
+    trainer = parts.trainer(loggers=[])
+    state = trainer.state
+    parameters = sum(p.numel() for p in state.model.parameters())
+    click.echo(f"config:     {config_path} (valid)")
+    click.echo(f"model:      {type(state.model).__name__}, {parameters:,} parameters")
+    click.echo(
+        f"data:       {len(parts.train_dataloader.dataset):,} training samples, {state.batches_per_epoch} batches an epoch"
+    )  # type: ignore[arg-type]
+    click.echo(f"run:        {config.trainer.max_duration} = {state.max_batches} batches on {trainer.device}")
+    click.echo(
+        f"optimizer:  {type(parts.optimizer).__name__}; scheduler: {type(parts.scheduler).__name__ if parts.scheduler else 'none'}"
+    )
+    click.echo(f"algorithms: {', '.join(a.name for a in parts.algorithms) or 'none'}")
+    try:
+        trainer.engine.run_event(Event.FIT_START)  # resolves the algorithms' times and checks conflicts
+    except (ValueError, TypeError) as error:
+        raise _refused_at_fit_start(config_path, error) from error
+    click.echo("dry run: FIT_START checks passed; nothing trained, nothing written")
+
+
+@main.command("plot")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="PNG to write (default: RUN_DIR/curves.png).")
+def plot(run_dir: Path, output: Path | None) -> None:
+    """Plot the loss and accuracy curves of RUN_DIR, with the averaging windows shaded."""
+    from composer_swa.cli.plot import plot_run
+
+    try:
+        click.echo(plot_run(run_dir, output))
+    except (FileNotFoundError, ImportError, ValueError) as error:
+        _fail(error)

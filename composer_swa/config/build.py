@@ -1,0 +1,175 @@
+"""From a validated :class:`RunConfig` to the objects of a run, and to a :class:`Trainer`."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from torch.utils.data import DataLoader, Dataset
+
+from composer_swa.config.builtins import ALGORITHMS, DATASETS, LOGGERS, MODELS, OPTIMIZERS, SCHEDULERS
+from composer_swa.config.components import ImportedComponent
+from composer_swa.config.loading import ConfigError
+from composer_swa.config.schema import LoaderOptions, RunConfig
+from composer_swa.events import Algorithm, Callback
+from composer_swa.state import State
+from composer_swa.trainer import Trainer
+from composer_swa.trainer.checks import seed_everything
+
+__all__ = ["RunParts", "build_run"]
+
+#: Dataset attributes that fill a model's arguments of the same name when the config leaves them out.
+_FROM_DATASET = ("in_features", "num_classes", "vocab_size", "block_size")
+_LOADER_KEYS = frozenset(LoaderOptions.model_fields)
+
+
+@dataclass
+class RunParts:
+    """Everything a run needs except its loggers, which write into the run folder and come last."""
+
+    config: RunConfig
+    model: torch.nn.Module
+    train_dataloader: DataLoader[Any]
+    eval_dataloader: DataLoader[Any] | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    algorithms: list[Algorithm]
+    callbacks: list[Callback]
+    config_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def trainer(self, loggers: list[Any] | None = None) -> Trainer:
+        """The Trainer; ``loggers`` defaults to :meth:`loggers` without a run folder (the console)."""
+        settings = self.config.trainer
+        return Trainer(
+            self.model,
+            self.train_dataloader,
+            settings.max_duration,
+            eval_dataloader=self.eval_dataloader,
+            optimizers=self.optimizer,
+            schedulers=self.scheduler,
+            algorithms=self.algorithms,
+            callbacks=self.callbacks,
+            eval_interval=settings.eval_interval,
+            device=settings.device,
+            precision=settings.precision,
+            grad_accum=settings.grad_accum,
+            progress_bar=settings.progress_bar,
+            step_schedulers_every_batch=settings.step_schedulers_every_batch,
+            log_interval=settings.log_interval,
+            loggers=self.loggers(None) if loggers is None else loggers,
+        )
+
+    def loggers(self, run_dir: Path | None) -> list[Any]:
+        """The config's loggers; with ``run_dir``, relative paths go inside it (default: console + metrics.jsonl)."""
+        configs = self.config.loggers
+        if configs is None:
+            configs = [_named("console"), _named("jsonl")] if run_dir is not None else [_named("console")]
+        loggers = []
+        for index, logger in enumerate(configs):
+            kwargs = _kwargs(logger)
+            if run_dir is not None and "path" in kwargs and not Path(kwargs["path"]).is_absolute():
+                kwargs["path"] = run_dir / kwargs["path"]
+            elif run_dir is not None and logger.name.lower() in ("jsonl", "tensorboard") and "path" not in kwargs:
+                kwargs["path"] = run_dir / ("metrics.jsonl" if logger.name.lower() == "jsonl" else "tensorboard")
+            loggers.append(_construct(f"loggers[{index}]", _factory(logger, LOGGERS, self.config_dir), kwargs))
+        return loggers
+
+
+def _named(name: str) -> BaseModel:
+    return ImportedComponent(name=name)
+
+
+def _kwargs(component: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+    if isinstance(component, ImportedComponent):
+        return {key: value for key, value in component.kwargs.items() if key not in exclude}
+    return {key: value for key, value in component.model_dump(exclude={"name"} | exclude).items()}
+
+
+def _factory(component: BaseModel, registry: dict[str, Callable[..., Any]], config_dir: Path | None) -> Callable[..., Any]:
+    name: str = component.name  # type: ignore[attr-defined]
+    if ":" in name and isinstance(component, ImportedComponent):
+        return component.check(config_dir, skip=frozenset())
+    return registry[name.lower()]
+
+
+def _construct(path: str, factory: Callable[..., Any], kwargs: dict[str, Any], *args: Any) -> Any:
+    try:
+        return factory(*args, **kwargs)
+    except Exception as error:  # the user's code may raise anything; report where it came from
+        raise ConfigError("the config", [f"{path}: building it raised {type(error).__name__}: {error}"]) from error
+
+
+def _loader(path: str, component: BaseModel, train: bool, config_dir: Path | None) -> DataLoader[Any]:
+    dataset = _construct(path, _factory(component, DATASETS, config_dir), _kwargs(component, exclude=_LOADER_KEYS))
+    if not isinstance(dataset, Dataset) and not hasattr(dataset, "__getitem__"):
+        raise ConfigError("the config", [f"{path}: {component.name} returned {type(dataset).__name__}, not a torch Dataset"])  # type: ignore[attr-defined]
+    options: LoaderOptions = component  # type: ignore[assignment]
+    shuffle = train if options.shuffle is None else options.shuffle
+    return DataLoader(
+        dataset, batch_size=options.batch_size, shuffle=shuffle, num_workers=options.num_workers, drop_last=options.drop_last
+    )
+
+
+def _model(config: RunConfig, dataset: Any, config_dir: Path | None) -> torch.nn.Module:
+    factory = _factory(config.model, MODELS, config_dir)
+    accepted = inspect.signature(factory).parameters
+    # Required arguments the config left out are None in the schema; the dataset may provide them.
+    kwargs = {
+        k: v for k, v in _kwargs(config.model).items() if not (v is None and accepted[k].default is inspect.Parameter.empty)
+    }
+    for key in _FROM_DATASET:
+        if key in accepted and key not in kwargs and hasattr(dataset, key):
+            kwargs[key] = getattr(dataset, key)
+    missing = [
+        p.name for p in accepted.values() if p.default is p.empty and p.name not in kwargs and p.kind is p.POSITIONAL_OR_KEYWORD
+    ]
+    if missing:
+        raise ConfigError(
+            "the config", [f"model.{key}: required, and the training dataset does not provide it" for key in missing]
+        )
+    model = _construct("model", factory, kwargs)
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError("the config", [f"model: {config.model.name} returned {type(model).__name__}, not a torch.nn.Module"])
+    return model
+
+
+def build_run(config: RunConfig, config_dir: Path | None = None) -> RunParts:
+    """Builds datasets, model, optimizer, scheduler, algorithms and callbacks; writes nothing.
+
+    The seed is applied first, so the model's initial weights and the data order depend on it alone.
+
+    Raises:
+        ConfigError: Naming the component whose construction failed, and why.
+    """
+    if config.trainer.seed is not None:
+        seed_everything(config.trainer.seed)
+    train = _loader("data.train", config.data.train, True, config_dir)
+    evaluation = _loader("data.eval", config.data.eval, False, config_dir) if config.data.eval is not None else None
+    model = _model(config, train.dataset, config_dir)
+    optimizer = _construct(
+        "optimizer", _factory(config.optimizer, OPTIMIZERS, config_dir), _kwargs(config.optimizer), model.parameters()
+    )
+    scheduler = None
+    if config.scheduler is not None:
+        kwargs = _kwargs(config.scheduler)
+        factory = _factory(config.scheduler, SCHEDULERS, config_dir)
+        if "total_batches" in inspect.signature(factory).parameters:
+            kwargs["total_batches"] = State(
+                model=model, max_duration=config.trainer.max_duration, train_dataloader=train
+            ).max_batches
+        scheduler = _construct("scheduler", factory, kwargs, optimizer)
+    algorithms = [
+        _construct(f"algorithms[{i}]", _factory(c, ALGORITHMS, config_dir), _kwargs(c)) for i, c in enumerate(config.algorithms)
+    ]
+    callbacks = [_construct(f"callbacks[{i}]", _factory(c, {}, config_dir), _kwargs(c)) for i, c in enumerate(config.callbacks)]
+    for kind, objects, base in (("algorithms", algorithms, Algorithm), ("callbacks", callbacks, Callback)):
+        for index, obj in enumerate(objects):
+            if not isinstance(obj, base):
+                raise ConfigError("the config", [f"{kind}[{index}]: {type(obj).__name__} is not a composer_swa {base.__name__}"])
+    return RunParts(config, model, train, evaluation, optimizer, scheduler, algorithms, callbacks, config_dir)

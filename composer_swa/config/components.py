@@ -1,0 +1,214 @@
+"""Components a config can name: built-ins by name, anything else by ``package.module:callable``.
+
+Each built-in's schema is generated from its constructor's signature, so the YAML keys are exactly
+the Python keyword arguments and the two cannot drift apart. Arguments typed ``Time`` take a time
+string, checked by the Time parser when the config is validated.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import sys
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Tag,
+    TypeAdapter,
+    ValidationInfo,
+    create_model,
+    model_validator,
+)
+
+from composer_swa.time import Time
+
+__all__ = ["ImportedComponent", "component_union", "import_callable", "signature_model"]
+
+IMPORT_TAG = "name=<import path>"
+#: Arguments the builder passes itself; a config cannot set them.
+_NOT_FROM_YAML = frozenset({"params", "optimizer", "total_batches"})
+
+
+def _check_time(value: str | int) -> str | int:
+    if isinstance(value, str):
+        Time.from_timestring(value)  # raises ValueError naming the string and the allowed units
+    return value
+
+
+TimeString = Annotated[str | int, AfterValidator(_check_time)]
+
+
+def _yaml_type(annotation: Any) -> Any:
+    """The pydantic type for one constructor argument: Time → a checked time string; unknown → Any."""
+    if annotation is Time:
+        return TimeString
+    args = typing.get_args(annotation)
+    if Time in args:
+        return TimeString | None if type(None) in args else TimeString
+    try:
+        TypeAdapter(annotation)
+    except Exception:  # torch's annotations (Tensor, ParamsT) have no schema; accept what YAML gives
+        return Any
+    return annotation
+
+
+def _parameters(factory: Callable[..., Any]) -> tuple[list[inspect.Parameter], dict[str, Any]]:
+    target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:
+        hints = {}
+    parameters = [p for p in inspect.signature(factory).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return parameters, hints
+
+
+class _Strict(BaseModel):
+    """Unknown keys are an error that names them, suggests the nearest known key, and lists the rest."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = set(cls.model_fields)
+            unknown = [key for key in data if key not in known]
+            if unknown:
+                hints = []
+                for key in unknown:
+                    close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                    hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+                allowed = ", ".join(sorted(known - {"name"}))
+                raise ValueError(f"unknown key {', '.join(hints)}; {cls.__name__} takes: {allowed}")
+        return data
+
+
+def signature_model(
+    factory: Callable[..., Any],
+    title: str,
+    skip: frozenset[str] = frozenset(),
+    optional: bool = False,
+    base: type[BaseModel] = _Strict,
+    construct_to_check: bool = False,
+) -> type[BaseModel]:
+    """A pydantic model of ``name`` plus ``factory``'s keyword arguments (minus ``skip``).
+
+    With ``optional``, required arguments may be left out (the builder fills them, e.g. a model's
+    ``vocab_size`` from its dataset). With ``construct_to_check``, validation also calls ``factory``
+    once, so the constructor's own checks (``swa_start`` before ``swa_end``) report with the YAML
+    path; use it for cheap constructors only.
+    """
+    fields: dict[str, Any] = {"name": (str, ...)}
+    parameters, hints = _parameters(factory)
+    for parameter in parameters:
+        if parameter.name in skip or parameter.name == "self":
+            continue
+        annotation = _yaml_type(hints.get(parameter.name, Any))
+        if parameter.default is inspect.Parameter.empty:
+            fields[parameter.name] = (annotation | None, None) if optional else (annotation, ...)
+        else:
+            fields[parameter.name] = (annotation, parameter.default)
+    if construct_to_check:
+
+        def constructs(config: BaseModel) -> BaseModel:
+            factory(**config.model_dump(exclude={"name"}))
+            return config
+
+        validators = {"constructs": model_validator(mode="after")(constructs)}
+        return create_model(title, __base__=base, __validators__=validators, **fields)  # type: ignore[call-overload]
+    return create_model(title, __base__=base, **fields)
+
+
+def _search_path(config_dir: Path | None) -> list[str]:
+    extra = [str(Path.cwd())] + ([str(config_dir)] if config_dir is not None else [])
+    return [entry for entry in extra if entry not in sys.path]
+
+
+def import_callable(path: str, config_dir: Path | None = None) -> Callable[..., Any]:
+    """``"package.module:callable"`` → the callable; the current folder and the config's folder are searched too."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"an import path is 'package.module:callable', got {path!r}")
+    added = _search_path(config_dir)
+    sys.path[:0] = added
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise ValueError(f"cannot import module {module_name!r} for {path!r}: {error}") from None
+    except Exception as error:
+        raise ValueError(f"importing module {module_name!r} for {path!r} raised {type(error).__name__}: {error}") from None
+    finally:
+        for entry in added:
+            sys.path.remove(entry)
+    target: Any = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ValueError(f"module {module_name!r} has no attribute {attribute!r} (from {path!r})")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ValueError(f"{path!r} is not callable")
+    return typing.cast(Callable[..., Any], target)
+
+
+class ImportedComponent(BaseModel):
+    """A user's own component: ``name: package.module:callable`` plus its keyword arguments.
+
+    The import and the keyword arguments are checked when the config is validated.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @model_validator(mode="after")
+    def _imports(self, info: ValidationInfo) -> ImportedComponent:
+        if info.context is not None and "config_dir" in info.context:  # validate_config passes it
+            self.check(info.context["config_dir"], skip=_NOT_FROM_YAML)
+        return self
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def check(self, config_dir: Path | None, skip: frozenset[str]) -> Callable[..., Any]:
+        factory = import_callable(self.name, config_dir)
+        parameters, _ = _parameters(factory)
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+        names = {p.name for p in parameters} - skip
+        unknown = sorted(set(self.kwargs) - names)
+        if unknown and not accepts_any:
+            raise ValueError(
+                f"{self.name} takes no argument {', '.join(map(repr, unknown))}; it takes: {', '.join(sorted(names))}"
+            )
+        return factory
+
+
+def component_union(kind: str, models: dict[str, type[BaseModel]], imported: type[BaseModel] = ImportedComponent) -> Any:
+    """A tagged union over the built-in ``models`` (by lower-case ``name``) and import paths."""
+
+    def pick(value: Any) -> str | None:
+        name = value.get("name") if isinstance(value, dict) else getattr(value, "name", None)
+        if not isinstance(name, str):
+            return None
+        if ":" in name:
+            return IMPORT_TAG
+        return f"name={name.lower()}" if name.lower() in models else None
+
+    members = [Annotated[model, Tag(f"name={key}")] for key, model in models.items()]
+    members.append(Annotated[imported, Tag(IMPORT_TAG)])
+    choices = ", ".join(sorted(models)) or "(no built-ins)"
+    return Annotated[
+        Union[tuple(members)],  # noqa: UP007 - a runtime tuple of members
+        Discriminator(
+            pick,
+            custom_error_type="unknown_component",
+            custom_error_message=f"unknown {kind}: name must be one of {choices}, or an import path 'package.module:callable'",
+        ),
+    ]
