@@ -129,7 +129,7 @@ class SWA(AveragingAlgorithm):
         self.finished = False
         self._start_lrs: list[list[float]] = []
         # Resolved at FIT_START: first update, batches between updates, swa_end, where updates fire.
-        self._first = self._step = self._end = 0
+        self._window_start = self._first = self._step = self._end = 0
         self._updates_at_epoch_end = self._swap_at_epoch_end = False
 
     # When to act ------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ class SWA(AveragingAlgorithm):
         self._updates_at_epoch_end = self.update_interval.unit is TimeUnit.EPOCH
         self._step = state.to_batches(self.update_interval)
         self._end = end
-        self._first = start
+        self._window_start = self._first = start
         if self._updates_at_epoch_end:
             assert state.batches_per_epoch is not None  # to_batches of an 'ep' interval already required it
             self._first = math.ceil(start / state.batches_per_epoch) * state.batches_per_epoch
@@ -265,7 +265,12 @@ class SWA(AveragingAlgorithm):
         logger.log_message(message, step=state.timestamp.batch_count)
 
     def summary(self) -> dict[str, Any]:
-        return {"window_batches": [self._first, self._end], "n_averaged": self.n_averaged, "swapped_in": self.finished}
+        return {
+            "window_batches": [self._window_start, self._end],
+            "first_update_batch": self._first,
+            "n_averaged": self.n_averaged,
+            "swapped_in": self.finished,
+        }
 
     # Checkpoints ------------------------------------------------------------------------------
 

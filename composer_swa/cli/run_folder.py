@@ -44,10 +44,14 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
 def write_resolved_config(config: RunConfig, path: Path) -> None:
     """The config with every default filled in: rerunning it reproduces the run."""
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-    atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda temporary: _write_text(temporary, text))
 
 
 def write_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:
@@ -73,4 +77,4 @@ def summarize_run(trainer: Trainer, config_path: str, run_dir: Path, seconds: fl
 
 def write_summary(summary: dict[str, Any], path: Path) -> None:
     text = json.dumps(summary, indent=2) + "\n"
-    atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda temporary: _write_text(temporary, text))

@@ -153,13 +153,11 @@ def _describe_plan(config: RunConfig, config_path: str) -> None:
     parameters = sum(p.numel() for p in state.model.parameters())
     click.echo(f"config:     {config_path} (valid)")
     click.echo(f"model:      {type(state.model).__name__}, {parameters:,} parameters")
-    click.echo(
-        f"data:       {len(parts.train_dataloader.dataset):,} training samples, {state.batches_per_epoch} batches an epoch"
-    )  # type: ignore[arg-type]
+    samples = len(parts.train_dataloader.dataset)  # type: ignore[arg-type]
+    click.echo(f"data:       {samples:,} training samples, {state.batches_per_epoch} batches an epoch")
     click.echo(f"run:        {config.trainer.max_duration} = {state.max_batches} batches on {trainer.device}")
-    click.echo(
-        f"optimizer:  {type(parts.optimizer).__name__}; scheduler: {type(parts.scheduler).__name__ if parts.scheduler else 'none'}"
-    )
+    scheduler = type(parts.scheduler).__name__ if parts.scheduler else "none"
+    click.echo(f"optimizer:  {type(parts.optimizer).__name__}; scheduler: {scheduler}")
     click.echo(f"algorithms: {', '.join(a.name for a in parts.algorithms) or 'none'}")
     try:
         trainer.engine.run_event(Event.FIT_START)  # resolves the algorithms' times and checks conflicts

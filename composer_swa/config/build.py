@@ -26,6 +26,7 @@ __all__ = ["RunParts", "build_run"]
 #: Dataset attributes that fill a model's arguments of the same name when the config leaves them out.
 _FROM_DATASET = ("in_features", "num_classes", "vocab_size", "block_size")
 _LOADER_KEYS = frozenset(LoaderOptions.model_fields)
+_DEFAULT_PATHS = {"jsonl": "metrics.jsonl", "tensorboard": "tensorboard"}
 
 
 @dataclass
@@ -75,14 +76,18 @@ class RunParts:
             kwargs = _kwargs(logger)
             if run_dir is not None and "path" in kwargs and not Path(kwargs["path"]).is_absolute():
                 kwargs["path"] = run_dir / kwargs["path"]
-            elif run_dir is not None and logger.name.lower() in ("jsonl", "tensorboard") and "path" not in kwargs:
-                kwargs["path"] = run_dir / ("metrics.jsonl" if logger.name.lower() == "jsonl" else "tensorboard")
+            elif run_dir is not None and _name(logger).lower() in _DEFAULT_PATHS and "path" not in kwargs:
+                kwargs["path"] = run_dir / _DEFAULT_PATHS[_name(logger).lower()]
             loggers.append(_construct(f"loggers[{index}]", _factory(logger, LOGGERS, self.config_dir), kwargs))
         return loggers
 
 
 def _named(name: str) -> BaseModel:
     return ImportedComponent(name=name)
+
+
+def _name(component: BaseModel) -> str:
+    return str(getattr(component, "name"))  # noqa: B009 - every component model has one; mypy sees a union
 
 
 def _kwargs(component: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -92,7 +97,7 @@ def _kwargs(component: BaseModel, exclude: frozenset[str] = frozenset()) -> dict
 
 
 def _factory(component: BaseModel, registry: dict[str, Callable[..., Any]], config_dir: Path | None) -> Callable[..., Any]:
-    name: str = component.name  # type: ignore[attr-defined]
+    name = _name(component)
     if ":" in name and isinstance(component, ImportedComponent):
         return component.check(config_dir, skip=frozenset())
     return registry[name.lower()]
@@ -108,7 +113,7 @@ def _construct(path: str, factory: Callable[..., Any], kwargs: dict[str, Any], *
 def _loader(path: str, component: BaseModel, train: bool, config_dir: Path | None) -> DataLoader[Any]:
     dataset = _construct(path, _factory(component, DATASETS, config_dir), _kwargs(component, exclude=_LOADER_KEYS))
     if not isinstance(dataset, Dataset) and not hasattr(dataset, "__getitem__"):
-        raise ConfigError("the config", [f"{path}: {component.name} returned {type(dataset).__name__}, not a torch Dataset"])  # type: ignore[attr-defined]
+        raise ConfigError("the config", [f"{path}: {_name(component)} returned {type(dataset).__name__}, not a torch Dataset"])
     options: LoaderOptions = component  # type: ignore[assignment]
     shuffle = train if options.shuffle is None else options.shuffle
     return DataLoader(
@@ -119,23 +124,18 @@ def _loader(path: str, component: BaseModel, train: bool, config_dir: Path | Non
 def _model(config: RunConfig, dataset: Any, config_dir: Path | None) -> torch.nn.Module:
     factory = _factory(config.model, MODELS, config_dir)
     accepted = inspect.signature(factory).parameters
+    required = {name for name, p in accepted.items() if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD}
     # Required arguments the config left out are None in the schema; the dataset may provide them.
-    kwargs = {
-        k: v for k, v in _kwargs(config.model).items() if not (v is None and accepted[k].default is inspect.Parameter.empty)
-    }
+    kwargs = {key: value for key, value in _kwargs(config.model).items() if not (value is None and key in required)}
     for key in _FROM_DATASET:
         if key in accepted and key not in kwargs and hasattr(dataset, key):
             kwargs[key] = getattr(dataset, key)
-    missing = [
-        p.name for p in accepted.values() if p.default is p.empty and p.name not in kwargs and p.kind is p.POSITIONAL_OR_KEYWORD
-    ]
+    missing = sorted(required - set(kwargs))
     if missing:
-        raise ConfigError(
-            "the config", [f"model.{key}: required, and the training dataset does not provide it" for key in missing]
-        )
+        raise ConfigError("the config", [f"model.{key}: required, and the training dataset does not have it" for key in missing])
     model = _construct("model", factory, kwargs)
     if not isinstance(model, torch.nn.Module):
-        raise ConfigError("the config", [f"model: {config.model.name} returned {type(model).__name__}, not a torch.nn.Module"])
+        raise ConfigError("the config", [f"model: {_name(config.model)} returned {type(model).__name__}, not a torch.nn.Module"])
     return model
 
 

@@ -13,7 +13,7 @@ from composer_swa.algorithms import EMA, LAWA, SWA, SWATS
 from composer_swa.data import char_text, mnist1d, synthetic_classification
 from composer_swa.loggers import ConsoleLogger, JSONLinesLogger, TensorBoardLogger
 from composer_swa.models import MLP, CharGPT, MNIST1DConvNet
-from composer_swa.time import Time, as_time
+from composer_swa.time import Time, TimeUnit, as_time
 
 __all__ = ["ALGORITHMS", "DATASETS", "LOGGERS", "MODELS", "OPTIMIZERS", "SCHEDULERS", "warmup_cosine"]
 
@@ -26,6 +26,8 @@ def warmup_cosine(
     ``total_batches`` is the run's length, filled in by the builder.
     """
     warmup_time = as_time(warmup, "warmup")
+    if warmup_time.unit not in (TimeUnit.BATCH, TimeUnit.DURATION):
+        raise ValueError(f"warmup must be in 'ba' or 'dur', got {str(warmup_time)!r}")
     warmup_batches = (
         math.ceil(float(warmup_time.value) * total_batches) if warmup_time.unit.value == "dur" else int(warmup_time.value)
     )

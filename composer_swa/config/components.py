@@ -61,7 +61,7 @@ def _yaml_type(annotation: Any) -> Any:
 
 
 def _parameters(factory: Callable[..., Any]) -> tuple[list[inspect.Parameter], dict[str, Any]]:
-    target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+    target = factory.__init__ if inspect.isclass(factory) else factory
     try:
         hints = typing.get_type_hints(target)
     except Exception:
@@ -122,8 +122,8 @@ def signature_model(
             factory(**config.model_dump(exclude={"name"}))
             return config
 
-        validators = {"constructs": model_validator(mode="after")(constructs)}
-        return create_model(title, __base__=base, __validators__=validators, **fields)  # type: ignore[call-overload]
+        validators: dict[str, Any] = {"constructs": model_validator(mode="after")(constructs)}
+        return create_model(title, __base__=base, __validators__=validators, **fields)
     return create_model(title, __base__=base, **fields)
 
 

@@ -21,7 +21,7 @@ class LoaderOptions(_Strict):
     drop_last: bool = False
 
 
-class ImportedDataset(ImportedComponent, LoaderOptions):  # type: ignore[misc]
+class ImportedDataset(ImportedComponent, LoaderOptions):
     """A user's dataset factory by import path, plus the loader keys."""
 
 
@@ -68,7 +68,7 @@ class RunConfig(_Strict):
     data: DataConfig
     optimizer: Optimizer  # type: ignore[valid-type]
     scheduler: Scheduler | None = None  # type: ignore[valid-type]
-    algorithms: list[Algorithm] = []  # type: ignore[valid-type]
-    callbacks: list[Callback] = []  # type: ignore[valid-type]
+    algorithms: list[Algorithm] = Field(default_factory=list)  # type: ignore[valid-type]
+    callbacks: list[Callback] = Field(default_factory=list)  # type: ignore[valid-type]
     trainer: TrainerConfig
     loggers: list[Logger] | None = None  # type: ignore[valid-type]  # None: console + metrics.jsonl

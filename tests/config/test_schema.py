@@ -1,0 +1,60 @@
+"""The YAML schema is generated from the constructors, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from composer_swa import EMA, SWA
+from composer_swa.config import ConfigError, validate_config
+from composer_swa.config.builtins import ALGORITHMS, MODELS
+
+BASE = {
+    "model": {"name": "mlp", "hidden": [8]},
+    "data": {"train": {"name": "synthetic", "samples": 32, "features": 4, "classes": 2, "batch_size": 8}},
+    "optimizer": {"name": "SGD", "lr": 0.1},
+    "trainer": {"max_duration": "2ep"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_algorithm_keys_are_the_constructor_arguments(name: str) -> None:
+    config = validate_config({**BASE, "algorithms": [{"name": name}]}, "test")
+    schema_keys = set(type(config.algorithms[0]).model_fields) - {"name"}
+    assert schema_keys == set(inspect.signature(ALGORITHMS[name]).parameters)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_model_keys_are_the_constructor_arguments(name: str) -> None:
+    config = validate_config({**BASE, "model": {"name": name}}, "test")
+    assert set(type(config.model).model_fields) - {"name"} == set(inspect.signature(MODELS[name]).parameters)
+
+
+def test_defaults_match_the_python_defaults() -> None:
+    config = validate_config({**BASE, "algorithms": [{"name": "SWA"}, {"name": "ema", "smoothing": 0.5}]}, "test")
+    swa, ema = config.algorithms
+    for field, parameter in inspect.signature(SWA).parameters.items():
+        assert getattr(swa, field) == parameter.default, field
+    assert ema.ema_start == inspect.signature(EMA).parameters["ema_start"].default
+
+
+def test_names_are_case_insensitive_and_time_fields_take_ints_as_batches() -> None:
+    config = validate_config(
+        {**BASE, "optimizer": {"name": "AdamW", "lr": 1e-3}, "algorithms": [{"name": "SWA", "swa_start": 5}]}, "t"
+    )
+    assert config.optimizer.name == "AdamW" and config.algorithms[0].swa_start == 5
+
+
+def test_unknown_top_level_section_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'algorithm' \(did you mean 'algorithms'\?\)"):
+        validate_config({**BASE, "algorithm": []}, "test")
+
+
+def test_run_config_rejects_what_it_does_not_know_at_every_level() -> None:
+    bad = {**BASE, "trainer": {"max_duration": "2ep", "max_epochs": 3}, "data": {**BASE["data"], "test": {}}}
+    with pytest.raises(ConfigError) as error:
+        validate_config(bad, "test")
+    assert len(error.value.problems) == 2
+    assert any(p.startswith("trainer: unknown key 'max_epochs'") for p in error.value.problems)
+    assert any(p.startswith("data: unknown key 'test'") for p in error.value.problems)
