@@ -13,7 +13,7 @@ import click
 import yaml
 
 from composer_swa.cli.run_folder import summarize_run, write_resolved_config, write_summary, write_weights
-from composer_swa.config import ConfigError, RunConfig, build_run, load_config
+from composer_swa.config import ConfigError, RunConfig, RunParts, build_run, load_config
 from composer_swa.events import Callback, Event
 from composer_swa.loggers import Logger
 from composer_swa.state import State
@@ -48,7 +48,7 @@ def main() -> None:
 class _OpenRunFolder(Callback):
     """Creates the run folder at FIT_START, after the algorithms' checks passed: a run that is refused writes nothing."""
 
-    def __init__(self, run_dir: Path, config: RunConfig, parts: Any) -> None:
+    def __init__(self, run_dir: Path, config: RunConfig, parts: RunParts) -> None:
         self.run_dir, self.config, self.parts = run_dir, config, parts
         self.opened = False
 

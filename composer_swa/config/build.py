@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,6 @@ class RunParts:
     algorithms: list[Algorithm]
     callbacks: list[Callback]
     config_dir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def trainer(self, loggers: list[Any] | None = None) -> Trainer:
         """The Trainer; ``loggers`` defaults to :meth:`loggers` without a run folder (the console)."""
