@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -15,7 +15,7 @@ from composer_swa.time import Time, TimeUnit, as_time
 if TYPE_CHECKING:
     from composer_swa.state import State
 
-__all__ = ["AveragingAlgorithm", "SnapshotGrid"]
+__all__ = ["AveragingAlgorithm", "GridAveragingAlgorithm", "SnapshotGrid"]
 
 
 class AveragingAlgorithm(Algorithm):
@@ -120,3 +120,39 @@ class SnapshotGrid:
             return False
         count = batch_count if event is Event.BATCH_END else epoch_count
         return count % int(self.interval.value) == 0
+
+
+class GridAveragingAlgorithm(AveragingAlgorithm):
+    """EMA and LAWA: snapshots on a :class:`SnapshotGrid`; the average replaces the weights at FIT_END.
+
+    Subclasses say whether an average exists yet (``_has_average``) and act in ``apply``.
+    """
+
+    events: ClassVar[frozenset[Event]] = frozenset(
+        {Event.FIT_START, Event.BATCH_END, Event.EPOCH_END, Event.EVAL_START, Event.EVAL_END, Event.FIT_END}
+    )
+
+    def __init__(self, grid: SnapshotGrid, replace_at_fit_end: bool, eval_with_average: bool, offload: bool) -> None:
+        super().__init__(eval_with_average, offload)
+        self.grid = grid
+        self.replace_at_fit_end = replace_at_fit_end
+        self.finished = False  # the average replaced the training weights
+
+    @property
+    def _has_average(self) -> bool:
+        raise NotImplementedError
+
+    def owned_resources(self, state: State) -> frozenset[str]:
+        owned = {"final_weights"} if self.replace_at_fit_end else set()
+        if self.eval_with_average:
+            owned.add("eval_weights")
+        return frozenset(owned)
+
+    def match(self, event: Event, state: State) -> bool:
+        if event is Event.BATCH_END or event is Event.EPOCH_END:
+            return self.grid.fires(event, state.timestamp.batch_count, state.timestamp.epoch_count)
+        if event is Event.EVAL_START or event is Event.EVAL_END:
+            return self._matches_eval_swap(event, average_ready=self._has_average and not self.finished)
+        if event is Event.FIT_END:
+            return self.replace_at_fit_end and self._has_average and not self.finished
+        return event is Event.FIT_START

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm, SnapshotGrid
+from composer_swa.algorithms.averaging_algorithm import GridAveragingAlgorithm, SnapshotGrid
 from composer_swa.events import Event
 from composer_swa.time import Time, TimeUnit, as_time
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 __all__ = ["EMA"]
 
 
-class EMA(AveragingAlgorithm):
+class EMA(GridAveragingAlgorithm):
     """Exponential moving average of the weights (Polyak & Juditsky, "Acceleration of Stochastic
     Approximation by Averaging", 1992; the form used by Tarvainen & Valpola, "Mean teachers are better
     role models", NeurIPS 2017, https://arxiv.org/abs/1703.01780).
@@ -63,10 +63,6 @@ class EMA(AveragingAlgorithm):
         (8, ['bias', 'weight'])
     """
 
-    events: ClassVar[frozenset[Event]] = frozenset(
-        {Event.FIT_START, Event.BATCH_END, Event.EPOCH_END, Event.EVAL_START, Event.EVAL_END, Event.FIT_END}
-    )
-
     def __init__(
         self,
         half_life: Time | str | None = None,
@@ -101,17 +97,15 @@ class EMA(AveragingAlgorithm):
                     f"and half_life={str(self.half_life)!r}"
                 )
             self.smoothing = 2.0 ** (-(float(interval.value) / float(self.half_life.value)))
-        self.grid = SnapshotGrid(as_time(ema_start, "ema_start"), interval, "update_interval")
+        grid = SnapshotGrid(as_time(ema_start, "ema_start"), interval, "update_interval")
         if warmup_gamma is not None and not warmup_gamma > 0:
             raise ValueError(f"warmup_gamma must be > 0 (or None for no warm-up), got {warmup_gamma!r}")
         if not warmup_power > 0:
             raise ValueError(f"warmup_power must be > 0, got {warmup_power!r}")
-        super().__init__(eval_with_average, offload)
-        self.replace_at_fit_end = replace_at_fit_end
+        super().__init__(grid, replace_at_fit_end, eval_with_average, offload)
         self.warmup_gamma = warmup_gamma
         self.warmup_power = warmup_power
         self.n_updates = 0
-        self.finished = False  # the EMA weights replaced the training weights
 
     @property
     def ema_start(self) -> Time:
@@ -127,20 +121,9 @@ class EMA(AveragingAlgorithm):
             return self.smoothing
         return min(self.smoothing, 1.0 - (1.0 + update / self.warmup_gamma) ** -self.warmup_power)
 
-    def owned_resources(self, state: State) -> frozenset[str]:
-        owned = {"final_weights"} if self.replace_at_fit_end else set()
-        if self.eval_with_average:
-            owned.add("eval_weights")
-        return frozenset(owned)
-
-    def match(self, event: Event, state: State) -> bool:
-        if event is Event.BATCH_END or event is Event.EPOCH_END:
-            return self.grid.fires(event, state.timestamp.batch_count, state.timestamp.epoch_count)
-        if event is Event.EVAL_START or event is Event.EVAL_END:
-            return self._matches_eval_swap(event, average_ready=self.n_updates > 0 and not self.finished)
-        if event is Event.FIT_END:
-            return self.replace_at_fit_end and self.n_updates > 0 and not self.finished
-        return event is Event.FIT_START
+    @property
+    def _has_average(self) -> bool:
+        return self.n_updates > 0
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         if event is Event.FIT_START:

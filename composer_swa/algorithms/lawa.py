@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm, SnapshotGrid
+from composer_swa.algorithms.averaging_algorithm import GridAveragingAlgorithm, SnapshotGrid
 from composer_swa.averaging.model_average import ModelAverage
 from composer_swa.events import Event
 from composer_swa.time import Time
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["LAWA"]
 
 
-class LAWA(AveragingAlgorithm):
+class LAWA(GridAveragingAlgorithm):
     """Latest weight averaging (Kaddour, "Stop Wasting My Time! Saving Days of ImageNet and BERT
     Training with Latest Weight Averaging", 2022, https://arxiv.org/abs/2209.14981; Sanyal et al.,
     "Early Weight Averaging meets High Learning Rates for LLM Pre-training", 2023,
@@ -54,10 +54,6 @@ class LAWA(AveragingAlgorithm):
         [12, 16, 20]
     """
 
-    events: ClassVar[frozenset[Event]] = frozenset(
-        {Event.FIT_START, Event.BATCH_END, Event.EPOCH_END, Event.EVAL_START, Event.EVAL_END, Event.FIT_END}
-    )
-
     def __init__(
         self,
         window: int = 5,
@@ -69,13 +65,12 @@ class LAWA(AveragingAlgorithm):
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be an int >= 1, got {window!r}")
         self.window = window
-        self.grid = SnapshotGrid.parse(start, interval, "start", "interval")
-        super().__init__(eval_with_average, offload=True)
-        self.replace_at_fit_end = replace_at_fit_end
+        super().__init__(
+            SnapshotGrid.parse(start, interval, "start", "interval"), replace_at_fit_end, eval_with_average, offload=True
+        )
         self.snapshots: deque[ModelAverage] = deque()
         #: The completed-batch count of each snapshot in the window, oldest first.
         self.snapshot_batches: list[int] = []
-        self.finished = False
         self._mean_is_current = False
         self._pending_snapshots: list[dict[str, Any]] | None = None
 
@@ -87,20 +82,9 @@ class LAWA(AveragingAlgorithm):
     def start(self) -> Time:
         return self.grid.start
 
-    def owned_resources(self, state: State) -> frozenset[str]:
-        owned = {"final_weights"} if self.replace_at_fit_end else set()
-        if self.eval_with_average:
-            owned.add("eval_weights")
-        return frozenset(owned)
-
-    def match(self, event: Event, state: State) -> bool:
-        if event is Event.BATCH_END or event is Event.EPOCH_END:
-            return self.grid.fires(event, state.timestamp.batch_count, state.timestamp.epoch_count)
-        if event is Event.EVAL_START or event is Event.EVAL_END:
-            return self._matches_eval_swap(event, average_ready=bool(self.snapshots) and not self.finished)
-        if event is Event.FIT_END:
-            return self.replace_at_fit_end and bool(self.snapshots) and not self.finished
-        return event is Event.FIT_START
+    @property
+    def _has_average(self) -> bool:
+        return bool(self.snapshots)
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         if event is Event.FIT_START:
