@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from composer_swa import Algorithm, Event, State
+from composer_swa import Algorithm, Callback, Event, State
 from composer_swa.loggers import Logger
 
 
@@ -73,3 +73,33 @@ def train_plain_loop(
         engine.run_event(Event.EPOCH_END)
     engine.run_event(Event.FIT_END)
     return flat_weights(model), None
+
+
+class EvalWeights(Callback):
+    """Records the weights the model holds at each EVAL_START and after each BATCH_END (callbacks run after algorithms)."""
+
+    def __init__(self) -> None:
+        self.during: list[torch.Tensor] = []
+        self.after: list[torch.Tensor] = []
+
+    def eval_start(self, state: State, logger: Logger) -> None:
+        self.during.append(flat_weights(state.model))
+
+    def batch_end(self, state: State, logger: Logger) -> None:
+        self.after.append(flat_weights(state.model))
+
+
+def fit_evaluating_every_epoch(
+    algorithm: Algorithm, max_duration: str = "2ep"
+) -> tuple[torch.nn.Module, WeightRecorder, EvalWeights]:
+    """Trains ``mlp()`` for 2 epochs with ``algorithm``, evaluating each; returns the model and the records."""
+    from composer_swa import Trainer
+    from tests.conftest import make_loader, mlp
+
+    model, recorder, seen = mlp(), WeightRecorder(), EvalWeights()
+    trainer = Trainer(
+        model, make_loader(), "2ep", eval_dataloader=make_loader(seed=1), eval_interval="1ep",
+        algorithms=[recorder, algorithm], callbacks=[seen], **quiet(),
+    )  # fmt: skip
+    trainer.fit()
+    return model, recorder, seen

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from composer_swa import EMA, Callback, State, Trainer
-from composer_swa.loggers import Logger
-from tests.algorithms.helpers import WeightRecorder, flat_weights, quiet, train_plain_loop
+from composer_swa import EMA, Trainer
+from tests.algorithms.helpers import WeightRecorder, fit_evaluating_every_epoch, flat_weights, quiet, train_plain_loop
 from tests.conftest import make_loader, mlp
 
 
@@ -75,31 +74,9 @@ def test_replace_at_fit_end_false_keeps_the_training_weights() -> None:
     assert ema.average is not None and ema.training_weights is None
 
 
-class EvalWeights(Callback):
-    def __init__(self) -> None:
-        self.during: list[torch.Tensor] = []
-        self.after: list[torch.Tensor] = []
-
-    def eval_start(self, state: State, logger: Logger) -> None:
-        self.during.append(flat_weights(state.model))
-
-    def eval_end(self, state: State, logger: Logger) -> None:
-        pass
-
-    def batch_end(self, state: State, logger: Logger) -> None:
-        self.after.append(flat_weights(state.model))
-
-
 def test_evaluation_during_fit_uses_the_ema_then_restores_the_live_weights() -> None:
     ema = EMA(smoothing=0.5, replace_at_fit_end=False)
-    seen = EvalWeights()
-    model = mlp()
-    recorder = WeightRecorder()
-    trainer = Trainer(
-        model, make_loader(), "2ep", eval_dataloader=make_loader(seed=1), eval_interval="1ep",
-        algorithms=[recorder, ema], callbacks=[seen], **quiet(),
-    )  # fmt: skip
-    trainer.fit()
+    model, recorder, seen = fit_evaluating_every_epoch(ema)
     first_epoch = reference_ema([recorder.weights[b].numpy() for b in range(1, 5)], [0.5] * 3)
     np.testing.assert_allclose(seen.during[0].numpy(), first_epoch, rtol=0, atol=1e-6)
     # Training went on from the live weights, not the EMA: batch 5 started from the weights after batch 4.

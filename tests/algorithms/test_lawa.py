@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from composer_swa import LAWA, Callback, State, Trainer
-from composer_swa.loggers import Logger
-from tests.algorithms.helpers import WeightRecorder, flat_weights, quiet, train_plain_loop
+from composer_swa import LAWA, Trainer
+from tests.algorithms.helpers import WeightRecorder, fit_evaluating_every_epoch, flat_weights, quiet, train_plain_loop
 from tests.conftest import make_loader, mlp
 
 
@@ -46,24 +45,9 @@ def test_snapshots_live_on_the_cpu() -> None:
     assert all(view.device.type == "cpu" for snapshot in lawa.snapshots for view in snapshot.state_dict().values())
 
 
-class EvalWeights(Callback):
-    def __init__(self) -> None:
-        self.during: list[torch.Tensor] = []
-
-    def eval_start(self, state: State, logger: Logger) -> None:
-        self.during.append(flat_weights(state.model))
-
-
 def test_evaluation_uses_the_window_mean_then_training_continues_from_live_weights() -> None:
     lawa = LAWA(window=2, interval="2ba", replace_at_fit_end=False)
-    seen = EvalWeights()
-    model = mlp()
-    recorder = WeightRecorder()
-    trainer = Trainer(
-        model, make_loader(), "2ep", eval_dataloader=make_loader(seed=1), eval_interval="1ep",
-        algorithms=[recorder, lawa], callbacks=[seen], **quiet(),
-    )  # fmt: skip
-    trainer.fit()
+    model, recorder, seen = fit_evaluating_every_epoch(lawa)
     np.testing.assert_allclose(seen.during[0].numpy(), (recorder.weights[2] + recorder.weights[4]).numpy() / 2, atol=1e-6)
     np.testing.assert_allclose(seen.during[1].numpy(), (recorder.weights[6] + recorder.weights[8]).numpy() / 2, atol=1e-6)
     assert torch.equal(flat_weights(model), recorder.weights[8])
