@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -186,24 +187,33 @@ class State:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores :meth:`state_dict`; the algorithm and callback lists must match the saved run's."""
-        parts: tuple[tuple[str, Sequence[Algorithm | Callback]], ...] = (
-            ("algorithms", self.algorithms),
-            ("callbacks", self.callbacks),
-        )
-        for part, objects in parts:
-            keys = unique_keys(objects)
-            if sorted(keys) != sorted(state[part]):
-                raise ValueError(f"the checkpoint holds {part} {sorted(state[part])}, this run has {sorted(keys)}")
-            for key, obj in zip(keys, objects):
-                obj.load_state_dict(state[part][key])
+        """Restores :meth:`state_dict`.
+
+        The algorithm list must match the saved run's. Callbacks are matched by key: one the
+        checkpoint does not know starts fresh, and saved state no callback takes is reported.
+        """
+        keys = unique_keys(self.algorithms)
+        if sorted(keys) != sorted(state["algorithms"]):
+            raise ValueError(
+                f"the checkpoint holds algorithms {sorted(state['algorithms'])}, this run has {sorted(keys)}; "
+                "resume with the algorithms the run was saved with, in the same order"
+            )
+        for key, algorithm in zip(keys, self.algorithms):
+            algorithm.load_state_dict(state["algorithms"][key])
+        callbacks = dict(zip(unique_keys(self.callbacks), self.callbacks))
+        if orphans := sorted(key for key, saved in state["callbacks"].items() if saved and key not in callbacks):
+            warnings.warn(f"the checkpoint holds state for callbacks {orphans} that this run does not have", stacklevel=2)
+        for key, callback in callbacks.items():
+            if key in state["callbacks"]:
+                callback.load_state_dict(state["callbacks"][key])
         for algorithm in self.algorithms:
             algorithm.on_load(self)
         self.model.load_state_dict(state["model"])
-        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
-            optimizer.load_state_dict(saved)
-        for scheduler, saved in zip(self.schedulers, state["schedulers"], strict=True):
-            scheduler.load_state_dict(saved)
+        for part, objects in (("optimizers", self.optimizers), ("schedulers", self.schedulers)):
+            if len(objects) != len(state[part]):
+                raise ValueError(f"the checkpoint holds {len(state[part])} {part}, this run has {len(objects)}")
+            for obj, saved in zip(objects, state[part]):
+                obj.load_state_dict(saved)
         self.timestamp.load_state_dict(state["timestamp"])
 
     @property

@@ -39,6 +39,27 @@ class AveragingAlgorithm(Algorithm):
         self._pending_average: dict[str, Any] | None = None
         self._eval_swap: AbstractContextManager[None] | None = None  # open while evaluating the average
 
+    @property
+    def _has_average(self) -> bool:
+        """Whether the average holds at least one snapshot of the weights."""
+        raise NotImplementedError
+
+    def averaged_weights(self) -> dict[str, torch.Tensor] | None:
+        """A copy of the average by tensor name (fp32 for floating tensors), or ``None`` before the first update.
+
+        Example:
+            >>> from composer_swa import SWA
+            >>> SWA().averaged_weights() is None
+            True
+        """
+        if self.average is None or not self._has_average:
+            return None
+        return {name: tensor.detach().clone() for name, tensor in self._current_average().state_dict().items()}
+
+    def _current_average(self) -> ModelAverage:
+        assert self.average is not None
+        return self.average
+
     def _prepare_average(self, state: State) -> ModelAverage:
         if self.average is None:  # a second fit() keeps the average it has
             self.average = ModelAverage(state.model, device="cpu" if self.offload else None)
@@ -68,8 +89,8 @@ class AveragingAlgorithm(Algorithm):
             self.training_weights = {name: tensor.detach().clone() for name, tensor in named_state_tensors(state.model)}
         self.average.copy_to_model()
 
-    def _average_state(self, has_snapshots: bool) -> dict[str, torch.Tensor] | None:
-        return self.average.state_dict() if self.average is not None and has_snapshots else None
+    def _average_state(self) -> dict[str, torch.Tensor] | None:
+        return self.average.state_dict() if self.average is not None and self._has_average else None
 
     def _load_average_state(self, saved: dict[str, torch.Tensor] | None) -> None:
         if saved is not None and self.average is not None:
@@ -125,7 +146,7 @@ class SnapshotGrid:
 class GridAveragingAlgorithm(AveragingAlgorithm):
     """EMA and LAWA: snapshots on a :class:`SnapshotGrid`; the average replaces the weights at FIT_END.
 
-    Subclasses say whether an average exists yet (``_has_average``) and act in ``apply``.
+    Subclasses act in ``apply``.
     """
 
     events: ClassVar[frozenset[Event]] = frozenset(
@@ -137,10 +158,6 @@ class GridAveragingAlgorithm(AveragingAlgorithm):
         self.grid = grid
         self.replace_at_fit_end = replace_at_fit_end
         self.finished = False  # the average replaced the training weights
-
-    @property
-    def _has_average(self) -> bool:
-        raise NotImplementedError
 
     def owned_resources(self, state: State) -> frozenset[str]:
         owned = {"final_weights"} if self.replace_at_fit_end else set()

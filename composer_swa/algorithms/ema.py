@@ -158,7 +158,7 @@ class EMA(GridAveragingAlgorithm):
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"n_updates": self.n_updates, "finished": self.finished, "average": self._average_state(self.n_updates > 0)}
+        return {"n_updates": self.n_updates, "finished": self.finished, "average": self._average_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.n_updates = int(state["n_updates"])

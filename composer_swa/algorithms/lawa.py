@@ -120,6 +120,9 @@ class LAWA(GridAveragingAlgorithm):
         self.snapshots.append(slot)
         return slot
 
+    def _current_average(self) -> ModelAverage:
+        return self.window_mean()
+
     def window_mean(self) -> ModelAverage:
         """The mean of the snapshots in the window, in ``average`` (an fp32 running mean over them)."""
         assert self.average is not None and self.snapshots, "LAWA has no snapshot yet"

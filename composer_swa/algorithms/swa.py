@@ -146,7 +146,7 @@ class SWA(AveragingAlgorithm):
         if event is Event.BATCH_START:
             return self._owns_lr and not self.finished and self._first <= count < self._end
         if event is Event.EVAL_START or event is Event.EVAL_END:
-            return self._matches_eval_swap(event, average_ready=not self.finished and self.n_averaged > 0)
+            return self._matches_eval_swap(event, average_ready=not self.finished and self._has_average)
         return event is Event.FIT_START or event is Event.FIT_END
 
     def _is_update(self, count: int, at_epoch_end: bool) -> bool:
@@ -264,6 +264,10 @@ class SWA(AveragingAlgorithm):
         self.finished = True
         logger.log_message(message, step=state.timestamp.batch_count)
 
+    @property
+    def _has_average(self) -> bool:
+        return self.n_averaged > 0
+
     def summary(self) -> dict[str, Any]:
         return {
             "window_batches": [self._window_start, self._end],
@@ -279,7 +283,7 @@ class SWA(AveragingAlgorithm):
             "n_averaged": self.n_averaged,
             "finished": self.finished,
             "start_lrs": self._start_lrs,
-            "average": self._average_state(has_snapshots=self.n_averaged > 0),
+            "average": self._average_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 import click
 import yaml
 
-from composer_swa.cli.run_folder import summarize_run, write_resolved_config, write_summary, write_weights
+from composer_swa.checkpoint import export_weights
+from composer_swa.cli.run_folder import summarize_run, write_resolved_config, write_summary
 from composer_swa.config import ConfigError, RunConfig, RunParts, build_run, load_config
 from composer_swa.events import Callback, Event
 from composer_swa.loggers import Logger
@@ -91,7 +92,7 @@ def _train(config: RunConfig, config_path: str, run_dir: Path) -> dict[str, Any]
     finally:
         trainer.logger.close()
     summary = summarize_run(trainer, config_path, run_dir, time.perf_counter() - start)
-    write_weights(trainer.state.model, run_dir / "model.safetensors", {"config": config_path, "batches": str(summary["batches"])})
+    export_weights(trainer.state, run_dir, extra={"config": config_path})
     write_summary(summary, run_dir / "summary.json")
     return summary
 

@@ -62,6 +62,12 @@ class RunParts:
             progress_bar=settings.progress_bar,
             step_schedulers_every_batch=settings.step_schedulers_every_batch,
             log_interval=settings.log_interval,
+            save_folder=settings.save_folder,
+            save_interval=settings.save_interval,
+            save_num_checkpoints_to_keep=settings.save_num_checkpoints_to_keep,
+            autoresume=settings.autoresume,
+            load_path=settings.load_path,
+            load_weights_only=settings.load_weights_only,
             loggers=self.loggers(None) if loggers is None else loggers,
         )
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from composer_swa.checkpoint import Checkpointer
 from composer_swa.config.builtins import ALGORITHMS, DATASETS, LOGGERS, MODELS, OPTIMIZERS, SCHEDULERS
 from composer_swa.config.components import ImportedComponent, TimeString, _Strict, component_union, signature_model
 
@@ -58,6 +59,27 @@ class TrainerConfig(_Strict):
     step_schedulers_every_batch: bool = True
     progress_bar: bool = True
     run_dir: str | None = None
+    save_folder: str | None = None
+    save_interval: TimeString = "1ep"
+    save_num_checkpoints_to_keep: int = -1
+    autoresume: bool = False
+    load_path: str | None = None
+    load_weights_only: bool = False
+
+    @model_validator(mode="after")
+    def _check_checkpointing(self) -> TrainerConfig:
+        try:  # the Trainer's own checks, so a bad key is reported with its path before anything runs
+            Checkpointer(
+                self.save_folder,
+                self.save_interval,
+                self.save_num_checkpoints_to_keep,
+                self.autoresume,
+                self.load_path,
+                self.load_weights_only,
+            )
+        except FileNotFoundError as error:
+            raise ValueError(str(error)) from None
+        return self
 
 
 class RunConfig(_Strict):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from composer_swa.batches import batch_num_samples, batch_num_tokens, split_batch, to_device
+from composer_swa.checkpoint import (
+    Checkpointer,
+    PreemptionWatcher,
+    TrainingPreempted,
+    capture_rng,
+    export_weights,
+    restore_rng,
+    skip_consumed_batches,
+)
 from composer_swa.events import Algorithm, Callback, Engine, Event
 from composer_swa.loggers import ConsoleLogger, JSONLinesLogger, Logger, LoggerDestination
 from composer_swa.state import State
@@ -65,6 +76,15 @@ class Trainer:
         log_interval: How often training loss and LR are logged.
         run_dir: A folder for ``metrics.jsonl``.
         loggers: Logger destinations; defaults to the console (plus JSON lines with ``run_dir``).
+        save_folder: Folder for checkpoints (``ep{E}-ba{B}.pt``) and, after fit, ``final/`` with the
+            weights and every average as safetensors. While it is set, SIGTERM/SIGINT save a checkpoint
+            at the next batch boundary and end fit() with :class:`~composer_swa.checkpoint.TrainingPreempted`
+            (a ``SystemExit`` with status 0).
+        save_interval: How often to checkpoint (``"1ep"``, ``"50ba"``...); also at the end of training.
+        save_num_checkpoints_to_keep: Keep the newest N checkpoints; ``-1`` keeps all.
+        autoresume: Resume fit() from the newest valid checkpoint in ``save_folder``, if any.
+        load_path: A checkpoint to start from (when autoresume finds none).
+        load_weights_only: Take only the model weights from ``load_path`` (a checkpoint or ``.safetensors``).
 
     Example:
         >>> import torch
@@ -98,6 +118,12 @@ class Trainer:
         log_interval: Time | str | int = "50ba",
         run_dir: str | Path | None = None,
         loggers: Sequence[LoggerDestination] | None = None,
+        save_folder: str | Path | None = None,
+        save_interval: Time | str | int = "1ep",
+        save_num_checkpoints_to_keep: int = -1,
+        autoresume: bool = False,
+        load_path: str | Path | None = None,
+        load_weights_only: bool = False,
     ) -> None:
         if seed is not None:
             seed_everything(seed)
@@ -134,6 +160,11 @@ class Trainer:
         self._scaler = make_grad_scaler(self.state.precision, self.device)
         self._move_batches = self.device.type != "cpu"
         self._last_eval_batch = -1
+        self.checkpointer = Checkpointer(
+            save_folder, save_interval, save_num_checkpoints_to_keep, autoresume, load_path, load_weights_only
+        )
+        self._preemption = PreemptionWatcher()
+        self._epoch_rng: dict[str, Any] = {}
 
         if loggers is None:
             loggers = [ConsoleLogger()] + ([JSONLinesLogger(Path(run_dir) / "metrics.jsonl")] if run_dir else [])
@@ -144,10 +175,16 @@ class Trainer:
     # The loop ---------------------------------------------------------------------------------
 
     def fit(self) -> None:
-        """Trains until ``max_duration``, evaluating every ``eval_interval`` and at the end."""
-        state, engine = self.state, self.engine
+        """Trains until ``max_duration``, evaluating every ``eval_interval`` and at the end.
+
+        Raises:
+            TrainingPreempted: After SIGTERM/SIGINT with ``save_folder`` set, once the checkpoint is written.
+        """
+        state, engine, checkpointer = self.state, self.engine, self.checkpointer
         state.model.train()
+        resumed = checkpointer.restore(state, engine, self._scaler, self.logger)
         engine.run_event(Event.FIT_START)
+        checkpointer.resolve(state)
         eval_every = self._eval_every_batches()
         bar = tqdm(
             total=state.max_batches,
@@ -156,29 +193,73 @@ class Trainer:
             dynamic_ncols=True,
             disable=not (self.progress_bar and sys.stderr.isatty()),
         )
+        watching = self._preemption.watching() if checkpointer.saving else contextlib.nullcontext()
         try:
-            while not state.is_finished:
-                engine.run_event(Event.EPOCH_START)
-                epoch_complete = True
-                for batch in state.train_dataloader:
-                    self._train_batch(batch)
-                    bar.update(1)
-                    if eval_every and state.timestamp.batch_count % eval_every == 0:
-                        self.eval()
-                    if state.is_finished:  # max_duration may fall mid-epoch
-                        epoch_complete = state.timestamp.batch_in_epoch == state.batches_per_epoch
-                        break
-                if state.timestamp.batch_in_epoch == 0:
-                    raise ValueError("train_dataloader yielded no batches in an epoch; it must yield at least one")
-                if epoch_complete:
-                    self._end_epoch()
+            with watching:
+                while not state.is_finished:
+                    epoch_complete = True
+                    for batch in self._epoch_batches(resumed):
+                        resumed = None
+                        self._train_batch(batch)
+                        bar.update(1)
+                        if eval_every and state.timestamp.batch_count % eval_every == 0:
+                            self.eval()
+                        if state.is_finished:  # max_duration may fall mid-epoch
+                            epoch_complete = state.timestamp.batch_in_epoch == state.batches_per_epoch
+                            break
+                        if state.timestamp.batch_in_epoch != state.batches_per_epoch:  # else: after EPOCH_END
+                            self._at_batch_boundary(epoch_ended=False)
+                    resumed = None
+                    if state.timestamp.batch_in_epoch == 0:
+                        raise ValueError("train_dataloader yielded no batches in an epoch; it must yield at least one")
+                    if epoch_complete:
+                        self._end_epoch()
+                        self._at_batch_boundary(epoch_ended=True)
+                if checkpointer.saving and checkpointer.last_saved_batch != state.timestamp.batch_count:
+                    self._save_checkpoint()  # before FIT_END: resuming it replays FIT_END
             engine.run_event(Event.FIT_END)
             if trace := engine.trace_summary():
                 self.logger.log_message("algorithm trace, events each acted on:\n" + trace, step=state.timestamp.batch_count)
             if state.eval_dataloader is not None and self._last_eval_batch != state.timestamp.batch_count:
                 self.eval()
+            if checkpointer.save_folder is not None:
+                export_weights(state, checkpointer.save_folder / "final")
         finally:
             bar.close()
+
+    def _epoch_batches(self, resumed: dict[str, Any] | None) -> Iterator[Any]:
+        """The epoch's batch iterator; a run resumed mid-epoch gets the rest of the saved epoch."""
+        state = self.state
+        loader = state.train_dataloader
+        if resumed is not None and state.timestamp.batch_in_epoch > 0:
+            self._epoch_rng = resumed["epoch_rng"]  # EPOCH_START already ran before the checkpoint
+            return skip_consumed_batches(loader, resumed, state.timestamp.batch_in_epoch)
+        if resumed is not None:
+            restore_rng(resumed["rng"], loader)
+        self.engine.run_event(Event.EPOCH_START)
+        # A shuffling loader draws its order from these generators when its iterator is created.
+        self._epoch_rng = capture_rng(loader)
+        return iter(loader)
+
+    def _at_batch_boundary(self, epoch_ended: bool) -> None:
+        if self._preemption.signal_name is not None:
+            path = self._save_checkpoint()
+            preempted = TrainingPreempted(self._preemption.signal_name, path)
+            self.logger.log_message(str(preempted), step=self.state.timestamp.batch_count)
+            raise preempted
+        if self.checkpointer.is_due(self.state, epoch_ended):
+            try:
+                self._save_checkpoint()
+            except Exception as error:  # a full disk should not end a long run; the last checkpoint is intact
+                message = (
+                    f"could not write a checkpoint at {self.state.timestamp}: {error!r}; "
+                    "the previous one is intact, training goes on"
+                )
+                warnings.warn(message, stacklevel=2)
+                self.logger.log_message(message, step=self.state.timestamp.batch_count)
+
+    def _save_checkpoint(self) -> Path:
+        return self.checkpointer.save(self.state, self.engine, self._scaler, self._epoch_rng)
 
     def _train_batch(self, batch: Any) -> None:
         state, engine = self.state, self.engine

@@ -1,0 +1,217 @@
+"""When a run saves checkpoints, what goes in them, and how a run picks up exactly where one stopped."""
+
+from __future__ import annotations
+
+import platform
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from composer_swa.checkpoint.files import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    checkpoint_name,
+    list_checkpoints,
+    read_checkpoint,
+    read_model_weights,
+    remove_checkpoint,
+    write_checkpoint,
+)
+from composer_swa.checkpoint.rng import capture_rng, restore_rng
+from composer_swa.time import Time, TimeUnit, as_time
+
+if TYPE_CHECKING:
+    from composer_swa.events import Engine
+    from composer_swa.loggers import Logger
+    from composer_swa.state import State
+
+__all__ = ["Checkpointer", "skip_consumed_batches"]
+
+
+class Checkpointer:
+    """Saves checkpoints every ``save_interval`` into ``save_folder``, prunes old ones, and resumes.
+
+    A checkpoint holds :meth:`State.state_dict` (model, optimizers, schedulers, timestamp, every
+    algorithm's and callback's state), the GradScaler, the RNG states (Python, NumPy, torch CPU and
+    CUDA, the loader's generators) now and at the start of the epoch, and the algorithm trace.
+
+    Args:
+        save_folder: Folder for ``ep{E}-ba{B}.pt`` checkpoints; ``None`` saves nothing.
+        save_interval: How often: ``"1ep"``, ``"50ba"``, ``"0.1dur"``... A checkpoint is also written
+            at the end of training and when SIGTERM/SIGINT arrives.
+        save_num_checkpoints_to_keep: How many of the newest to keep; ``-1`` keeps all.
+        autoresume: Resume from the newest valid checkpoint in ``save_folder`` when there is one.
+        load_path: A checkpoint to start from (ignored when ``autoresume`` finds one).
+        load_weights_only: Take only the model weights from ``load_path`` (also ``.safetensors``).
+
+    Example:
+        >>> checkpointer = Checkpointer(save_folder=None, load_path=None)
+        >>> checkpointer.saving
+        False
+    """
+
+    def __init__(
+        self,
+        save_folder: str | Path | None = None,
+        save_interval: Time | str | int = "1ep",
+        save_num_checkpoints_to_keep: int = -1,
+        autoresume: bool = False,
+        load_path: str | Path | None = None,
+        load_weights_only: bool = False,
+    ) -> None:
+        self.save_folder = Path(save_folder) if save_folder is not None else None
+        self.save_interval = as_time(save_interval, "save_interval")
+        if self.save_interval.unit is TimeUnit.DURATION and not 0 < float(self.save_interval.value) <= 1:
+            raise ValueError(f"save_interval in 'dur' must lie in (0, 1], got {str(self.save_interval)!r}")
+        if self.save_interval.unit is not TimeUnit.DURATION and self.save_interval.value < 1:
+            raise ValueError(f"save_interval must be at least 1 of its unit, got {str(self.save_interval)!r}")
+        keep = save_num_checkpoints_to_keep
+        if isinstance(keep, bool) or not isinstance(keep, int) or not (keep == -1 or keep >= 1):
+            raise ValueError(f"save_num_checkpoints_to_keep must be -1 (keep all) or a count >= 1, got {keep!r}")
+        self.keep = keep
+        if autoresume and self.save_folder is None:
+            raise ValueError("autoresume=True needs a save_folder to look for checkpoints in; pass save_folder=...")
+        self.autoresume = autoresume
+        self.load_path = Path(load_path) if load_path is not None else None
+        if self.load_path is not None and not self.load_path.is_file():
+            raise FileNotFoundError(f"load_path {str(self.load_path)!r} does not exist; check the path")
+        if load_weights_only and self.load_path is None:
+            raise ValueError("load_weights_only=True needs a load_path to take the weights from")
+        self.load_weights_only = load_weights_only
+        self.last_saved_batch: int | None = None
+        self._every_batches = 0
+
+    @property
+    def saving(self) -> bool:
+        return self.save_folder is not None
+
+    # Resuming ---------------------------------------------------------------------------------
+
+    def restore(self, state: State, engine: Engine, scaler: Any, logger: Logger) -> dict[str, Any] | None:
+        """Loads what this run starts from; returns the checkpoint when the run resumes mid-training."""
+        found = self._newest_valid(logger) if self.autoresume else None
+        existing = list_checkpoints(self.save_folder) if self.save_folder is not None else []
+        if found is None and existing and self.autoresume:
+            raise CheckpointError(
+                f"autoresume found {len(existing)} checkpoint(s) in {str(self.save_folder)!r} and none is valid "
+                "(see the warnings above); move them away to start afresh, or pass load_path= an intact copy"
+            )
+        if found is None and existing:
+            raise CheckpointError(
+                f"save_folder {str(self.save_folder)!r} already holds checkpoints ({existing[-1].name}, ...) "
+                "of another run; pass autoresume=True to continue it, or use an empty folder"
+            )
+        if found is None and self.load_path is not None:
+            if self.load_weights_only:
+                _load_model_weights(state.model, self.load_path)
+                logger.log_message(f"loaded model weights from {self.load_path}", step=state.timestamp.batch_count)
+                return None
+            found = (self.load_path, read_checkpoint(self.load_path))
+        if found is None:
+            return None
+        path, payload = found
+        _check_same_epochs(path, payload, state)
+        state.load_state_dict(payload["state"])
+        if scaler is not None and payload["grad_scaler"] is not None:
+            scaler.load_state_dict(payload["grad_scaler"])
+        engine.trace = Counter({(name, event): count for name, event, count in payload["trace"]})
+        self.last_saved_batch = state.timestamp.batch_count
+        logger.log_message(f"resumed from {path} at {state.timestamp}", step=state.timestamp.batch_count)
+        return payload
+
+    def _newest_valid(self, logger: Logger) -> tuple[Path, dict[str, Any]] | None:
+        assert self.save_folder is not None
+        for path in reversed(list_checkpoints(self.save_folder)):
+            try:
+                return path, read_checkpoint(path)
+            except CheckpointError as error:
+                message = f"skipping checkpoint {path.name}: {error}; trying the one before it"
+                warnings.warn(message, stacklevel=3)
+                logger.log_message(message, step=0)
+        return None
+
+    # Saving -----------------------------------------------------------------------------------
+
+    def resolve(self, state: State) -> None:
+        """Resolves ``save_interval`` against the run's length (at FIT_START)."""
+        if self.save_interval.unit is not TimeUnit.EPOCH:
+            self._every_batches = max(1, state.to_batches(self.save_interval))
+
+    def is_due(self, state: State, epoch_ended: bool) -> bool:
+        """Whether a periodic checkpoint falls at this batch boundary."""
+        timestamp = state.timestamp
+        if not self.saving or self.last_saved_batch == timestamp.batch_count:
+            return False
+        if self.save_interval.unit is TimeUnit.EPOCH:
+            return epoch_ended and timestamp.epoch_count % int(self.save_interval.value) == 0
+        return timestamp.batch_count % self._every_batches == 0
+
+    def save(self, state: State, engine: Engine, scaler: Any, epoch_rng: dict[str, Any]) -> Path:
+        """Writes a checkpoint atomically, then prunes the oldest beyond ``save_num_checkpoints_to_keep``."""
+        assert self.save_folder is not None
+        timestamp = state.timestamp
+        path = self.save_folder / checkpoint_name(int(timestamp.epoch_count), int(timestamp.batch_count))
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "state": state.state_dict(),
+            "grad_scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": capture_rng(state.train_dataloader),
+            "epoch_rng": epoch_rng,
+            "trace": [[name, event, count] for (name, event), count in sorted(engine.trace.items())],
+            "batches_per_epoch": state.batches_per_epoch,
+            "versions": {"torch": str(torch.__version__), "python": platform.python_version()},
+        }
+        write_checkpoint(payload, path)
+        self.last_saved_batch = timestamp.batch_count
+        if self.keep > 0:
+            for old in list_checkpoints(self.save_folder)[: -self.keep]:
+                remove_checkpoint(old)
+        return path
+
+
+def skip_consumed_batches(loader: Iterable[Any], checkpoint: dict[str, Any], consumed: int) -> Iterator[Any]:
+    """The rest of a checkpoint's epoch: the same batches in the same order, minus the ``consumed`` ones.
+
+    The generators go back to the epoch's start before the iterator is created (a shuffling loader
+    draws its order then), the consumed batches are drawn and dropped without touching the model,
+    and the generators are set to the checkpoint's moment.
+    """
+    restore_rng(checkpoint["epoch_rng"], loader)
+    iterator = iter(loader)
+    for index in range(consumed):
+        try:
+            next(iterator)
+        except StopIteration:
+            raise CheckpointError(
+                f"the checkpoint was saved after batch {consumed} of its epoch, but train_dataloader now "
+                f"ends after {index}; resume with the data the run was saved with"
+            ) from None
+    restore_rng(checkpoint["rng"], loader)
+    return iterator
+
+
+def _check_same_epochs(path: Path, payload: dict[str, Any], state: State) -> None:
+    saved, now = payload["batches_per_epoch"], state.batches_per_epoch
+    if saved is not None and now is not None and saved != now:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} was written with {saved} batches per epoch, this run has {now}; "
+            "resuming needs the same data and batch size"
+        )
+
+
+def _load_model_weights(model: torch.nn.Module, path: Path) -> None:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_model
+
+            load_model(model, path)  # knows which tensors save_model stored once for tied weights
+        else:
+            model.load_state_dict(read_model_weights(path))
+    except RuntimeError as error:
+        raise CheckpointError(f"the weights in {str(path)!r} do not fit the model: {error}") from None

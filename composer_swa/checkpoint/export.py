@@ -1,0 +1,73 @@
+"""Export: the final weights and every average as safetensors, with a JSON of what each file is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import save_file, save_model
+
+from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text
+
+if TYPE_CHECKING:
+    from composer_swa.state import State
+
+__all__ = ["export_weights"]
+
+
+def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | None = None) -> Path:
+    """Writes ``model.safetensors`` (what ``state.model`` holds now) and, for each averaging algorithm,
+    ``<key>-average.safetensors`` (its fp32 average) and ``<key>-training.safetensors`` (the training
+    weights it replaced at FIT_END), plus ``export.json`` describing them. Returns ``export.json``'s path.
+
+    Every file is written atomically. Tied weights are stored once in ``model.safetensors`` (load it
+    with ``safetensors.torch.load_model``); the other files hold every tensor under its own name.
+
+    Args:
+        state: The run's state, usually after ``fit()``.
+        folder: Where to write; created if missing.
+        extra: More metadata for ``export.json`` (e.g. the config path).
+
+    Example:
+        >>> import tempfile, torch
+        >>> from composer_swa import State
+        >>> state = State(model=torch.nn.Linear(2, 2), max_duration="1ep", train_dataloader=[0])
+        >>> path = export_weights(state, tempfile.mkdtemp())
+        >>> sorted(json.loads(path.read_text())["files"])
+        ['model.safetensors']
+    """
+    from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
+    from composer_swa.state import unique_keys
+
+    folder = Path(folder)
+    timestamp = state.timestamp.state_dict()
+    metadata = {"batch": str(timestamp["batch_count"]), "epoch": str(timestamp["epoch_count"])}
+    files: dict[str, dict[str, Any]] = {}
+    atomic_write(folder / "model.safetensors", lambda temporary: save_model(state.model, str(temporary), metadata=metadata))
+    files["model.safetensors"] = {"weights": "final", "dtype": _dtypes(state.model.state_dict().values())}
+    for key, algorithm in zip(unique_keys(state.algorithms), state.algorithms):
+        if not isinstance(algorithm, AveragingAlgorithm):
+            continue
+        described = {"algorithm": key, **algorithm.summary()}
+        for kind, tensors in (("average", algorithm.averaged_weights()), ("training", algorithm.training_weights)):
+            if tensors is None:
+                continue
+            name = f"{key}-{kind}.safetensors"
+            # Separate, contiguous copies: safetensors refuses tensors that share storage.
+            own = {tensor_name: tensor.detach().contiguous().clone() for tensor_name, tensor in tensors.items()}
+            _write_safetensors(folder / name, own, {**metadata, "algorithm": key})
+            files[name] = {"weights": kind, "dtype": _dtypes(own.values()), **described}
+    summary = {"timestamp": timestamp, "files": files, **(extra or {})}
+    path = folder / "export.json"
+    atomic_write_text(path, json.dumps(summary, indent=2, default=str) + "\n")
+    return path
+
+
+def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
+
+
+def _dtypes(tensors: Any) -> list[str]:
+    return sorted({str(tensor.dtype).removeprefix("torch.") for tensor in tensors if isinstance(tensor, torch.Tensor)})

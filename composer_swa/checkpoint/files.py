@@ -1,0 +1,169 @@
+"""Checkpoint files: names, atomic writes with a SHA-256 beside each, and loads that run no code.
+
+A checkpoint ``ep3-ba120.pt`` is one ``torch.save`` of tensors and plain containers, written
+atomically, followed by ``ep3-ba120.pt.sha256`` in ``sha256sum`` format (so ``sha256sum -c`` checks
+it too). ``torch.load`` notices a truncated file but not a flipped byte in tensor data; the digest
+notices both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "CheckpointError",
+    "checkpoint_name",
+    "list_checkpoints",
+    "read_checkpoint",
+    "read_model_weights",
+    "remove_checkpoint",
+    "write_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "composer_swa.checkpoint"
+CHECKPOINT_VERSION = 1
+_NAME = re.compile(r"^ep(?P<epoch>\d+)-ba(?P<batch>\d+)\.pt$")
+_WEIGHTS_ONLY_HINT = (
+    "composer_swa checkpoints hold only tensors and plain containers, so this file was not written by "
+    "composer_swa, or was altered"
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, truncated, corrupt, unsafe to unpickle, or from another run."""
+
+
+def checkpoint_name(epoch: int, batch: int) -> str:
+    """The file name of the checkpoint after ``batch`` completed batches, in epoch ``epoch``.
+
+    Example:
+        >>> checkpoint_name(3, 120)
+        'ep3-ba120.pt'
+    """
+    return f"ep{epoch}-ba{batch}.pt"
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints in ``folder``, oldest first (by batch count); other files are ignored."""
+    if not folder.is_dir():
+        return []
+    named = [(int(match["batch"]), path) for path in folder.iterdir() if (match := _NAME.match(path.name))]
+    return [path for _, path in sorted(named)]
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_checkpoint(payload: dict[str, Any], path: Path) -> None:
+    """Writes ``payload`` to ``path`` atomically, then its digest; a failure leaves older files as they were."""
+    digest: list[str] = []
+
+    def save(temporary: Path) -> None:
+        torch.save(payload, temporary)
+        digest.append(_sha256(temporary))
+
+    atomic_write(path, save)
+    atomic_write_text(_digest_path(path), f"{digest[0]}  {path.name}\n")
+
+
+def remove_checkpoint(path: Path) -> None:
+    """Deletes a checkpoint and its digest."""
+    path.unlink(missing_ok=True)
+    _digest_path(path).unlink(missing_ok=True)
+
+
+def read_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Loads a checkpoint with ``torch.load(weights_only=True)`` after checking its digest, if it has one.
+
+    Raises:
+        CheckpointError: The file is missing, truncated or corrupt, would run code when unpickled
+            (nothing in it runs), or is not a composer_swa checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path (load_path, or save_folder)")
+    digest_file = _digest_path(path)
+    if digest_file.is_file():
+        expected = digest_file.read_text(encoding="utf-8").split(maxsplit=1)[0] if digest_file.stat().st_size else ""
+        if _sha256(path) != expected:
+            raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: its SHA-256 differs from {digest_file.name}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = _unpickler_reason(str(error))
+        raise CheckpointError(
+            f"refused to load {str(path)!r}: it is not a file of tensors and plain containers, and unpickling "
+            f"it could run code from the file, so nothing in it was run ({reason}). {_WEIGHTS_ONLY_HINT}."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or corrupt: {error}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{str(path)!r} is not a composer_swa checkpoint (it has no 'format': {CHECKPOINT_FORMAT!r}); "
+            "to start from its weights, pass it as load_path with load_weights_only=True"
+        )
+    if int(payload.get("version", 0)) > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format version {payload['version']}, newer than this composer_swa "
+            f"reads ({CHECKPOINT_VERSION}); upgrade composer_swa"
+        )
+    return payload
+
+
+def read_model_weights(path: Path | str) -> dict[str, torch.Tensor]:
+    """Model weights from a ``.safetensors`` file, a composer_swa checkpoint, or a ``torch.save``'d state dict.
+
+    A state dict nested under ``state_dict`` or ``model`` is found; nothing is unpickled beyond tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {str(path)!r} does not exist; check load_path")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path)
+        except SafetensorError as error:
+            raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {error}") from None
+    try:
+        payload: Any = read_checkpoint(path)["state"]["model"]
+    except CheckpointError as error:
+        if "not a composer_swa checkpoint" not in str(error):
+            raise
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    while isinstance(payload, dict) and len(payload) and not any(isinstance(v, torch.Tensor) for v in payload.values()):
+        nested = payload.get("state_dict", payload.get("model"))
+        if not isinstance(nested, dict):
+            break
+        payload = nested
+    if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise CheckpointError(f"{str(path)!r} holds no state dict of tensors (looked at the top, 'state_dict' and 'model')")
+    return payload
+
+
+def _unpickler_reason(message: str) -> str:
+    """The line of torch's long weights-only error that says what was refused."""
+    for line in message.splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].split(" Please use", 1)[0].strip()
+    return message.strip().splitlines()[0] if message.strip() else "unreadable pickle"
