@@ -27,7 +27,6 @@ from composer_swa.time import Time, TimeUnit, as_time
 
 if TYPE_CHECKING:
     from composer_swa.events import Engine
-    from composer_swa.loggers import Logger
     from composer_swa.state import State
 
 __all__ = ["Checkpointer", "skip_consumed_batches"]
@@ -84,6 +83,8 @@ class Checkpointer:
             raise ValueError("load_weights_only=True needs a load_path to take the weights from")
         self.load_weights_only = load_weights_only
         self.last_saved_batch: int | None = None
+        #: What the last :meth:`restore` loaded and skipped, for the run's log.
+        self.notes: list[str] = []
         self._every_batches = 0
 
     @property
@@ -92,9 +93,13 @@ class Checkpointer:
 
     # Resuming ---------------------------------------------------------------------------------
 
-    def restore(self, state: State, engine: Engine, scaler: Any, logger: Logger) -> dict[str, Any] | None:
-        """Loads what this run starts from; returns the checkpoint when the run resumes mid-training."""
-        found = self._newest_valid(logger) if self.autoresume else None
+    def restore(self, state: State, engine: Engine, scaler: Any) -> dict[str, Any] | None:
+        """Loads what this run starts from; returns the checkpoint when the run resumes mid-training.
+
+        What was loaded, and every checkpoint skipped on the way, is described in :attr:`notes`.
+        """
+        self.notes = []
+        found = self._newest_valid() if self.autoresume else None
         existing = list_checkpoints(self.save_folder) if self.save_folder is not None else []
         if found is None and existing and self.autoresume:
             raise CheckpointError(
@@ -109,7 +114,7 @@ class Checkpointer:
         if found is None and self.load_path is not None:
             if self.load_weights_only:
                 _load_model_weights(state.model, self.load_path)
-                logger.log_message(f"loaded model weights from {self.load_path}", step=state.timestamp.batch_count)
+                self.notes.append(f"loaded model weights from {self.load_path}")
                 return None
             found = (self.load_path, read_checkpoint(self.load_path))
         if found is None:
@@ -121,10 +126,10 @@ class Checkpointer:
             scaler.load_state_dict(payload["grad_scaler"])
         engine.trace = Counter({(name, event): count for name, event, count in payload["trace"]})
         self.last_saved_batch = state.timestamp.batch_count
-        logger.log_message(f"resumed from {path} at {state.timestamp}", step=state.timestamp.batch_count)
+        self.notes.append(f"resumed from {path} at {state.timestamp}")
         return payload
 
-    def _newest_valid(self, logger: Logger) -> tuple[Path, dict[str, Any]] | None:
+    def _newest_valid(self) -> tuple[Path, dict[str, Any]] | None:
         assert self.save_folder is not None
         for path in reversed(list_checkpoints(self.save_folder)):
             try:
@@ -132,7 +137,7 @@ class Checkpointer:
             except CheckpointError as error:
                 message = f"skipping checkpoint {path.name}: {error}; trying the one before it"
                 warnings.warn(message, stacklevel=3)
-                logger.log_message(message, step=0)
+                self.notes.append(message)
         return None
 
     # Saving -----------------------------------------------------------------------------------

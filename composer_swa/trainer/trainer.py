@@ -182,8 +182,10 @@ class Trainer:
         """
         state, engine, checkpointer = self.state, self.engine, self.checkpointer
         state.model.train()
-        resumed = checkpointer.restore(state, engine, self._scaler, self.logger)
+        resumed = checkpointer.restore(state, engine, self._scaler)
         engine.run_event(Event.FIT_START)
+        for note in checkpointer.notes:  # after FIT_START, where a run's loggers may first be attached
+            self.logger.log_message(note, step=state.timestamp.batch_count)
         checkpointer.resolve(state)
         eval_every = self._eval_every_batches()
         bar = tqdm(

@@ -147,3 +147,50 @@ def test_help_shows_examples() -> None:
 def test_plot_of_a_folder_without_metrics_exits_2(tmp_path: Path) -> None:
     code, out = invoke("plot", str(tmp_path))
     assert code == 2 and "no metrics.jsonl" in out
+
+
+RESUMABLE = """\
+model: {name: mlp, hidden: [16]}
+data:
+  train: {name: synthetic, samples: 256, batch_size: 32}
+  eval: {name: synthetic, samples: 64, seed: 1}
+optimizer: {name: sgd, lr: 0.1, momentum: 0.9}
+algorithms: [{name: ema, half_life: 4ba}]
+trainer: {max_duration: 2ep, save_folder: SAVE, save_interval: 4ba, save_num_checkpoints_to_keep: 2, progress_bar: false}
+"""
+
+
+def test_a_yaml_run_checkpoints_and_a_longer_run_resumes_it_exactly(tmp_path: Path) -> None:
+    config = write(tmp_path, RESUMABLE.replace("SAVE", str(tmp_path / "checkpoints")))
+
+    code, out = invoke(config, "--run-dir", str(tmp_path / "short"))
+    assert code == 0, out
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt")) == ["ep1-ba12.pt", "ep2-ba16.pt"]
+    exported = json.loads((tmp_path / "short" / "export.json").read_text())
+    assert sorted(exported["files"]) == ["EMA-average.safetensors", "EMA-training.safetensors", "model.safetensors"]
+
+    longer = ["--set", "trainer.max_duration=4ep", "--set", "trainer.autoresume=true"]
+    code, out = invoke(config, *longer, "--run-dir", str(tmp_path / "resumed"))
+    assert code == 0, out
+    messages = (tmp_path / "resumed" / "metrics.jsonl").read_text()
+    assert "resumed from" in messages and "ep2-ba16.pt" in messages
+
+    uninterrupted = ["--set", "trainer.max_duration=4ep", "--set", f"trainer.save_folder={tmp_path / 'other'}"]
+    code, out = invoke(config, *uninterrupted, "--run-dir", str(tmp_path / "whole"))
+    assert code == 0, out
+    resumed, whole = load_file(tmp_path / "resumed" / "model.safetensors"), load_file(tmp_path / "whole" / "model.safetensors")
+    assert all(torch.equal(resumed[name], whole[name]) for name in whole)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.save_num_checkpoints_to_keep=0", "save_num_checkpoints_to_keep must be -1 (keep all) or a count >= 1, got 0"),
+        ("trainer.load_path=missing.pt", "trainer: load_path 'missing.pt' does not exist"),
+        ("trainer.save_interval=often", "trainer.save_interval"),
+    ],
+)
+def test_bad_checkpoint_keys_exit_2_naming_the_key(tmp_path: Path, override: str, message: str) -> None:
+    code, out = invoke(write(tmp_path, RESUMABLE.replace("SAVE", str(tmp_path))), "--set", override, "--dry-run")
+    assert code == 2 and "Traceback" not in out
+    assert message in out
