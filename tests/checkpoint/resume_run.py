@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from composer_swa import EMA, SWA, Callback, State, Trainer
+from composer_swa import EMA, LAWA, SWA, SWATS, Callback, State, Trainer
 from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
 from composer_swa.loggers import Logger
 
@@ -24,6 +24,11 @@ ALGORITHMS = {
     "swa": lambda: [SWA(swa_start="0.25dur", swa_end="0.75dur", update_interval="2ba", swa_lr=0.02)],
     "ema": lambda: [EMA(half_life="4ba")],
     "swa+ema": lambda: [SWA(swa_start="0.25dur", update_interval="2ba"), EMA(half_life="4ba", replace_at_fit_end=False)],
+}
+#: Resumed in-process only (the subprocess kills cover the four above).
+MORE_ALGORITHMS = {
+    "lawa": lambda: [LAWA(window=3, interval="4ba")],
+    "swats": lambda: [SWATS(switch_at="14ba")],  # Adam until batch 14, SGD after: resumes after the switch
 }
 BATCHES_PER_EPOCH = 12
 
@@ -34,14 +39,18 @@ def build(folder: Path, algorithms: str, callbacks: list[Callback] | None = None
     targets = torch.randint(0, 3, (BATCHES_PER_EPOCH * 8,), generator=data)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(16, 3))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    optimizer: torch.optim.Optimizer
+    if algorithms == "swats":
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     return Trainer(
         model,
         DataLoader(TensorDataset(inputs, targets), batch_size=8, shuffle=True),
         "4ep",
         optimizers=optimizer,
         schedulers=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=4 * BATCHES_PER_EPOCH),
-        algorithms=ALGORITHMS[algorithms](),
+        algorithms={**ALGORITHMS, **MORE_ALGORITHMS}[algorithms](),
         callbacks=callbacks or [],
         seed=0,
         progress_bar=False,
@@ -56,7 +65,8 @@ def final_weights(trainer: Trainer) -> dict[str, torch.Tensor]:
     """The model's weights, and each average's, after fit."""
     weights = {f"model.{k}": v.clone() for k, v in trainer.state.model.state_dict().items()}
     for algorithm in trainer.state.algorithms:
-        assert isinstance(algorithm, AveragingAlgorithm)
+        if not isinstance(algorithm, AveragingAlgorithm):
+            continue
         for name, tensor in (algorithm.averaged_weights() or {}).items():
             weights[f"{algorithm.name}.{name}"] = tensor
     return weights

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from composer_swa.checkpoint import TrainingPreempted, list_checkpoints, read_checkpoint
-from tests.checkpoint.resume_run import ALGORITHMS, BATCHES_PER_EPOCH, SignalSelf, build, final_weights
+from tests.checkpoint.resume_run import ALGORITHMS, BATCHES_PER_EPOCH, MORE_ALGORITHMS, SignalSelf, build, final_weights
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 STOP_AT = 17  # mid-epoch 2 and inside SWA's window [12, 36]; the last periodic checkpoint is at batch 15
@@ -128,3 +128,17 @@ def test_a_shuffling_loader_with_its_own_generator_resumes_exactly(tmp_path: Pat
     assert list_checkpoints(tmp_path / "stopped")[-1].name == "ep1-ba19.pt"
 
     assert_equal_weights(run(tmp_path / "stopped", None, autoresume=True), reference)
+
+
+@pytest.mark.parametrize("algorithms", sorted(MORE_ALGORITHMS))
+def test_lawa_and_swats_resume_exactly_after_preemption(algorithms: str, tmp_path: Path) -> None:
+    stopped = build(tmp_path / "stopped", algorithms, callbacks=[SignalSelf(STOP_AT, signal.SIGTERM)])
+    with pytest.raises(TrainingPreempted):
+        stopped.fit()
+    if algorithms == "swats":
+        assert isinstance(stopped.state.optimizers[0], torch.optim.SGD)  # switched before the checkpoint
+
+    resumed = build(tmp_path / "stopped", algorithms, autoresume=True)
+    resumed.fit()
+
+    assert_equal_weights(final_weights(resumed), uninterrupted(algorithms, tmp_path))
