@@ -85,6 +85,7 @@ class Checkpointer:
         self.last_saved_batch: int | None = None
         #: What the last :meth:`restore` loaded and skipped, for the run's log.
         self.notes: list[str] = []
+        self._restored = False
         self._every_batches = 0
 
     @property
@@ -97,8 +98,12 @@ class Checkpointer:
         """Loads what this run starts from; returns the checkpoint when the run resumes mid-training.
 
         What was loaded, and every checkpoint skipped on the way, is described in :attr:`notes`.
+        Only the first call loads: a second ``fit()`` goes on from where the first ended.
         """
         self.notes = []
+        if self._restored:
+            return None
+        self._restored = True
         found = self._newest_valid() if self.autoresume else None
         existing = list_checkpoints(self.save_folder) if self.save_folder is not None else []
         if found is None and existing and self.autoresume:

@@ -142,3 +142,13 @@ def test_lawa_and_swats_resume_exactly_after_preemption(algorithms: str, tmp_pat
     resumed.fit()
 
     assert_equal_weights(final_weights(resumed), uninterrupted(algorithms, tmp_path))
+
+
+def test_only_the_first_fit_loads_a_checkpoint(tmp_path: Path) -> None:
+    build(tmp_path, "sgd").fit()
+    trainer = build(tmp_path, "sgd", autoresume=True)
+
+    trainer.fit()
+    assert trainer.checkpointer.notes == [f"resumed from {tmp_path / 'ep4-ba48.pt'} at {trainer.state.timestamp}"]
+    trainer.fit()  # a second fit() goes on from where the first ended
+    assert trainer.checkpointer.notes == []
