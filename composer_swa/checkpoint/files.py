@@ -106,16 +106,7 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
         expected = digest_file.read_text(encoding="utf-8").split(maxsplit=1)[0] if digest_file.stat().st_size else ""
         if _sha256(path) != expected:
             raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: its SHA-256 differs from {digest_file.name}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        reason = _unpickler_reason(str(error))
-        raise CheckpointError(
-            f"refused to load {str(path)!r}: it is not a file of tensors and plain containers, and unpickling "
-            f"it could run code from the file, so nothing in it was run ({reason}). {_WEIGHTS_ONLY_HINT}."
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or corrupt: {error}") from None
+    payload = _load_weights_only(path)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{str(path)!r} is not a composer_swa checkpoint (it has no 'format': {CHECKPOINT_FORMAT!r}); "
@@ -129,10 +120,25 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
     return payload
 
 
-def read_model_weights(path: Path | str) -> dict[str, torch.Tensor]:
+def _load_weights_only(path: Path, mmap: bool = False) -> Any:
+    """``torch.load(weights_only=True)``, its failures turned into errors that name the file and the reason."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refused to load {str(path)!r}: it is not a file of tensors and plain containers, and unpickling "
+            f"it could run code from the file, so nothing in it was run ({_unpickler_reason(str(error))}). "
+            f"{_WEIGHTS_ONLY_HINT}."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(f"{str(path)!r} is truncated or corrupt: {error}") from None
+
+
+def read_model_weights(path: Path | str, mmap: bool = False) -> dict[str, torch.Tensor]:
     """Model weights from a ``.safetensors`` file, a composer_swa checkpoint, or a ``torch.save``'d state dict.
 
     A state dict nested under ``state_dict`` or ``model`` is found; nothing is unpickled beyond tensors.
+    With ``mmap``, a ``torch.save`` file's tensors are memory-mapped rather than read.
     """
     path = Path(path)
     if not path.is_file():
@@ -145,12 +151,9 @@ def read_model_weights(path: Path | str) -> dict[str, torch.Tensor]:
             return load_file(path)
         except SafetensorError as error:
             raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {error}") from None
-    try:
-        payload: Any = read_checkpoint(path)["state"]["model"]
-    except CheckpointError as error:
-        if "not a composer_swa checkpoint" not in str(error):
-            raise
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = _load_weights_only(path, mmap=mmap)
+    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+        payload = payload["state"]["model"]
     while isinstance(payload, dict) and len(payload) and not any(isinstance(v, torch.Tensor) for v in payload.values()):
         nested = payload.get("state_dict", payload.get("model"))
         if not isinstance(nested, dict):

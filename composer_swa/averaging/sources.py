@@ -1,0 +1,187 @@
+"""Checkpoints as streams of tensors: open many inputs, read one slice of one tensor at a time.
+
+``swa-average`` must not hold N checkpoints in memory. Safetensors files are read with plain
+``readinto`` at the offsets their header gives, never memory-mapped: pages of an ``mmap`` count in
+resident memory as they are touched, while reads through the page cache do not. ``torch.save``
+files (``.pt``, ``.bin``, composer_swa checkpoints) are loaded weights-only and memory-mapped.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zipfile
+from dataclasses import dataclass
+from io import BufferedReader
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from composer_swa.averaging.model_average import strip_wrapper_prefixes
+
+__all__ = ["SAFETENSORS_DTYPES", "SourceError", "TensorInfo", "TensorSource", "describe", "open_source"]
+
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}  # fmt: skip
+_HF_WEIGHTS = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
+
+
+class SourceError(ValueError):
+    """An input that cannot be read as model weights; the message names it and says why."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor's dtype and shape, known without reading its data."""
+
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        count = 1
+        for size in self.shape:
+            count *= size
+        return count
+
+
+class _SafetensorsFile:
+    """One safetensors file: its header parsed, its tensors read by byte offset."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: BufferedReader = open(path, "rb")  # noqa: SIM115 - closed by TensorSource.close
+        try:
+            (length,) = struct.unpack("<Q", self.file.read(8))
+            header = json.loads(self.file.read(length))
+        except (struct.error, json.JSONDecodeError, UnicodeDecodeError) as error:
+            self.file.close()
+            raise SourceError(f"{str(path)!r} is not a safetensors file (its header does not parse: {error})") from None
+        self.data_start = 8 + length
+        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        self.entries: dict[str, tuple[TensorInfo, int]] = {}
+        for name, entry in header.items():
+            if entry["dtype"] not in SAFETENSORS_DTYPES:
+                raise SourceError(f"{str(path)!r}: tensor {name!r} has dtype {entry['dtype']}, which this tool cannot read")
+            self.entries[name] = (TensorInfo(SAFETENSORS_DTYPES[entry["dtype"]], tuple(entry["shape"])), entry["data_offsets"][0])
+
+    def read(self, name: str, start: int, stop: int) -> torch.Tensor:
+        info, offset = self.entries[name]
+        itemsize = torch.empty((), dtype=info.dtype).element_size()
+        buffer = bytearray((stop - start) * itemsize)
+        self.file.seek(self.data_start + offset + start * itemsize)
+        if self.file.readinto(buffer) != len(buffer):
+            raise SourceError(f"{str(self.path)!r} is truncated: tensor {name!r} ends past the end of the file")
+        return torch.frombuffer(buffer, dtype=info.dtype) if buffer else torch.empty(0, dtype=info.dtype)
+
+
+class TensorSource:
+    """The model weights of one input, by name (wrapper prefixes such as ``module.`` removed).
+
+    Args:
+        path: The input as given; used in messages and provenance.
+        tensors: For ``torch.save`` inputs, the (memory-mapped) tensors by name.
+        files: For safetensors inputs, the files holding them (several when sharded).
+        folder: The model folder, when the input is one (its config files are copied to the output).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        tensors: dict[str, torch.Tensor] | None = None,
+        files: list[_SafetensorsFile] | None = None,
+        folder: Path | None = None,
+    ) -> None:
+        self.path, self.folder = path, folder
+        self._tensors = tensors or {}
+        self._files = files or []
+        #: The header metadata of the first safetensors file, if any.
+        self.metadata: dict[str, str] = dict(self._files[0].metadata) if self._files else {}
+        self._where: dict[str, tuple[_SafetensorsFile, str]] = {}
+        for file in self._files:
+            for name in file.entries:
+                self._where[strip_wrapper_prefixes(name)] = (file, name)
+        self.infos: dict[str, TensorInfo] = {
+            name: TensorInfo(tensor.dtype, tuple(tensor.shape)) for name, tensor in self._tensors.items()
+        } | {name: file.entries[original][0] for name, (file, original) in self._where.items()}
+
+    def read(self, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Elements ``[start, stop)`` of tensor ``name``, flattened."""
+        stop = self.infos[name].numel if stop is None else stop
+        if name in self._tensors:
+            return self._tensors[name].reshape(-1)[start:stop]
+        file, original = self._where[name]
+        return file.read(original, start, stop)
+
+    def close(self) -> None:
+        for file in self._files:
+            file.file.close()
+
+
+def open_source(path: str | Path) -> TensorSource:
+    """Opens a safetensors file (or a sharded one's ``*.index.json``), a model folder, or a ``torch.save`` file.
+
+    Example:
+        >>> import tempfile
+        >>> from safetensors.torch import save_file
+        >>> path = Path(tempfile.mkdtemp()) / "w.safetensors"
+        >>> save_file({"module.linear.weight": torch.ones(2, 2)}, path)
+        >>> source = open_source(path)
+        >>> source.infos
+        {'linear.weight': TensorInfo(dtype=torch.float32, shape=(2, 2))}
+        >>> source.read("linear.weight").tolist()
+        [1.0, 1.0, 1.0, 1.0]
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SourceError(f"input {str(path)!r} does not exist; check the path")
+    if path.is_dir():
+        for name in _HF_WEIGHTS:
+            if (path / name).is_file():
+                source = open_source(path / name)
+                source.path, source.folder = path, path
+                return source
+        raise SourceError(f"folder {str(path)!r} holds none of {', '.join(_HF_WEIGHTS)}; pass a weights file instead")
+    if path.name.endswith(".index.json"):
+        return _open_sharded(path)
+    if path.suffix == ".safetensors":
+        return TensorSource(path, files=[_SafetensorsFile(path)])
+    return TensorSource(path, tensors=_load_state_dict(path))
+
+
+def _open_sharded(index: Path) -> TensorSource:
+    try:
+        weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise SourceError(f"{str(index)!r} is not a shard index (it needs a 'weight_map'): {error}") from None
+    missing = sorted({shard for shard in weight_map.values() if not (index.parent / shard).is_file()})
+    if missing:
+        raise SourceError(f"shard index {str(index)!r} names shards that are not there: {missing}")
+    shards = sorted(set(weight_map.values()))
+    if index.name.startswith("model.safetensors"):
+        return TensorSource(index, files=[_SafetensorsFile(index.parent / shard) for shard in shards])
+    tensors: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        tensors.update(_load_state_dict(index.parent / shard))
+    return TensorSource(index, tensors=tensors)
+
+
+def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    from composer_swa.checkpoint.files import CheckpointError, read_model_weights
+
+    try:
+        weights = read_model_weights(path, mmap=zipfile.is_zipfile(path))
+    except CheckpointError as error:
+        raise SourceError(str(error)) from None
+    return {strip_wrapper_prefixes(name): tensor for name, tensor in weights.items()}
+
+
+def describe(infos: dict[str, TensorInfo]) -> dict[str, Any]:
+    """Tensor count, elements and bytes of a source, for reports."""
+    numel = sum(info.numel for info in infos.values())
+    size = sum(info.numel * torch.empty((), dtype=info.dtype).element_size() for info in infos.values())
+    return {"tensors": len(infos), "elements": numel, "bytes": size}
