@@ -8,8 +8,8 @@ Schedule-derived weights for checkpoints saved along one run at a constant LR, o
   constant LR η the checkpoints are ``θ_i = θ_0 − η Σ_{t<t_i} g_t``, so ``Σ c_i θ_i`` applies each
   update ``g_t`` with LR ``η G(t)``, where ``G(t)`` is the weight of the checkpoints after ``t``.
   Choosing ``G`` on the i-th segment as ``decay((i−1)/n)`` gives ``c_i = decay((i−1)/n) − decay(i/n)``
-  (the last takes what is left). Linear decay gives the uniform mean; ``1−√x`` weights later
-  checkpoints more.
+  (the last takes what is left). Linear decay gives the uniform mean; ``1−√x`` falls fastest at
+  the start of the window, so the earliest checkpoint weighs most.
 """
 
 from __future__ import annotations
