@@ -188,5 +188,5 @@ def test_unreadable_inputs_are_named(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"input .*missing.pt' does not exist"):
         open_source(tmp_path / "missing.pt")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SourceError, match="holds none of model.safetensors.index.json"):
+    with pytest.raises(SourceError, match=r"holds none of model\.safetensors\.index\.json"):
         open_source(tmp_path / "empty")
