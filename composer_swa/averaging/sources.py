@@ -1,15 +1,17 @@
 """Checkpoints as streams of tensors: open many inputs, read one slice of one tensor at a time.
 
-``swa-average`` must not hold N checkpoints in memory. Safetensors files are read with plain
-``readinto`` at the offsets their header gives, never memory-mapped: pages of an ``mmap`` count in
-resident memory as they are touched, while reads through the page cache do not. ``torch.save``
+``swa-average`` must not hold N checkpoints in memory. Pages of a memory-mapped file count in
+resident memory once touched, so safetensors files are never mapped whole: each read maps just its
+slice (zero-copy from the page cache) and unmaps it at the next read. ``torch.save``
 files (``.pt``, ``.bin``, composer_swa checkpoints) are loaded weights-only and memory-mapped.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import struct
+import warnings
 import zipfile
 from dataclasses import dataclass
 from io import BufferedReader
@@ -62,6 +64,9 @@ class _SafetensorsFile:
             self.file.close()
             raise SourceError(f"{str(path)!r} is not a safetensors file (its header does not parse: {error})") from None
         self.data_start = 8 + length
+        self.file_size = path.stat().st_size
+        self._map: mmap.mmap | None = None
+        self._view: torch.Tensor | None = None
         self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
         self.entries: dict[str, tuple[TensorInfo, int]] = {}
         for name, entry in header.items():
@@ -70,13 +75,36 @@ class _SafetensorsFile:
             self.entries[name] = (TensorInfo(SAFETENSORS_DTYPES[entry["dtype"]], tuple(entry["shape"])), entry["data_offsets"][0])
 
     def read(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Elements ``[start, stop)``, straight from the page cache: valid until this file's next read.
+
+        The slice is memory-mapped on its own and unmapped at the next read, so resident memory holds
+        one slice per input, never the file.
+        """
         info, offset = self.entries[name]
         itemsize = torch.empty((), dtype=info.dtype).element_size()
-        buffer = bytearray((stop - start) * itemsize)
-        self.file.seek(self.data_start + offset + start * itemsize)
-        if self.file.readinto(buffer) != len(buffer):
+        size = (stop - start) * itemsize
+        self._release()
+        if size == 0:
+            return torch.empty(0, dtype=info.dtype)
+        begin = self.data_start + offset + start * itemsize
+        aligned = begin - begin % mmap.ALLOCATIONGRANULARITY
+        if begin + size > self.file_size:
             raise SourceError(f"{str(self.path)!r} is truncated: tensor {name!r} ends past the end of the file")
-        return torch.frombuffer(buffer, dtype=info.dtype) if buffer else torch.empty(0, dtype=info.dtype)
+        self._map = mmap.mmap(self.file.fileno(), begin + size - aligned, offset=aligned, access=mmap.ACCESS_READ)
+        with warnings.catch_warnings():  # read-only memory: we never write through it
+            warnings.simplefilter("ignore", UserWarning)
+            self._view = torch.frombuffer(self._map, dtype=torch.uint8, offset=begin - aligned, count=size)
+        return self._view.view(info.dtype)
+
+    def _release(self) -> None:
+        if self._map is not None:
+            self._view = None  # the tensor must let go of the buffer before the map closes
+            self._map.close()
+            self._map = None
+
+    def close(self) -> None:
+        self._release()
+        self.file.close()
 
 
 class TensorSource:
@@ -110,7 +138,7 @@ class TensorSource:
         } | {name: file.entries[original][0] for name, (file, original) in self._where.items()}
 
     def read(self, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Elements ``[start, stop)`` of tensor ``name``, flattened."""
+        """Elements ``[start, stop)`` of tensor ``name``, flattened; valid until the next read (copy to keep)."""
         stop = self.infos[name].numel if stop is None else stop
         if name in self._tensors:
             return self._tensors[name].reshape(-1)[start:stop]
@@ -119,7 +147,7 @@ class TensorSource:
 
     def close(self) -> None:
         for file in self._files:
-            file.file.close()
+            file.close()
 
 
 def open_source(path: str | Path) -> TensorSource:
