@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from composer_swa.batches import batch_num_samples, batch_num_tokens, split_batch, to_device
@@ -37,12 +36,12 @@ from composer_swa.trainer.checks import (
     seed_everything,
 )
 from composer_swa.trainer.evaluation import MetricTotals, accuracy_counts
+from composer_swa.trainer.model_calls import compute_loss, forward_batch
 from composer_swa.trainer.precision import autocast_context, check_precision, make_grad_scaler
 
 __all__ = ["Trainer"]
 
 LossFn = Callable[[Any, Any], torch.Tensor]
-_SEQUENCES = (tuple, list)  # exact types: an isinstance check against Mapping costs more per step
 
 
 class Trainer:
@@ -201,7 +200,6 @@ class Trainer:
                 while not state.is_finished:
                     epoch_complete = True
                     for batch in self._epoch_batches(resumed):
-                        resumed = None
                         self._train_batch(batch)
                         bar.update(1)
                         if eval_every and state.timestamp.batch_count % eval_every == 0:
@@ -275,9 +273,9 @@ class Trainer:
         batch_loss = torch.zeros((), device=self.device) if len(microbatches) > 1 else None
         for microbatch in microbatches:
             with self._autocast():
-                state.outputs = self._forward(microbatch)
+                state.outputs = forward_batch(self.state.model, microbatch)
                 engine.run_event(Event.AFTER_FORWARD)
-                loss = check_scalar_loss(self._loss(state.outputs, microbatch))
+                loss = check_scalar_loss(compute_loss(self.loss_fn, state.outputs, microbatch))
             if batch_loss is not None:
                 # Weight each microbatch by its size so the summed gradient is the full batch's mean.
                 loss = loss * (batch_num_samples(microbatch) / samples)
@@ -335,8 +333,8 @@ class Trainer:
             for batch in state.eval_dataloader:
                 batch = to_device(batch, self.device) if self._move_batches else batch
                 with self._autocast():
-                    state.outputs = self._forward(batch)
-                    loss = check_scalar_loss(self._loss(state.outputs, batch))
+                    state.outputs = forward_batch(self.state.model, batch)
+                    loss = check_scalar_loss(compute_loss(self.loss_fn, state.outputs, batch))
                 targets = batch[1] if isinstance(batch, (list, tuple)) else None
                 totals.add(loss, batch_num_samples(batch), accuracy_counts(state.outputs, targets))
                 engine.run_event(Event.EVAL_BATCH_END)
@@ -347,39 +345,13 @@ class Trainer:
         self.logger.log_metrics(state.eval_metrics, step=state.timestamp.batch_count)
         return state.eval_metrics
 
-    # Model calls ------------------------------------------------------------------------------
-
-    def _forward(self, batch: Any) -> Any:
-        if type(batch) in _SEQUENCES and len(batch) >= 2:
-            return self.state.model(batch[0])
-        if isinstance(batch, Mapping):
-            return self.state.model(**batch)
-        raise TypeError(
-            f"a batch must be an (inputs, targets) tuple/list or a dict of model inputs, got {type(batch).__name__}"
-            + (f" of length {len(batch)}" if isinstance(batch, (list, tuple)) else "")
-        )
-
-    def _loss(self, outputs: Any, batch: Any) -> torch.Tensor:
-        if type(batch) in _SEQUENCES:
-            return (self.loss_fn or default_loss)(outputs, batch[1])
-        if isinstance(batch, Mapping):
-            if self.loss_fn is not None:
-                return self.loss_fn(outputs, batch)
-            loss = outputs.get("loss") if isinstance(outputs, Mapping) else getattr(outputs, "loss", None)
-            if loss is None:
-                raise ValueError(
-                    "dict batches need outputs with a 'loss' (outputs.loss or outputs['loss']), or a loss_fn(outputs, batch)"
-                )
-            return loss
-        raise TypeError(f"cannot compute a loss for a batch of type {type(batch).__name__}")
-
     def _forward_for_statistics(self, batch: Any) -> Any:
         """One batch forward as in training (device, precision, microbatches), for statistics passes."""
         batch = to_device(batch, self.device)
         outputs = None
         for microbatch in split_batch(batch, self.state.grad_accum):
             with self._autocast():
-                outputs = self._forward(microbatch)
+                outputs = forward_batch(self.state.model, microbatch)
         return outputs
 
     # Bookkeeping ------------------------------------------------------------------------------
@@ -394,13 +366,6 @@ class Trainer:
         if self.state.optimizers:
             metrics["train/lr"] = float(self.state.optimizers[0].param_groups[0]["lr"])
         self.logger.log_metrics(metrics, step=self.state.timestamp.batch_count)
-
-
-def default_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the last dimension: ``(N, C)`` logits, or ``(N, T, C)`` for sequences."""
-    if outputs.dim() > 2 and outputs.dim() == targets.dim() + 1:
-        return F.cross_entropy(outputs.flatten(0, -2), targets.flatten())
-    return F.cross_entropy(outputs, targets)
 
 
 def _as_list(value: Any) -> list[Any]:
