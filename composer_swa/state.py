@@ -8,6 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from composer_swa.distributed.sharded import (
+    load_model_state_dict,
+    load_optimizer_state_dict,
+    model_state_dict,
+    optimizer_state_dict,
+)
 from composer_swa.time import BatchResolver, Time, Timestamp, as_time
 
 if TYPE_CHECKING:
@@ -176,10 +182,11 @@ class State:
         """Model, optimizers, schedulers, timestamp, and every algorithm's and callback's state.
 
         Tensors and plain containers only, so it loads with ``torch.load(..., weights_only=True)``.
+        Under FSDP2 shards are gathered into whole tensors: every process must call it.
         """
         return {
-            "model": self.model.state_dict(),
-            "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
+            "model": model_state_dict(self.model),
+            "optimizers": [optimizer_state_dict(self.model, optimizer) for optimizer in self.optimizers],
             "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
             "timestamp": self.timestamp.state_dict(),
             "algorithms": {key: a.state_dict() for key, a in zip(unique_keys(self.algorithms), self.algorithms)},
@@ -208,12 +215,14 @@ class State:
                 callback.load_state_dict(state["callbacks"][key])
         for algorithm in self.algorithms:
             algorithm.on_load(self)
-        self.model.load_state_dict(state["model"])
+        load_model_state_dict(self.model, state["model"])
         for part, objects in (("optimizers", self.optimizers), ("schedulers", self.schedulers)):
             if len(objects) != len(state[part]):
                 raise ValueError(f"the checkpoint holds {len(state[part])} {part}, this run has {len(objects)}")
-            for obj, saved in zip(objects, state[part]):
-                obj.load_state_dict(saved)
+        for optimizer, saved in zip(self.optimizers, state["optimizers"]):
+            load_optimizer_state_dict(self.model, optimizer, saved)
+        for scheduler, saved in zip(self.schedulers, state["schedulers"]):
+            scheduler.load_state_dict(saved)
         self.timestamp.load_state_dict(state["timestamp"])
 
     @property

@@ -47,6 +47,8 @@ class AveragingAlgorithm(Algorithm):
     def averaged_weights(self) -> dict[str, torch.Tensor] | None:
         """A copy of the average by tensor name (fp32 for floating tensors), or ``None`` before the first update.
 
+        Under FSDP2 the shards are gathered into whole tensors: every process must call it.
+
         Example:
             >>> from composer_swa import SWA
             >>> SWA().averaged_weights() is None
@@ -54,7 +56,7 @@ class AveragingAlgorithm(Algorithm):
         """
         if self.average is None or not self._has_average:
             return None
-        return {name: tensor.detach().clone() for name, tensor in self._current_average().state_dict().items()}
+        return {name: tensor.detach().clone() for name, tensor in self._current_average().full_state_dict().items()}
 
     def _current_average(self) -> ModelAverage:
         assert self.average is not None
@@ -90,7 +92,7 @@ class AveragingAlgorithm(Algorithm):
         self.average.copy_to_model()
 
     def _average_state(self) -> dict[str, torch.Tensor] | None:
-        return self.average.state_dict() if self.average is not None and self._has_average else None
+        return self.average.full_state_dict() if self.average is not None and self._has_average else None
 
     def _load_average_state(self, saved: dict[str, torch.Tensor] | None) -> None:
         if saved is not None and self.average is not None:

@@ -144,7 +144,7 @@ class LAWA(GridAveragingAlgorithm):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "snapshots": [snapshot.state_dict() for snapshot in self.snapshots],
+            "snapshots": [snapshot.full_state_dict() for snapshot in self.snapshots],
             "snapshot_batches": list(self.snapshot_batches),
             "finished": self.finished,
         }

@@ -6,7 +6,9 @@ training describe activations of the live weights, not of their average (Izmailo
 so a short last batch counts as much as a full one and the variance misses the spread between batch
 means. Here each normalization layer's input is summed per channel in fp64 over the whole pass, so
 ``running_mean`` and ``running_var`` are exactly the mean and (unbiased) variance over every sample,
-whatever the batch sizes or microbatching.
+whatever the batch sizes or microbatching. Under torch.distributed each process sums its own share
+and the sums are combined across processes (Chan et al.'s pairwise update of means and squared
+deviations), so every process ends with the statistics of the whole dataset.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from composer_swa.batches import default_forward
+from composer_swa.distributed.process_group import is_distributed, reduce_sum
 
 __all__ = ["batch_norm_layers", "recompute_batch_norm"]
 
@@ -53,6 +56,15 @@ class _ChannelMoments:
         self.count += x.numel() // x.shape[1]
         self.samples += x.shape[0]
 
+    def mean_and_squared_deviations(self, channels: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and sum of squared deviations from it, in fp64 (zeros when nothing was seen)."""
+        if self.count == 0 or self.shift is None or self.total is None or self.total_squares is None:
+            zeros = torch.zeros(channels, dtype=torch.float64, device=device)
+            return zeros, zeros.clone()
+        centered_mean = self.total / self.count
+        squared_deviations = (self.total_squares - self.total * centered_mean).clamp_min(0)
+        return self.shift.double() + centered_mean, squared_deviations
+
 
 @torch.no_grad()
 def recompute_batch_norm(model: torch.nn.Module, batches: Iterable[Any], forward: Callable[[Any], Any] | None = None) -> int:
@@ -71,7 +83,7 @@ def recompute_batch_norm(model: torch.nn.Module, batches: Iterable[Any], forward
             passes its own, which honors precision and microbatching.
 
     Returns:
-        The number of samples seen by the first batch-norm layer (0 if the model has none).
+        The number of samples seen by the first batch-norm layer, over all processes (0 if the model has none).
 
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
@@ -82,6 +94,7 @@ def recompute_batch_norm(model: torch.nn.Module, batches: Iterable[Any], forward
     layers = batch_norm_layers(model)
     if not layers:
         return 0
+    # Every process must join the collectives below, even one whose share of the data is empty.
     run = forward if forward is not None else default_forward(model)
     moments = [_ChannelMoments() for _ in layers]
     handles = [layer.register_forward_pre_hook(moment) for layer, moment in zip(layers, moments)]
@@ -99,20 +112,43 @@ def recompute_batch_norm(model: torch.nn.Module, batches: Iterable[Any], forward
             handle.remove()
         for module, training in was_training.items():
             module.train(training)
+    if is_distributed():
+        batch_count = _reduce_max(batch_count, _device_of(layers[0]))
     for layer, moment in zip(layers, moments):
         _store_statistics(layer, moment, batch_count)
-    return moments[0].samples
+    return int(reduce_sum(torch.tensor([moments[0].samples], device=_device_of(layers[0]))).item())
+
+
+def _device_of(layer: _BatchNorm) -> torch.device:
+    assert layer.running_mean is not None
+    return layer.running_mean.device
+
+
+def _reduce_max(value: int, device: torch.device) -> int:
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
 
 
 def _store_statistics(layer: _BatchNorm, moment: _ChannelMoments, batch_count: int) -> None:
-    if moment.count == 0 or moment.total is None or moment.total_squares is None or moment.shift is None:
-        raise ValueError(f"the statistics pass saw no input for {layer!r}; the data passed to it is empty")
     assert layer.running_mean is not None and layer.running_var is not None and layer.num_batches_tracked is not None
-    count = moment.count
-    centered_mean = moment.total / count
-    biased_var = (moment.total_squares / count - centered_mean.square()).clamp_min(0)
+    device = _device_of(layer)
+    mean, squared_deviations = moment.mean_and_squared_deviations(layer.num_features, device)
+    count = float(moment.count)
+    if is_distributed():
+        # Chan et al.: N = Σ n_r, mean = Σ n_r·mean_r / N, M2 = Σ [M2_r + n_r·(mean_r − mean)²].
+        totals = reduce_sum(torch.cat([torch.tensor([count], dtype=torch.float64, device=device), count * mean]))
+        global_count = float(totals[0].item())
+        global_mean = totals[1:] / max(global_count, 1.0)
+        squared_deviations = reduce_sum(squared_deviations + count * (mean - global_mean).square())
+        count, mean = global_count, global_mean
+    if count == 0:
+        raise ValueError(f"the statistics pass saw no input for {layer!r}; the data passed to it is empty")
+    biased_var = squared_deviations / count
     # PyTorch keeps the unbiased variance in running_var; a single sample has none to speak of.
     unbiased_var = biased_var * (count / (count - 1)) if count > 1 else biased_var
-    layer.running_mean.copy_(moment.shift.double() + centered_mean)
+    layer.running_mean.copy_(mean)
     layer.running_var.copy_(unbiased_var)
     layer.num_batches_tracked.fill_(batch_count)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import torch
 
 from composer_swa.averaging.kernel import FlatAverage
+from composer_swa.distributed.sharded import full_tensor, is_dtensor, local_part, local_tensor
 
 __all__ = ["ModelAverage", "named_state_tensors", "strip_wrapper_prefixes"]
 
@@ -45,6 +46,9 @@ class ModelAverage:
     Integer and bool buffers (``num_batches_tracked``) are not averaged: each update copies their
     current value, and :meth:`copy_to_model` writes that copy back.
 
+    Under FSDP2 each process averages only its own shard of every sharded parameter:
+    :meth:`state_dict` holds those local slices and :meth:`full_state_dict` gathers whole tensors.
+
     Args:
         model: The live model; the average reads its tensors by reference.
         device: Where the average lives. Defaults to the model's devices; ``"cpu"`` offloads it.
@@ -63,7 +67,10 @@ class ModelAverage:
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device | str | None = None, include_buffers: bool = True) -> None:
-        named = named_state_tensors(model, include_buffers)
+        shared = named_state_tensors(model, include_buffers)
+        #: The DTensor of each sharded tensor, for its layout (FSDP2 only).
+        self._sharded_like = {name: tensor for name, tensor in shared if is_dtensor(tensor)}
+        named = [(name, local_tensor(tensor)) for name, tensor in shared]
         floating = [(name, tensor) for name, tensor in named if tensor.is_floating_point()]
         self._float_names = [name for name, _ in floating]
         self._live_sources = [tensor for _, tensor in floating]
@@ -127,17 +134,36 @@ class ModelAverage:
                 torch._foreach_copy_(self._live_sources + self._copied_sources, backup)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The average by tensor name: fp32 views for floating tensors, copies for integer ones."""
+        """The average by tensor name: fp32 views for floating tensors, copies for integer ones.
+
+        Under FSDP2 sharded tensors are this process's slices; see :meth:`full_state_dict`.
+        """
         return dict(zip(self._float_names + self._copied_names, self._float_views + self._copies))
+
+    @property
+    def is_sharded(self) -> bool:
+        return bool(self._sharded_like)
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """:meth:`state_dict` with every shard gathered into its whole tensor (a collective under FSDP2:
+        every process must call it); the same as :meth:`state_dict` otherwise."""
+        local = self.state_dict()
+        if not self._sharded_like:
+            return local
+        return {name: full_tensor(value, self._sharded_like[name]) if name in self._sharded_like else value for name, value in local.items()}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restores :meth:`state_dict`; raises ``KeyError``/``ValueError`` naming what does not match."""
+        """Restores :meth:`state_dict` or :meth:`full_state_dict` (each process takes its slice of whole
+        tensors); raises ``KeyError``/``ValueError`` naming what does not match."""
         expected = self.state_dict()
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing or unexpected:
             raise KeyError(f"averaged weights do not match the model: missing {missing}, unexpected {unexpected}")
         for name, target in expected.items():
+            like = self._sharded_like.get(name)
+            if like is not None and tuple(state[name].shape) == tuple(like.shape) != tuple(target.shape):
+                state = {**state, name: local_part(state[name], like)}
             if tuple(state[name].shape) != tuple(target.shape):
                 raise ValueError(
                     f"averaged weight {name!r} has shape {tuple(state[name].shape)}, the model has {tuple(target.shape)}"

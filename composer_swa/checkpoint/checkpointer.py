@@ -23,6 +23,7 @@ from composer_swa.checkpoint.files import (
     write_checkpoint,
 )
 from composer_swa.checkpoint.rng import capture_rng, restore_rng
+from composer_swa.distributed.process_group import all_gather_objects, distributed_info
 from composer_swa.time import Time, TimeUnit, as_time
 
 if TYPE_CHECKING:
@@ -38,6 +39,11 @@ class Checkpointer:
     A checkpoint holds :meth:`State.state_dict` (model, optimizers, schedulers, timestamp, every
     algorithm's and callback's state), the GradScaler, the RNG states (Python, NumPy, torch CPU and
     CUDA, the loader's generators) now and at the start of the epoch, and the algorithm trace.
+
+    Under torch.distributed every process calls :meth:`save` and :meth:`restore`: the RNG states of
+    all processes are gathered into process 0's file, process 0 alone writes, and on resume each
+    process reads the file (so ``save_folder`` must be on storage every node sees) and takes its own
+    RNG states back.
 
     Args:
         save_folder: Folder for ``ep{E}-ba{B}.pt`` checkpoints; ``None`` saves nothing.
@@ -126,6 +132,7 @@ class Checkpointer:
             return None
         path, payload = found
         _check_same_epochs(path, payload, state)
+        self._take_own_rng(path, payload)
         state.load_state_dict(payload["state"])
         if scaler is not None and payload["grad_scaler"] is not None:
             scaler.load_state_dict(payload["grad_scaler"])
@@ -133,6 +140,20 @@ class Checkpointer:
         self.last_saved_batch = state.timestamp.batch_count
         self.notes.append(f"resumed from {path} at {state.timestamp}")
         return payload
+
+    def _take_own_rng(self, path: Path, payload: dict[str, Any]) -> None:
+        """Puts this process's saved RNG states where the loop reads them (``rng``, ``epoch_rng``)."""
+        info = distributed_info()
+        per_rank = payload.get("rank_rng") or [{"rng": payload["rng"], "epoch_rng": payload["epoch_rng"]}]
+        if len(per_rank) == info.world_size:
+            payload.update(per_rank[info.rank])
+            return
+        message = (
+            f"{path.name} was saved by {len(per_rank)} process(es) and this run has {info.world_size}: "
+            "training continues from it, but random draws (dropout, augmentation) differ from the uninterrupted run"
+        )
+        warnings.warn(message, stacklevel=3)
+        self.notes.append(message)
 
     def _newest_valid(self) -> tuple[Path, dict[str, Any]] | None:
         assert self.save_folder is not None
@@ -162,23 +183,32 @@ class Checkpointer:
         return timestamp.batch_count % self._every_batches == 0
 
     def save(self, state: State, engine: Engine, scaler: Any, epoch_rng: dict[str, Any]) -> Path:
-        """Writes a checkpoint atomically, then prunes the oldest beyond ``save_num_checkpoints_to_keep``."""
+        """Writes a checkpoint atomically, then prunes the oldest beyond ``save_num_checkpoints_to_keep``.
+
+        Every process calls it; process 0 writes.
+        """
         assert self.save_folder is not None
         timestamp = state.timestamp
         path = self.save_folder / checkpoint_name(int(timestamp.epoch_count), int(timestamp.batch_count))
+        rng = capture_rng(state.train_dataloader)
+        per_rank = all_gather_objects({"rng": rng, "epoch_rng": epoch_rng})
+        model_state = state.state_dict()  # a collective under FSDP2: every process gathers its shards
+        self.last_saved_batch = timestamp.batch_count
+        if not distributed_info().is_rank_zero:
+            return path
         payload = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
-            "state": state.state_dict(),
+            "state": model_state,
             "grad_scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": capture_rng(state.train_dataloader),
+            "rng": rng,
             "epoch_rng": epoch_rng,
+            "rank_rng": per_rank if len(per_rank) > 1 else None,
             "trace": [[name, event, count] for (name, event), count in sorted(engine.trace.items())],
             "batches_per_epoch": state.batches_per_epoch,
             "versions": {"torch": str(torch.__version__), "python": platform.python_version()},
         }
         write_checkpoint(payload, path)
-        self.last_saved_batch = timestamp.batch_count
         if self.keep > 0:
             for old in list_checkpoints(self.save_folder)[: -self.keep]:
                 remove_checkpoint(old)

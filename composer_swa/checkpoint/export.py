@@ -10,6 +10,9 @@ import torch
 from safetensors.torch import save_file, save_model
 
 from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text
+from composer_swa.distributed.process_group import distributed_info
+from composer_swa.distributed.sharded import full_model_state_dict, is_dtensor
+from composer_swa.distributed.wrapping import is_sharded
 
 if TYPE_CHECKING:
     from composer_swa.state import State
@@ -24,6 +27,9 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
 
     Every file is written atomically. Tied weights are stored once in ``model.safetensors`` (load it
     with ``safetensors.torch.load_model``); the other files hold every tensor under its own name.
+
+    Under torch.distributed every process must call it (FSDP2 shards are gathered, a collective) and
+    process 0 alone writes.
 
     Args:
         state: The run's state, usually after ``fit()``.
@@ -42,11 +48,19 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
     from composer_swa.state import unique_keys
 
     folder = Path(folder)
+    writes = distributed_info().is_rank_zero
     timestamp = state.timestamp.state_dict()
     metadata = {"batch": str(timestamp["batch_count"]), "epoch": str(timestamp["epoch_count"])}
     files: dict[str, dict[str, Any]] = {}
-    atomic_write(folder / "model.safetensors", lambda temporary: save_model(state.model, str(temporary), metadata=metadata))
-    files["model.safetensors"] = {"weights": "final", "dtype": _dtypes(state.model.state_dict().values())}
+    if is_sharded(state.model):
+        model_weights = _own_copies(full_model_state_dict(state.model))
+        if writes:
+            _write_safetensors(folder / "model.safetensors", model_weights, metadata)
+    else:
+        model_weights = state.model.state_dict()
+        if writes:
+            atomic_write(folder / "model.safetensors", lambda temporary: save_model(state.model, str(temporary), metadata=metadata))
+    files["model.safetensors"] = {"weights": "final", "dtype": _dtypes(model_weights.values())}
     for key, algorithm in zip(unique_keys(state.algorithms), state.algorithms):
         if not isinstance(algorithm, AveragingAlgorithm):
             continue
@@ -55,14 +69,24 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
             if tensors is None:
                 continue
             name = f"{key}-{kind}.safetensors"
-            # Separate, contiguous copies: safetensors refuses tensors that share storage.
-            own = {tensor_name: tensor.detach().contiguous().clone() for tensor_name, tensor in tensors.items()}
-            _write_safetensors(folder / name, own, {**metadata, "algorithm": key})
+            own = _own_copies(tensors)
+            if writes:
+                _write_safetensors(folder / name, own, {**metadata, "algorithm": key})
             files[name] = {"weights": kind, "dtype": _dtypes(own.values()), **described}
     summary = {"timestamp": timestamp, "files": files, **(extra or {})}
     path = folder / "export.json"
-    atomic_write_text(path, json.dumps(summary, indent=2, default=str) + "\n")
+    if writes:
+        atomic_write_text(path, json.dumps(summary, indent=2, default=str) + "\n")
     return path
+
+
+def _own_copies(tensors: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Whole, separate, contiguous copies: safetensors refuses tensors that share storage."""
+    return {
+        name: (tensor.full_tensor() if is_dtensor(tensor) else tensor).detach().contiguous().clone()
+        for name, tensor in tensors.items()
+        if isinstance(tensor, torch.Tensor)
+    }
 
 
 def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:

@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from composer_swa.distributed.process_group import is_distributed, reduce_sum
+
 __all__ = ["MetricTotals", "accuracy_counts"]
 
 
@@ -36,6 +38,15 @@ class MetricTotals:
         if counts is not None:
             self.correct += counts[0]
             self.predictions += counts[1]
+
+    def reduce_across_processes(self, device: torch.device) -> None:
+        """Sums the totals over every process, so each reports the metrics of the whole eval set."""
+        if not is_distributed():
+            return
+        totals = torch.tensor([self.loss_sum, self.samples, self.correct, self.predictions], dtype=torch.float64, device=device)
+        reduce_sum(totals)
+        self.loss_sum = float(totals[0])
+        self.samples, self.correct, self.predictions = (int(value) for value in totals[1:].tolist())
 
     def compute(self) -> dict[str, float]:
         metrics = {"eval/loss": self.loss_sum / max(self.samples, 1)}

@@ -22,6 +22,15 @@ from composer_swa.checkpoint import (
     restore_rng,
     skip_consumed_batches,
 )
+from composer_swa.distributed import (
+    any_rank,
+    check_parallelism,
+    join_process_group,
+    reduce_sum,
+    set_sampler_epoch,
+    shard_dataloader,
+    wrap_for_training,
+)
 from composer_swa.events import Algorithm, Callback, Engine, Event
 from composer_swa.loggers import ConsoleLogger, JSONLinesLogger, Logger, LoggerDestination
 from composer_swa.state import State
@@ -84,6 +93,12 @@ class Trainer:
         autoresume: Resume fit() from the newest valid checkpoint in ``save_folder``, if any.
         load_path: A checkpoint to start from (when autoresume finds none).
         load_weights_only: Take only the model weights from ``load_path`` (a checkpoint or ``.safetensors``).
+        parallelism: Under torchrun (more than one process): ``"ddp"`` (the default there) replicates the
+            model with ``DistributedDataParallel``; ``"fsdp"`` shards it with FSDP2 ``fully_shard``. The
+            Trainer joins the process group, gives each process its share of the data, and leaves
+            console, file and checkpoint output to process 0. Ignored in a single process.
+        sync_batch_norm: Convert batch norms to ``SyncBatchNorm`` (CUDA only), so training normalizes
+            with statistics over all processes' batches.
 
     Example:
         >>> import torch
@@ -123,17 +138,28 @@ class Trainer:
         autoresume: bool = False,
         load_path: str | Path | None = None,
         load_weights_only: bool = False,
+        parallelism: str | None = None,
+        sync_batch_norm: bool = False,
     ) -> None:
-        if seed is not None:
-            seed_everything(seed)
         model = check_model(model)
         self.device = resolve_device(device)
+        self.distributed = join_process_group(self.device)
+        rank, world_size = self.distributed.rank, self.distributed.world_size
+        if seed is not None:
+            seed_everything(seed + rank)  # different dropout and augmentation draws on each process
+        check_parallelism(parallelism, sync_batch_norm, self.device)
         model.to(self.device)
         optimizers = [torch.optim.SGD(model.parameters(), lr=0.1)] if optimizers is None else _as_list(optimizers)
         check_optimizers(optimizers, model)
+        train_dataloader = shard_dataloader(train_dataloader, "train_dataloader", rank, world_size, seed or 0)
         check_nonempty(train_dataloader, "train_dataloader")
         if eval_dataloader is not None:
+            eval_dataloader = shard_dataloader(eval_dataloader, "eval_dataloader", rank, world_size, seed or 0)
             check_nonempty(eval_dataloader, "eval_dataloader")
+        if world_size > 1:
+            self._train_module = wrap_for_training(model, parallelism or "ddp", self.device, optimizers, sync_batch_norm)
+        else:
+            self._train_module = wrap_for_training(model, None, self.device, optimizers, sync_batch_norm)
 
         self.state = State(
             model=model,
@@ -165,7 +191,9 @@ class Trainer:
         self._preemption = PreemptionWatcher()
         self._epoch_rng: dict[str, Any] = {}
 
-        if loggers is None:
+        if not self.distributed.is_rank_zero:
+            loggers, self.progress_bar = [], False  # process 0 alone writes to the console and to files
+        elif loggers is None:
             loggers = [ConsoleLogger()] + ([JSONLinesLogger(Path(run_dir) / "metrics.jsonl")] if run_dir else [])
         self.logger = Logger(loggers)
         self.engine = Engine(self.state, self.logger)
@@ -231,6 +259,7 @@ class Trainer:
         """The epoch's batch iterator; a run resumed mid-epoch gets the rest of the saved epoch."""
         state = self.state
         loader = state.train_dataloader
+        set_sampler_epoch(loader, int(state.timestamp.epoch_count))
         if resumed is not None and state.timestamp.batch_in_epoch > 0:
             self._epoch_rng = resumed["epoch_rng"]  # EPOCH_START already ran before the checkpoint
             return skip_consumed_batches(loader, resumed, state.timestamp.batch_in_epoch)
@@ -242,9 +271,11 @@ class Trainer:
         return iter(loader)
 
     def _at_batch_boundary(self, epoch_ended: bool) -> None:
-        if self._preemption.signal_name is not None:
+        signal_name = self._preemption.signal_name
+        # Every process must save at the same batch, whichever of them the signal reached first.
+        if self.checkpointer.saving and any_rank(signal_name is not None, self.device):
             path = self._save_checkpoint()
-            preempted = TrainingPreempted(self._preemption.signal_name, path)
+            preempted = TrainingPreempted(signal_name or "a signal to another process", path)
             self.logger.log_message(str(preempted), step=self.state.timestamp.batch_count)
             raise preempted
         if self.checkpointer.is_due(self.state, epoch_ended):
@@ -271,9 +302,12 @@ class Trainer:
             batch = to_device(batch, self.device)
         microbatches = split_batch(batch, state.grad_accum)
         batch_loss = torch.zeros((), device=self.device) if len(microbatches) > 1 else None
-        for microbatch in microbatches:
-            with self._autocast():
-                state.outputs = forward_batch(self.state.model, microbatch)
+        for index, microbatch in enumerate(microbatches):
+            # DDP averages gradients across processes once, on the last microbatch.
+            last = index == len(microbatches) - 1
+            syncing = self._train_module.no_sync() if not last and hasattr(self._train_module, "no_sync") else contextlib.nullcontext()
+            with syncing, self._autocast():
+                state.outputs = forward_batch(self._train_module, microbatch)
                 engine.run_event(Event.AFTER_FORWARD)
                 loss = check_scalar_loss(compute_loss(self.loss_fn, state.outputs, microbatch))
             if batch_loss is not None:
@@ -282,13 +316,15 @@ class Trainer:
                 batch_loss += loss.detach()
             state.loss = loss
             engine.run_event(Event.AFTER_LOSS)
-            (self._scaler.scale(loss) if self._scaler is not None else loss).backward()
+            with syncing:
+                (self._scaler.scale(loss) if self._scaler is not None else loss).backward()
             engine.run_event(Event.AFTER_BACKWARD)
         self._step_optimizers()
         if self.step_schedulers_every_batch and state.lr_owner is None:
             for scheduler in state.schedulers:
                 scheduler.step()
-        state.timestamp.advance_batch(samples, tokens)
+        # Time counts global batches; samples and tokens count every process's (each takes an equal share).
+        state.timestamp.advance_batch(samples * self.distributed.world_size, tokens * self.distributed.world_size)
         engine.run_event(Event.BATCH_END)
         if state.timestamp.batch_count % self._log_every == 0:
             self._log_training(batch_loss if batch_loss is not None else state.loss)
@@ -339,6 +375,7 @@ class Trainer:
                 totals.add(loss, batch_num_samples(batch), accuracy_counts(state.outputs, targets))
                 engine.run_event(Event.EVAL_BATCH_END)
         state.model.train(was_training)
+        totals.reduce_across_processes(self.device)
         state.eval_metrics = totals.compute()
         engine.run_event(Event.EVAL_END)
         self._last_eval_batch = state.timestamp.batch_count
@@ -362,6 +399,8 @@ class Trainer:
         return max(1, self.state.to_batches(self.eval_interval))
 
     def _log_training(self, loss: torch.Tensor | None) -> None:
+        if loss is not None and self.distributed.world_size > 1:
+            loss = reduce_sum(loss.detach().clone()) / self.distributed.world_size
         metrics = {"train/loss": float(loss.detach()) if loss is not None else float("nan")}
         if self.state.optimizers:
             metrics["train/lr"] = float(self.state.optimizers[0].param_groups[0]["lr"])
