@@ -150,7 +150,10 @@ class ModelAverage:
         local = self.state_dict()
         if not self._sharded_like:
             return local
-        return {name: full_tensor(value, self._sharded_like[name]) if name in self._sharded_like else value for name, value in local.items()}
+        return {
+            name: full_tensor(value, self._sharded_like[name]) if name in self._sharded_like else value
+            for name, value in local.items()
+        }
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:

@@ -11,7 +11,7 @@ from safetensors.torch import save_file, save_model
 
 from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text
 from composer_swa.distributed.process_group import distributed_info
-from composer_swa.distributed.sharded import full_model_state_dict, is_dtensor
+from composer_swa.distributed.sharded import full_model_state_dict, full_tensor, local_tensor
 from composer_swa.distributed.wrapping import is_sharded
 
 if TYPE_CHECKING:
@@ -59,7 +59,9 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
     else:
         model_weights = state.model.state_dict()
         if writes:
-            atomic_write(folder / "model.safetensors", lambda temporary: save_model(state.model, str(temporary), metadata=metadata))
+            atomic_write(
+                folder / "model.safetensors", lambda temporary: save_model(state.model, str(temporary), metadata=metadata)
+            )
     files["model.safetensors"] = {"weights": "final", "dtype": _dtypes(model_weights.values())}
     for key, algorithm in zip(unique_keys(state.algorithms), state.algorithms):
         if not isinstance(algorithm, AveragingAlgorithm):
@@ -83,7 +85,7 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
 def _own_copies(tensors: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Whole, separate, contiguous copies: safetensors refuses tensors that share storage."""
     return {
-        name: (tensor.full_tensor() if is_dtensor(tensor) else tensor).detach().contiguous().clone()
+        name: full_tensor(local_tensor(tensor), tensor).detach().contiguous().clone()
         for name, tensor in tensors.items()
         if isinstance(tensor, torch.Tensor)
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import time
 from datetime import datetime
@@ -13,11 +14,14 @@ import click
 import yaml
 
 from composer_swa.checkpoint import export_weights
+from composer_swa.cli.launch import launch_local_processes
 from composer_swa.cli.run_folder import summarize_run, write_resolved_config, write_summary
 from composer_swa.config import ConfigError, RunConfig, RunParts, build_run, load_config
+from composer_swa.distributed import all_gather_objects, distributed_info, join_process_group
 from composer_swa.events import Callback, Event
 from composer_swa.loggers import Logger
 from composer_swa.state import State
+from composer_swa.trainer.checks import resolve_device
 
 __all__ = ["main"]
 
@@ -28,6 +32,7 @@ Examples:
   swa-train examples/mnist1d_swa.yaml --set trainer.seed=3 --set algorithms[0].swa_lr=0.01
   swa-train examples/mnist1d_swa.yaml --print-config      # every default filled in
   swa-train examples/mnist1d_swa.yaml --dry-run           # build everything, train nothing
+  swa-train examples/mnist1d_swa.yaml --nproc 2           # 2 processes on this machine (DDP)
   swa-train plot runs/mnist1d_swa-20261121-120000
 """
 
@@ -55,6 +60,8 @@ class _OpenRunFolder(Callback):
 
     def fit_start(self, state: State, logger: Logger) -> None:
         self.opened = True
+        if not distributed_info().is_rank_zero:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved_config(self.config, self.run_dir / "config.yaml")
         logger.destinations[:] = self.parts.loggers(self.run_dir)
@@ -92,8 +99,9 @@ def _train(config: RunConfig, config_path: str, run_dir: Path) -> dict[str, Any]
     finally:
         trainer.logger.close()
     summary = summarize_run(trainer, config_path, run_dir, time.perf_counter() - start)
-    export_weights(trainer.state, run_dir, extra={"config": config_path})
-    write_summary(summary, run_dir / "summary.json")
+    export_weights(trainer.state, run_dir, extra={"config": config_path})  # every process: FSDP2 gathers shards
+    if trainer.distributed.is_rank_zero:
+        write_summary(summary, run_dir / "summary.json")
     return summary
 
 
@@ -114,6 +122,14 @@ def _table(columns: dict[str, dict[str, Any]]) -> str:
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Run folder (default: trainer.run_dir, else runs/NAME-TIME).")
 @click.option("--baseline", is_flag=True, help="Also run the same config without algorithms, into RUN_DIR/baseline.")
 @click.option("--plot", "plot_after", is_flag=True, help="Write curves.png into the run folder at the end (needs matplotlib).")
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes on this machine, started by torchrun's launcher (DDP, or trainer.parallelism). "
+    "For several machines run `torchrun ... -m composer_swa.cli.train CONFIG` on each instead.",
+)
 def run(
     config_path: str,
     overrides: tuple[str, ...],
@@ -122,6 +138,7 @@ def run(
     run_dir: Path | None,
     baseline: bool,
     plot_after: bool,
+    nproc: int,
 ) -> None:
     """Train the run described by CONFIG."""
     try:
@@ -133,6 +150,11 @@ def run(
             _describe_plan(config, config_path)
             return
         folder = run_dir or (Path(config.trainer.run_dir) if config.trainer.run_dir else _default_run_dir(config_path))
+        if nproc > 1 and "WORLD_SIZE" not in os.environ:
+            arguments = [config_path, *(f"--set={override}" for override in overrides), f"--run-dir={folder}"]
+            sys.exit(launch_local_processes(nproc, arguments + (["--baseline"] if baseline else [])))
+        info = join_process_group(resolve_device(config.trainer.device))
+        folder = Path(all_gather_objects(str(folder))[0])  # process 0's clock names the folder
         columns = {"with algorithms" if baseline else "run": _train(config, config_path, folder)}
         if baseline:
             plain = copy.deepcopy(config)
@@ -140,6 +162,8 @@ def run(
             columns["baseline (no algorithms)"] = _train(plain, config_path, folder / "baseline")
     except ConfigError as error:
         _fail(error)
+    if not info.is_rank_zero:
+        return
     click.echo(f"\nrun folder: {folder}\n{_table(columns)}")
     if plot_after:
         from composer_swa.cli.plot import plot_run
@@ -178,3 +202,7 @@ def plot(run_dir: Path, output: Path | None) -> None:
         click.echo(plot_run(run_dir, output))
     except (FileNotFoundError, ImportError, ValueError) as error:
         _fail(error)
+
+
+if __name__ == "__main__":  # how torchrun starts each process: python -m composer_swa.cli.train ...
+    main()

@@ -68,6 +68,8 @@ class RunParts:
             autoresume=settings.autoresume,
             load_path=settings.load_path,
             load_weights_only=settings.load_weights_only,
+            parallelism=settings.parallelism,
+            sync_batch_norm=settings.sync_batch_norm,
             loggers=self.loggers(None) if loggers is None else loggers,
         )
 

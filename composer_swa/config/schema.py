@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -65,6 +65,8 @@ class TrainerConfig(_Strict):
     autoresume: bool = False
     load_path: str | None = None
     load_weights_only: bool = False
+    parallelism: Literal["ddp", "fsdp"] | None = None  # under torchrun / --nproc; None means "ddp" there
+    sync_batch_norm: bool = False
 
     @model_validator(mode="after")
     def _check_checkpointing(self) -> TrainerConfig:

@@ -27,10 +27,12 @@ def local_tensor(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def full_tensor(local: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """The whole tensor, gathered from every process's ``local`` slice laid out as the DTensor ``like``."""
+    """The whole tensor, gathered from every process's ``local`` slice laid out as the DTensor ``like``
+    (``local`` itself when ``like`` is an ordinary tensor)."""
     from torch.distributed.tensor import DTensor
 
-    assert isinstance(like, DTensor)
+    if not isinstance(like, DTensor):
+        return local
     distributed = DTensor.from_local(local, like.device_mesh, like.placements, shape=like.shape, stride=like.stride())
     return distributed.full_tensor()
 
@@ -45,7 +47,10 @@ def local_part(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def full_model_state_dict(model: torch.nn.Module) -> dict[str, Any]:
     """``model.state_dict()`` with sharded tensors gathered into whole ones (a collective under FSDP2)."""
-    return {name: full_tensor(local_tensor(value), value) if is_dtensor(value) else value for name, value in model.state_dict().items()}
+    return {
+        name: full_tensor(local_tensor(value), value) if is_dtensor(value) else value
+        for name, value in model.state_dict().items()
+    }
 
 
 def _full_options() -> Any:

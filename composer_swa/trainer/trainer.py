@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from composer_swa.batches import batch_num_samples, batch_num_tokens, split_batch, to_device
@@ -22,15 +23,7 @@ from composer_swa.checkpoint import (
     restore_rng,
     skip_consumed_batches,
 )
-from composer_swa.distributed import (
-    any_rank,
-    check_parallelism,
-    join_process_group,
-    reduce_sum,
-    set_sampler_epoch,
-    shard_dataloader,
-    wrap_for_training,
-)
+from composer_swa.distributed import any_rank, join_process_group, reduce_sum, set_sampler_epoch
 from composer_swa.events import Algorithm, Callback, Engine, Event
 from composer_swa.loggers import ConsoleLogger, JSONLinesLogger, Logger, LoggerDestination
 from composer_swa.state import State
@@ -38,7 +31,6 @@ from composer_swa.time import Time, TimeUnit, as_time
 from composer_swa.trainer.checks import (
     check_grad_accum,
     check_model,
-    check_nonempty,
     check_optimizers,
     check_scalar_loss,
     resolve_device,
@@ -46,6 +38,7 @@ from composer_swa.trainer.checks import (
 )
 from composer_swa.trainer.evaluation import MetricTotals, accuracy_counts
 from composer_swa.trainer.model_calls import compute_loss, forward_batch
+from composer_swa.trainer.parallel import prepare_model, shard_dataloaders
 from composer_swa.trainer.precision import autocast_context, check_precision, make_grad_scaler
 
 __all__ = ["Trainer"]
@@ -144,23 +137,15 @@ class Trainer:
         model = check_model(model)
         self.device = resolve_device(device)
         self.distributed = join_process_group(self.device)
-        rank, world_size = self.distributed.rank, self.distributed.world_size
         if seed is not None:
-            seed_everything(seed + rank)  # different dropout and augmentation draws on each process
-        check_parallelism(parallelism, sync_batch_norm, self.device)
+            seed_everything(seed + self.distributed.rank)  # different dropout and augmentation draws on each process
         model.to(self.device)
         optimizers = [torch.optim.SGD(model.parameters(), lr=0.1)] if optimizers is None else _as_list(optimizers)
         check_optimizers(optimizers, model)
-        train_dataloader = shard_dataloader(train_dataloader, "train_dataloader", rank, world_size, seed or 0)
-        check_nonempty(train_dataloader, "train_dataloader")
-        if eval_dataloader is not None:
-            eval_dataloader = shard_dataloader(eval_dataloader, "eval_dataloader", rank, world_size, seed or 0)
-            check_nonempty(eval_dataloader, "eval_dataloader")
-        if world_size > 1:
-            self._train_module = wrap_for_training(model, parallelism or "ddp", self.device, optimizers, sync_batch_norm)
-        else:
-            self._train_module = wrap_for_training(model, None, self.device, optimizers, sync_batch_norm)
-
+        train_dataloader, eval_dataloader = shard_dataloaders(train_dataloader, eval_dataloader, self.distributed, seed or 0)
+        #: What the training step calls: the model, or DistributedDataParallel around it.
+        self._train_module = prepare_model(model, self.device, self.distributed, optimizers, parallelism, sync_batch_norm)
+        self._ddp = self._train_module if isinstance(self._train_module, DistributedDataParallel) else None
         self.state = State(
             model=model,
             max_duration=max_duration,
@@ -305,7 +290,7 @@ class Trainer:
         for index, microbatch in enumerate(microbatches):
             # DDP averages gradients across processes once, on the last microbatch.
             last = index == len(microbatches) - 1
-            syncing = self._train_module.no_sync() if not last and hasattr(self._train_module, "no_sync") else contextlib.nullcontext()
+            syncing = self._ddp.no_sync() if not last and self._ddp is not None else contextlib.nullcontext()
             with syncing, self._autocast():
                 state.outputs = forward_batch(self._train_module, microbatch)
                 engine.run_event(Event.AFTER_FORWARD)

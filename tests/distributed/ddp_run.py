@@ -41,7 +41,9 @@ def model_for(case: str) -> torch.nn.Module:
         return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     if case == "resume":
         return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(16, 3))
-    return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    return torch.nn.Sequential(
+        torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)
+    )
 
 
 def train_loader(world_size: int) -> DataLoader[Any]:
@@ -68,11 +70,8 @@ class SignalAt(Callback):
 def build(case: str, out: Path, world_size: int, parallelism: str | None, callbacks: list[Callback]) -> Trainer:
     model = model_for(case)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    algorithms: list[Any]
-    if case == "fsdp-ema":
-        algorithms = [EMA(half_life="3ba")]
-    else:
-        algorithms = [SWA(swa_start="0.5dur", update_interval="1ba", swa_lr=0.02)]
+    swa = SWA(swa_start="0.5dur", update_interval="1ba", swa_lr=0.02)
+    algorithms: list[Any] = [EMA(half_life="3ba")] if case == "fsdp-ema" else [swa]
     checkpoints: dict[str, Any] = {}
     if case == "resume":
         checkpoints = {"save_folder": out / "run" / "checkpoints", "save_interval": "3ba", "autoresume": True}
@@ -103,9 +102,10 @@ def main() -> None:
     written: list[str] = []
 
     def note_writes(event: str, arguments: tuple[Any, ...]) -> None:
-        if event == "open" and isinstance(arguments[0], (str, os.PathLike)) and any(c in str(arguments[1] or "") for c in "wax+"):
-            written.append(os.fspath(arguments[0]))
-        elif event in ("os.rename", "os.replace", "os.mkdir"):
+        opened_for_writing = event == "open" and any(flag in str(arguments[1] or "") for flag in "wax+")
+        if (opened_for_writing or event in ("os.rename", "os.replace", "os.mkdir")) and isinstance(
+            arguments[0], (str, os.PathLike)
+        ):
             written.append(os.fspath(arguments[0]))
 
     sys.addaudithook(note_writes)
