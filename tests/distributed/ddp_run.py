@@ -7,7 +7,8 @@ check that process 0 alone writes.
 
 Cases: ``swa`` (no batch norm), ``bn`` (SWA with batch norm), ``resume`` (dropout, checkpoints; with
 ``--kill-at N`` process 0 SIGKILLs itself after batch N, with ``--term-at N`` process 1 gets SIGTERM),
-``fsdp-ema`` (FSDP2 with EMA; ``--parallelism`` picks the wrapper).
+``fsdp-ema`` (FSDP2 with EMA; ``--parallelism`` picks the wrapper). ``swa`` and ``resume`` save
+checkpoints every 3 batches; ``--load-path`` starts from one.
 """
 
 from __future__ import annotations
@@ -67,13 +68,15 @@ class SignalAt(Callback):
             os.kill(os.getpid(), self.number)
 
 
-def build(case: str, out: Path, world_size: int, parallelism: str | None, callbacks: list[Callback]) -> Trainer:
+def build(
+    case: str, out: Path, world_size: int, parallelism: str | None, callbacks: list[Callback], load_path: Path | None = None
+) -> Trainer:
     model = model_for(case)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     swa = SWA(swa_start="0.5dur", update_interval="1ba", swa_lr=0.02)
     algorithms: list[Any] = [EMA(half_life="3ba")] if case == "fsdp-ema" else [swa]
     checkpoints: dict[str, Any] = {}
-    if case == "resume":
+    if case in ("resume", "swa"):
         checkpoints = {"save_folder": out / "run" / "checkpoints", "save_interval": "3ba", "autoresume": True}
     return Trainer(
         model,
@@ -87,6 +90,7 @@ def build(case: str, out: Path, world_size: int, parallelism: str | None, callba
         progress_bar=False,
         run_dir=out / "run",
         parallelism=parallelism,
+        load_path=load_path,
         **checkpoints,
     )
 
@@ -98,6 +102,7 @@ def main() -> None:
     parser.add_argument("--parallelism", default=None)
     parser.add_argument("--kill-at", type=int)
     parser.add_argument("--term-at", type=int)
+    parser.add_argument("--load-path", type=Path, help="a checkpoint to start from (e.g. one saved by another world size)")
     args = parser.parse_args()
     written: list[str] = []
 
@@ -115,7 +120,7 @@ def main() -> None:
         callbacks.append(SignalAt(args.kill_at, signal.SIGKILL, rank=0))
     if args.term_at is not None:
         callbacks.append(SignalAt(args.term_at, signal.SIGTERM, rank=1))
-    trainer = build(args.case, args.out, world_size, args.parallelism, callbacks)
+    trainer = build(args.case, args.out, world_size, args.parallelism, callbacks, args.load_path)
     trainer.fit()
     if trainer.checkpointer.save_folder is None:
         from composer_swa.checkpoint import export_weights

@@ -31,11 +31,19 @@ FIRST_WAVE = {
     "resume-killed": (2, ["resume", "--kill-at", str(KILL_AT)]),
     "resume-terminated": (2, ["resume", "--term-at", str(KILL_AT)]),
 }
-SECOND_WAVE = {"resume-killed": (2, ["resume"]), "resume-terminated": (2, ["resume"])}
+MIDWAY = "ep2-ba9.pt"  # mid-epoch 3 (4 batches an epoch), inside SWA's window
+SECOND_WAVE = {
+    "resume-killed": (2, ["resume"]),
+    "resume-terminated": (2, ["resume"]),
+    # A checkpoint written by 2 processes, resumed by 1, and the other way round.
+    "swa-1-from-2": (1, ["swa", "--load-path", f"../swa-2/run/checkpoints/{MIDWAY}"]),
+    "swa-2-from-1": (2, ["swa", "--load-path", f"../swa-1/run/checkpoints/{MIDWAY}"]),
+}
 
 
 def launch(world_size: int, arguments: list[str], out: Path) -> subprocess.Popen[str]:
     case, *options = arguments
+    options = [str((out / option).resolve()) if option.startswith("../") else option for option in options]
     script = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world_size}"]
     command = [*script, "-m", "tests.distributed.ddp_run", case, str(out), *options]
     return subprocess.Popen(command, cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -63,7 +71,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for name, (returncode, output) in second.items():
         assert returncode == 0, f"resuming {name} exited {returncode}:\n{output[-3000:]}"
         assert "resumed from" in output, output[-3000:]
-    return {name: root / name for name in FIRST_WAVE}
+    return {name: root / name for name in {**FIRST_WAVE, **SECOND_WAVE}}
 
 
 def exported(run: Path, name: str) -> dict[str, torch.Tensor]:
@@ -90,6 +98,14 @@ def test_two_process_swa_equals_one_process_with_the_same_global_batch(runs: dic
     # Evaluation is reduced over both shards of the eval set: the metrics of the whole set.
     assert report(runs["swa-2"], 0)["eval"] == pytest.approx(report(runs["swa-1"], 0)["eval"], abs=1e-6)
     assert report(runs["swa-2"], 1)["eval"] == report(runs["swa-2"], 0)["eval"]
+
+
+@pytest.mark.parametrize(("resumed", "reference"), [("swa-1-from-2", "swa-1"), ("swa-2-from-1", "swa-2")])
+def test_a_checkpoint_moves_between_world_sizes(runs: dict[str, Path], resumed: str, reference: str) -> None:
+    saved = torch.load(runs[reference] / "run" / "checkpoints" / MIDWAY, weights_only=True)
+    assert not [key for key in saved["state"]["model"] if key.startswith("module.")]  # no wrapper prefixes
+    for name in ("model.safetensors", "SWA-average.safetensors"):
+        assert_close(exported(runs[resumed], name), exported(runs[reference], name), atol=1e-6)
 
 
 def test_batch_norm_statistics_after_the_swa_pass_are_the_full_dataset_statistics_on_every_process(
