@@ -76,7 +76,7 @@ def build(
     swa = SWA(swa_start="0.5dur", update_interval="1ba", swa_lr=0.02)
     algorithms: list[Any] = [EMA(half_life="3ba")] if case == "fsdp-ema" else [swa]
     checkpoints: dict[str, Any] = {}
-    if case in ("resume", "swa"):
+    if case in ("resume", "swa", "fsdp-ema"):
         checkpoints = {"save_folder": out / "run" / "checkpoints", "save_interval": "3ba", "autoresume": True}
     return Trainer(
         model,

@@ -30,11 +30,13 @@ FIRST_WAVE = {
     "resume-reference": (2, ["resume"]),
     "resume-killed": (2, ["resume", "--kill-at", str(KILL_AT)]),
     "resume-terminated": (2, ["resume", "--term-at", str(KILL_AT)]),
+    "fsdp-ema-killed": (2, ["fsdp-ema", "--parallelism", "fsdp", "--kill-at", str(KILL_AT)]),
 }
 MIDWAY = "ep2-ba9.pt"  # mid-epoch 3 (4 batches an epoch), inside SWA's window
 SECOND_WAVE = {
     "resume-killed": (2, ["resume"]),
     "resume-terminated": (2, ["resume"]),
+    "fsdp-ema-killed": (2, ["fsdp-ema", "--parallelism", "fsdp"]),
     # A checkpoint written by 2 processes, resumed by 1, and the other way round.
     "swa-1-from-2": (1, ["swa", "--load-path", f"../swa-2/run/checkpoints/{MIDWAY}"]),
     "swa-2-from-1": (2, ["swa", "--load-path", f"../swa-1/run/checkpoints/{MIDWAY}"]),
@@ -62,7 +64,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("distributed")
     first = wait_all({name: launch(n, arguments, root / name) for name, (n, arguments) in FIRST_WAVE.items()})
     for name, (returncode, output) in first.items():
-        expected = 1 if name == "resume-killed" else 0  # torchrun reports the SIGKILLed worker
+        expected = 1 if name.endswith("-killed") else 0  # torchrun reports the SIGKILLed worker
         assert returncode == expected, f"{name} exited {returncode}:\n{output[-3000:]}"
     (root / "first-wave-checkpoints").write_text(
         "\n".join(f"{name} {[p.name for p in list_checkpoints(root / name / 'run' / 'checkpoints')]}" for name in SECOND_WAVE)
@@ -123,14 +125,23 @@ def test_batch_norm_statistics_after_the_swa_pass_are_the_full_dataset_statistic
     np.testing.assert_allclose(weights["1.running_var"].double().numpy(), var, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("interrupted", ["resume-killed", "resume-terminated"])
-def test_interrupted_two_process_run_resumes_exactly(runs: dict[str, Path], interrupted: str) -> None:
+@pytest.mark.parametrize(
+    ("interrupted", "reference", "average"),
+    [
+        ("resume-killed", "resume-reference", "SWA"),
+        ("resume-terminated", "resume-reference", "SWA"),
+        ("fsdp-ema-killed", "fsdp-ema-2", "EMA"),  # each process saved and resumes its own shards
+    ],
+)
+def test_interrupted_two_process_run_resumes_exactly(
+    runs: dict[str, Path], interrupted: str, reference: str, average: str
+) -> None:
     listing = (runs[interrupted].parent / "first-wave-checkpoints").read_text()
-    newest = "ep2-ba9.pt" if interrupted == "resume-killed" else "ep2-ba10.pt"  # SIGTERM to process 1 saves at once
+    newest = "ep2-ba10.pt" if interrupted == "resume-terminated" else MIDWAY  # SIGTERM to process 1 saves at once
     assert f"'{newest}']" in listing.split(interrupted)[1].splitlines()[0]
-    for name in ("model.safetensors", "SWA-average.safetensors"):
-        resumed, reference = exported(runs[interrupted], name), exported(runs["resume-reference"], name)
-        different = [key for key in reference if not torch.equal(resumed[key], reference[key])]
+    for name in ("model.safetensors", f"{average}-average.safetensors"):
+        resumed, reference_weights = exported(runs[interrupted], name), exported(runs[reference], name)
+        different = [key for key in reference_weights if not torch.equal(resumed[key], reference_weights[key])]
         assert not different, f"{name}: not bit-for-bit equal: {different}"
 
 
