@@ -116,7 +116,8 @@ def ddp_communication(counter: CommunicationCounter, width: int, steps: int, rep
         added_calls = per_step["SWA"][0] - per_step["none"][0]
         added_bytes = per_step["SWA"][1] - per_step["none"][1]
         ratio = statistics.median(a / b for a, b in zip(seconds["SWA"], seconds["none"]))
-        print(f"DDP, {dist.get_world_size()} processes: SWA adds {added_calls:.2f} collectives and {added_bytes:.0f} bytes a step")
+        processes = dist.get_world_size()
+        print(f"DDP, {processes} processes: SWA adds {added_calls:.2f} collectives and {added_bytes:.0f} bytes a step")
         print(f"  (target: none); step time with SWA / without: {ratio:.2f}x (median of {repeats} alternating rounds)")
 
 
