@@ -9,6 +9,7 @@ gathers, such as RNG states).
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -82,7 +83,15 @@ def join_process_group(device: torch.device | None = None) -> DistributedInfo:
         )
     backend = "cpu:gloo,cuda:nccl" if device is not None and device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend)
+    # A group left to interpreter shutdown can abort a process whose peers exited first
+    # ("terminate called without an active exception"); the group we opened, we close.
+    atexit.register(_leave_process_group)
     return distributed_info()
+
+
+def _leave_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
