@@ -47,10 +47,7 @@ def local_part(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def full_model_state_dict(model: torch.nn.Module) -> dict[str, Any]:
     """``model.state_dict()`` with sharded tensors gathered into whole ones (a collective under FSDP2)."""
-    return {
-        name: full_tensor(local_tensor(value), value) if is_dtensor(value) else value
-        for name, value in model.state_dict().items()
-    }
+    return {name: full_tensor(local_tensor(value), value) for name, value in model.state_dict().items()}
 
 
 def _full_options() -> Any:
