@@ -189,12 +189,34 @@ class State:
             "optimizers": [optimizer_state_dict(self.model, optimizer) for optimizer in self.optimizers],
             "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
             "timestamp": self.timestamp.state_dict(),
+            **self.algorithms_state_dict(),
+        }
+
+    def algorithms_state_dict(self) -> dict[str, Any]:
+        """Every algorithm's and callback's state, keyed as in :meth:`state_dict` (what a host framework's
+        checkpoint lacks: it saves the model and optimizers itself)."""
+        return {
             "algorithms": {key: a.state_dict() for key, a in zip(unique_keys(self.algorithms), self.algorithms)},
             "callbacks": {key: c.state_dict() for key, c in zip(unique_keys(self.callbacks), self.callbacks)},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores :meth:`state_dict`.
+        """Restores :meth:`state_dict`."""
+        self.load_algorithms_state_dict(state)
+        for algorithm in self.algorithms:
+            algorithm.on_load(self)
+        load_model_state_dict(self.model, state["model"])
+        for part, objects in (("optimizers", self.optimizers), ("schedulers", self.schedulers)):
+            if len(objects) != len(state[part]):
+                raise ValueError(f"the checkpoint holds {len(state[part])} {part}, this run has {len(objects)}")
+        for optimizer, saved in zip(self.optimizers, state["optimizers"]):
+            load_optimizer_state_dict(self.model, optimizer, saved)
+        for scheduler, saved in zip(self.schedulers, state["schedulers"]):
+            scheduler.load_state_dict(saved)
+        self.timestamp.load_state_dict(state["timestamp"])
+
+    def load_algorithms_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`algorithms_state_dict`.
 
         The algorithm list must match the saved run's. Callbacks are matched by key: one the
         checkpoint does not know starts fresh, and saved state no callback takes is reported.
@@ -213,17 +235,6 @@ class State:
         for key, callback in callbacks.items():
             if key in state["callbacks"]:
                 callback.load_state_dict(state["callbacks"][key])
-        for algorithm in self.algorithms:
-            algorithm.on_load(self)
-        load_model_state_dict(self.model, state["model"])
-        for part, objects in (("optimizers", self.optimizers), ("schedulers", self.schedulers)):
-            if len(objects) != len(state[part]):
-                raise ValueError(f"the checkpoint holds {len(state[part])} {part}, this run has {len(objects)}")
-        for optimizer, saved in zip(self.optimizers, state["optimizers"]):
-            load_optimizer_state_dict(self.model, optimizer, saved)
-        for scheduler, saved in zip(self.schedulers, state["schedulers"]):
-            scheduler.load_state_dict(saved)
-        self.timestamp.load_state_dict(state["timestamp"])
 
     @property
     def is_finished(self) -> bool:

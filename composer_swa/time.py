@@ -275,6 +275,8 @@ class BatchResolver:
         samples_per_epoch: Samples seen in one epoch (a last partial batch counts by its size).
             Defaults to ``batches_per_epoch * batch_size``.
         tokens_per_sample: Tokens in one sample; needed for ``tok``.
+        why_no_epoch_length: Why ``batches_per_epoch`` is unknown, for the error an ``ep`` time raises
+            (a framework adapter names what the framework hides).
 
     Resolution rules: ``ep`` is epochs times batches per epoch; ``sp`` and ``tok`` are the first
     batch count whose cumulative samples (tokens) reach the value; ``dur`` is the first batch count
@@ -291,6 +293,7 @@ class BatchResolver:
     batch_size: int | None = None
     samples_per_epoch: int | None = None
     tokens_per_sample: float | None = None
+    why_no_epoch_length: str = "the train dataloader has no length"
 
     def __post_init__(self) -> None:
         if self.max_duration.unit is TimeUnit.DURATION:
@@ -321,7 +324,7 @@ class BatchResolver:
         if time.unit is TimeUnit.BATCH:
             return value
         if time.unit is TimeUnit.EPOCH:
-            return value * self._require(self.batches_per_epoch, time, "the train dataloader has no length")
+            return value * self._require(self.batches_per_epoch, time, self.why_no_epoch_length)
         if time.unit is TimeUnit.TOKEN:
             tokens_per_sample = self._require(self.tokens_per_sample, time, "the tokens per sample are unknown")
             return self._samples_to_batches(math.ceil(Fraction(value) / Fraction(str(tokens_per_sample))), time)

@@ -82,6 +82,7 @@ class SWATS(Algorithm):
     """
 
     events: ClassVar[frozenset[Event]] = frozenset({Event.FIT_START, Event.BATCH_START, Event.BATCH_END, Event.FIT_END})
+    replaces_optimizer: ClassVar[bool] = True
 
     def __init__(self, switch_tolerance: float = 1e-9, switch_at: Time | str | None = None) -> None:
         if isinstance(switch_tolerance, bool) or not isinstance(switch_tolerance, (int, float)) or not switch_tolerance > 0:

@@ -37,6 +37,9 @@ class Algorithm(ABC):
     events: ClassVar[frozenset[Event]] = frozenset(Event)
     #: What the algorithm takes charge of, for conflict checks: e.g. ``{"lr", "final_weights"}``.
     owns: ClassVar[frozenset[str]] = frozenset()
+    #: Whether it swaps ``state.optimizers[i]`` for a new object (SWATS): only a loop that steps
+    #: ``state.optimizers`` (our Trainer) follows that, so framework adapters refuse such an algorithm.
+    replaces_optimizer: ClassVar[bool] = False
 
     @abstractmethod
     def match(self, event: Event, state: State) -> bool:
