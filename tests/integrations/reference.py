@@ -61,8 +61,8 @@ class DictDataset(Dataset[dict[str, torch.Tensor]]):
         return {"x": self.inputs[index], "labels": self.labels[index]}
 
 
-def tuple_loader() -> DataLoader[Any]:
-    return DataLoader(TensorDataset(*data()), batch_size=BATCH_SIZE)
+def tuple_loader(batch_size: int = BATCH_SIZE) -> DataLoader[Any]:
+    return DataLoader(TensorDataset(*data()), batch_size=batch_size)
 
 
 def initial_model() -> TinyNet:
