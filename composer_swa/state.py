@@ -155,10 +155,13 @@ class State:
     @property
     def resolver(self) -> BatchResolver:
         if self._resolver is None:
+            loader = describe_dataloader(self.train_dataloader)
             self._resolver = BatchResolver(
                 max_duration=self.max_duration,
+                batches_per_epoch=loader["batches_per_epoch"],
+                batch_size=loader["batch_size"],
+                samples_per_epoch=loader["samples_per_epoch"],
                 tokens_per_sample=self.tokens_per_sample or infer_tokens_per_sample(self.train_dataloader),
-                **describe_dataloader(self.train_dataloader),
             )
         return self._resolver
 

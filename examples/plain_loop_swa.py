@@ -2,8 +2,9 @@
 
     python examples/plain_loop_swa.py
 
-Your loop builds a State and an Engine and fires the events SWA listens to (FIT_START, BATCH_START,
-BATCH_END, EPOCH_END, FIT_END), advancing the timestamp before BATCH_END.
+An AlgorithmRunner holds the State and Engine; the loop calls it at the points of the event
+contract: fit_start, batch_start (SWA sets the LR), batch_end (snapshots, and at swa_end the swap
+plus the batch-norm pass), fit_end. Epochs close with their last batch.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from composer_swa import SWA, Engine, Event, State
-from composer_swa.loggers import ConsoleLogger, Logger
+from composer_swa import SWA
+from composer_swa.integrations import AlgorithmRunner
 
 
 def main() -> None:
@@ -22,23 +23,22 @@ def main() -> None:
     loader = DataLoader(TensorDataset(inputs, targets), batch_size=32, shuffle=True)
     model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=160)
 
     swa = SWA(swa_start="0.6dur", update_interval="4ba", schedule_swa_lr=True, swa_lr=0.02)
-    state = State(model=model, max_duration="10ep", train_dataloader=loader, optimizers=[optimizer], algorithms=[swa])
-    engine = Engine(state, Logger([ConsoleLogger()]))
+    runner = AlgorithmRunner([swa], model, optimizer, loader, max_duration="10ep")
 
-    engine.run_event(Event.FIT_START)
-    while not state.is_finished:
+    runner.fit_start()
+    for _epoch in range(10):
         for x, y in loader:
-            engine.run_event(Event.BATCH_START)  # SWA sets the LR here while it owns it
+            runner.batch_start()
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(model(x), y).backward()
             optimizer.step()
-            state.timestamp.advance_batch(samples=len(x), tokens=0)
-            engine.run_event(Event.BATCH_END)  # snapshots, and the swap + batch-norm pass at swa_end
-        state.timestamp.advance_epoch()
-        engine.run_event(Event.EPOCH_END)
-    engine.run_event(Event.FIT_END)
+            if not runner.owns_lr:  # SWA holds the LR inside its window
+                schedule.step()
+            runner.batch_end(samples=len(x))
+    runner.fit_end()
 
     model.eval()
     with torch.no_grad():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 try:
     from transformers import TrainerCallback
@@ -37,7 +37,7 @@ _NO_EPOCH_LENGTH = (
 )
 
 
-class HuggingFaceCallback(TrainerCallback):  # type: ignore[misc]
+class HuggingFaceCallback(TrainerCallback):
     """Runs composer_swa algorithms (SWA, EMA, LAWA) inside ``transformers.Trainer``.
 
     Hooks map to events: ``on_train_begin`` → FIT_START, ``on_step_begin`` → BATCH_START,
@@ -148,8 +148,10 @@ class HuggingFaceCallback(TrainerCallback):  # type: ignore[misc]
             return
         if self._evaluating_average:
             self._evaluating_average = False
-        elif self._last_evaluated_step == state.global_step and any(
-            getattr(a, "eval_with_average", False) for a in self.algorithms
+        elif (
+            state.global_step == self._last_evaluated_step
+            and not self.runner.is_finished
+            and any(getattr(a, "eval_with_average", False) for a in self.algorithms)
         ):
             warnings.warn(
                 f"transformers.Trainer evaluated several eval datasets at step {state.global_step}; only the first "
@@ -164,12 +166,12 @@ class HuggingFaceCallback(TrainerCallback):  # type: ignore[misc]
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.runner is None or not args.should_save:
             return
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        folder = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
         payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "runner": self.runner.state_dict()}
         write_checkpoint(payload, folder / STATE_FILE_NAME)
 
     def _read_saved_state(self, args: TrainingArguments, global_step: int) -> dict[str, Any]:
-        path = self.resume_from or Path(args.output_dir) / f"checkpoint-{global_step}"
+        path = self.resume_from or Path(str(args.output_dir)) / f"checkpoint-{global_step}"
         if path.is_dir() or not path.suffix:
             path = path / STATE_FILE_NAME
         if not path.is_file():

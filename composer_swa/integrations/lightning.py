@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 try:
     import lightning.pytorch as pl
 except ImportError as error:  # the core never imports this module; only this adapter needs Lightning
-    raise ImportError("composer_swa.integrations.LightningCallback needs Lightning: pip install 'composer_swa[lightning]'") from error
+    raise ImportError(
+        "composer_swa.integrations.LightningCallback needs Lightning: pip install 'composer_swa[lightning]'"
+    ) from error
 
 from composer_swa.integrations.runner import AlgorithmRunner, check_algorithms
 from composer_swa.state import infer_tokens_per_sample, unique_keys
@@ -22,12 +24,11 @@ if TYPE_CHECKING:
 __all__ = ["LightningCallback"]
 
 _NO_EPOCH_LENGTH = (
-    "lightning.Trainer's train dataloader has no length (an IterableDataset), "
-    "so an epoch has no known number of optimizer steps"
+    "lightning.Trainer's train dataloader has no length (an IterableDataset), so an epoch has no known number of optimizer steps"
 )
 
 
-class LightningCallback(pl.Callback):  # type: ignore[misc]
+class LightningCallback(pl.Callback):
     """Runs composer_swa algorithms (SWA, EMA, LAWA) inside ``lightning.Trainer``.
 
     Hooks map to events: ``on_train_start`` → FIT_START, the first ``on_train_batch_start`` of an
@@ -83,12 +84,15 @@ class LightningCallback(pl.Callback):  # type: ignore[misc]
         return str(self._generate_state_key(algorithms=unique_keys(self.algorithms)))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        resolver = _resolver(trainer)
+        loader = trainer.train_dataloader
+        if loader is None:
+            raise RuntimeError("lightning.Trainer has no train dataloader at on_train_start; pass train_dataloaders to fit()")
+        resolver = _resolver(trainer, loader)
         runner = AlgorithmRunner(
             self.algorithms,
             pl_module,
             trainer.optimizers,
-            trainer.train_dataloader,
+            loader,
             max_duration=resolver.max_duration,
             callbacks=self.callbacks,
             loggers=self.loggers,
@@ -145,7 +149,7 @@ class LightningCallback(pl.Callback):  # type: ignore[misc]
         return self.runner
 
 
-def _resolver(trainer: pl.Trainer) -> BatchResolver:
+def _resolver(trainer: pl.Trainer, loader: Any) -> BatchResolver:
     """Times resolved against what Lightning knows: its estimated optimizer steps and steps per epoch."""
     total_steps = trainer.estimated_stepping_batches
     if not math.isfinite(total_steps):
@@ -153,7 +157,6 @@ def _resolver(trainer: pl.Trainer) -> BatchResolver:
             f"lightning.Trainer gives the run no length (max_steps={trainer.max_steps}, max_epochs={trainer.max_epochs}, "
             "over a dataloader without one); set max_steps so 'dur' times and SWA's window can be resolved"
         )
-    loader = trainer.train_dataloader
     accumulate = trainer.accumulate_grad_batches
     batches = trainer.num_training_batches
     batches_per_epoch = math.ceil(batches / accumulate) if math.isfinite(batches) else None

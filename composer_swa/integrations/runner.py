@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,10 +24,10 @@ def check_algorithms(algorithms: Sequence[Algorithm]) -> None:
 
     Example:
         >>> from composer_swa import SWATS
-        >>> check_algorithms([SWATS()])
+        >>> check_algorithms([SWATS()])  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: SWATS replaces the optimizer object, which a loop that is not composer_swa's Trainer keeps its own reference to and would go on stepping; use SWATS with composer_swa.Trainer
+        ValueError: SWATS replaces the optimizer object, ... use SWATS with composer_swa.Trainer
     """
     for algorithm in algorithms:
         if not isinstance(algorithm, Algorithm):

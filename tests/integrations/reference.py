@@ -31,9 +31,7 @@ class TinyNet(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.body = torch.nn.Sequential(
-            torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
-        )
+        self.body = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
         logits = self.body(x)
@@ -94,7 +92,9 @@ def our_trainer_run(make_algorithms: Callable[[], list[Algorithm]] = lambda: [sw
     return model, algorithms
 
 
-def assert_same_weights(actual: torch.nn.Module | dict[str, torch.Tensor], expected: torch.nn.Module | dict[str, torch.Tensor]) -> None:
+def assert_same_weights(
+    actual: torch.nn.Module | dict[str, torch.Tensor], expected: torch.nn.Module | dict[str, torch.Tensor]
+) -> None:
     actual_state = actual.state_dict() if isinstance(actual, torch.nn.Module) else actual
     expected_state = expected.state_dict() if isinstance(expected, torch.nn.Module) else expected
     assert actual_state.keys() == expected_state.keys()

@@ -11,15 +11,15 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
-from safetensors.torch import load_file  # noqa: E402
-from transformers import Trainer as HFTrainer  # noqa: E402
-from transformers import TrainerCallback, TrainingArguments  # noqa: E402
+from safetensors.torch import load_file
+from transformers import Trainer as HFTrainer
+from transformers import TrainerCallback, TrainingArguments
 
-from composer_swa import EMA, SWA, SWATS  # noqa: E402
-from composer_swa.integrations import HuggingFaceCallback  # noqa: E402
-from composer_swa.integrations.huggingface import STATE_FILE_NAME  # noqa: E402
+from composer_swa import EMA, SWA, SWATS
+from composer_swa.integrations import HuggingFaceCallback
+from composer_swa.integrations.huggingface import STATE_FILE_NAME
 
-from .reference import (  # noqa: E402
+from .reference import (
     BATCH_SIZE,
     EPOCHS,
     DictDataset,
@@ -135,9 +135,7 @@ def test_evaluation_sees_the_average_and_training_goes_on_from_the_live_weights(
     # Evaluated at step 14 with the mean of the snapshots after steps 11 and 13 (swa_start = ceil(0.5 * 21)).
     expected = (recorder.after_step[11] + recorder.after_step[13]) / 2
     torch.testing.assert_close(model.eval_weights[0], expected, rtol=1e-6, atol=1e-7)
-    assert_same_weights(
-        {k: v for k, v in model.state_dict().items()}, reference_model.state_dict()
-    )  # the swap back was exact
+    assert_same_weights({k: v for k, v in model.state_dict().items()}, reference_model.state_dict())  # the swap back was exact
 
 
 def test_algorithm_state_survives_a_checkpoint_and_resume(tmp_path: Path) -> None:

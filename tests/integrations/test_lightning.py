@@ -50,7 +50,11 @@ class TinyModule(pl.LightningModule):  # type: ignore[misc]
 
 
 def lightning_run(
-    algorithms: list[Any], extra_callbacks: Sequence[Any] = (), ckpt_path: str | None = None, batch_size: int = 16, **arguments: Any
+    algorithms: list[Any],
+    extra_callbacks: Sequence[Any] = (),
+    ckpt_path: str | None = None,
+    batch_size: int = 16,
+    **arguments: Any,
 ) -> Any:
     """Trains in lightning.Trainer; returns the trainer (``trainer.lightning_module``, ``trainer.callbacks``)."""
     module = TinyModule(initial_model())
