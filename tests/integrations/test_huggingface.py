@@ -77,6 +77,16 @@ def test_swa_ends_with_our_trainers_average_and_fresh_batch_norm_statistics(tmp_
     assert_same_weights(saved, trainer.model)
 
 
+def test_accumulated_micro_batches_count_as_one_optimizer_step(tmp_path: Path) -> None:
+    """Batches of 8, two per step: 13 micro-batches make 7 steps per epoch, as batches of 16 do."""
+    algorithm = swa()
+    trainer = hf_run(tmp_path, [algorithm], per_device_train_batch_size=8, gradient_accumulation_steps=2)
+    (callback,) = [c for c in trainer.callback_handler.callbacks if isinstance(c, HuggingFaceCallback)]
+    stamp = callback.runner.state.timestamp
+    assert (stamp.batch_count, stamp.epoch_count, stamp.sample_count) == (21, 3, 300) == (trainer.state.global_step, 3, 300)
+    assert algorithm.n_averaged == 6 and algorithm.finished  # steps 11, 13, ..., 21, swapped in at the last
+
+
 class _RecordsEvalWeights(TinyNet):
     """Keeps the first layer's weight each time it runs in eval mode."""
 

@@ -11,6 +11,13 @@ import torch
 
 pl = pytest.importorskip("lightning.pytorch")
 
+# Lightning's own advice, not about what is tested here.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`"),
+    pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`"),
+    pytest.mark.filterwarnings(r"ignore:`isinstance\(treespec, LeafSpec\)` is deprecated"),
+]
+
 from composer_swa import EMA, SWA, SWATS  # noqa: E402
 from composer_swa.integrations import LightningCallback  # noqa: E402
 
