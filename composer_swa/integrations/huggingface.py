@@ -16,7 +16,7 @@ except ImportError as error:  # the core never imports this module; only this ad
     ) from error
 
 from composer_swa.checkpoint.files import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_checkpoint, write_checkpoint
-from composer_swa.integrations.runner import AlgorithmRunner, check_algorithms
+from composer_swa.integrations.adapter import FrameworkAdapter
 from composer_swa.state import infer_tokens_per_sample
 from composer_swa.time import BatchResolver, Time, TimeUnit
 
@@ -37,7 +37,7 @@ _NO_EPOCH_LENGTH = (
 )
 
 
-class HuggingFaceCallback(TrainerCallback):
+class HuggingFaceCallback(FrameworkAdapter, TrainerCallback):
     """Runs composer_swa algorithms (SWA, EMA, LAWA) inside ``transformers.Trainer``.
 
     Hooks map to events: ``on_train_begin`` → FIT_START, ``on_step_begin`` → BATCH_START,
@@ -76,6 +76,8 @@ class HuggingFaceCallback(TrainerCallback):
         >>> # transformers.Trainer(model, args, train_dataset=..., callbacks=[callback]).train()
     """
 
+    start_hook = "on_train_begin"
+
     def __init__(
         self,
         algorithms: Sequence[Algorithm],
@@ -85,13 +87,8 @@ class HuggingFaceCallback(TrainerCallback):
         forward: Callable[[Any], Any] | None = None,
         resume_from: str | Path | None = None,
     ) -> None:
-        check_algorithms(algorithms)
-        self.algorithms = list(algorithms)
-        self.callbacks = list(callbacks)
-        self.loggers = loggers
-        self.forward = forward
+        super().__init__(algorithms, callbacks=callbacks, loggers=loggers, forward=forward)
         self.resume_from = Path(resume_from) if resume_from is not None else None
-        self.runner: AlgorithmRunner | None = None
         self._evaluating_average = False
         self._last_evaluated_step = -1
 
@@ -99,17 +96,7 @@ class HuggingFaceCallback(TrainerCallback):
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         loader = kwargs["train_dataloader"]
-        runner = AlgorithmRunner(
-            self.algorithms,
-            kwargs["model"],
-            kwargs["optimizer"],
-            loader,
-            max_duration=Time(state.max_steps, TimeUnit.BATCH),
-            callbacks=self.callbacks,
-            loggers=self.loggers,
-            forward=self.forward,
-            resolver=_resolver(args, state, loader),
-        )
+        runner = self._build_runner(kwargs["model"], kwargs["optimizer"], loader, _resolver(args, state, loader))
         if state.global_step > 0:
             runner.load_state_dict(self._read_saved_state(args, state.global_step))
         runner.fit_start()
@@ -187,12 +174,6 @@ class HuggingFaceCallback(TrainerCallback):
                 f"transformers.Trainer resumed at step {global_step}; resume_from must be the checkpoint being resumed"
             )
         return saved
-
-    @property
-    def _runner(self) -> AlgorithmRunner:
-        if self.runner is None:
-            raise RuntimeError("HuggingFaceCallback got a training hook before on_train_begin")
-        return self.runner
 
 
 def _resolver(args: TrainingArguments, state: TrainerState, loader: Any) -> BatchResolver:

@@ -13,7 +13,7 @@ except ImportError as error:  # the core never imports this module; only this ad
         "composer_swa.integrations.LightningCallback needs Lightning: pip install 'composer_swa[lightning]'"
     ) from error
 
-from composer_swa.integrations.runner import AlgorithmRunner, check_algorithms
+from composer_swa.integrations.adapter import FrameworkAdapter
 from composer_swa.state import infer_tokens_per_sample, unique_keys
 from composer_swa.time import BatchResolver, Time, TimeUnit
 
@@ -28,7 +28,7 @@ _NO_EPOCH_LENGTH = (
 )
 
 
-class LightningCallback(pl.Callback):
+class LightningCallback(FrameworkAdapter, pl.Callback):
     """Runs composer_swa algorithms (SWA, EMA, LAWA) inside ``lightning.Trainer``.
 
     Hooks map to events: ``on_train_start`` → FIT_START, the first ``on_train_batch_start`` of an
@@ -63,6 +63,8 @@ class LightningCallback(pl.Callback):
         >>> # lightning.Trainer(max_epochs=10, callbacks=[callback]).fit(module, train_dataloader)
     """
 
+    start_hook = "on_train_start"
+
     def __init__(
         self,
         algorithms: Sequence[Algorithm],
@@ -71,12 +73,7 @@ class LightningCallback(pl.Callback):
         loggers: Sequence[LoggerDestination] | None = None,
         forward: Callable[[Any], Any] | None = None,
     ) -> None:
-        check_algorithms(algorithms)
-        self.algorithms = list(algorithms)
-        self.callbacks = list(callbacks)
-        self.loggers = loggers
-        self.forward = forward
-        self.runner: AlgorithmRunner | None = None
+        super().__init__(algorithms, callbacks=callbacks, loggers=loggers, forward=forward)
         self._saved: dict[str, Any] | None = None
 
     @property
@@ -87,18 +84,7 @@ class LightningCallback(pl.Callback):
         loader = trainer.train_dataloader
         if loader is None:
             raise RuntimeError("lightning.Trainer has no train dataloader at on_train_start; pass train_dataloaders to fit()")
-        resolver = _resolver(trainer, loader)
-        runner = AlgorithmRunner(
-            self.algorithms,
-            pl_module,
-            trainer.optimizers,
-            loader,
-            max_duration=resolver.max_duration,
-            callbacks=self.callbacks,
-            loggers=self.loggers,
-            forward=self.forward,
-            resolver=resolver,
-        )
+        runner = self._build_runner(pl_module, trainer.optimizers, loader, _resolver(trainer, loader))
         if self._saved is not None:
             runner.load_state_dict(self._saved)
         if runner.state.timestamp.batch_count != trainer.global_step:
@@ -141,12 +127,6 @@ class LightningCallback(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._saved = state_dict or None
-
-    @property
-    def _runner(self) -> AlgorithmRunner:
-        if self.runner is None:
-            raise RuntimeError("LightningCallback got a training hook before on_train_start")
-        return self.runner
 
 
 def _resolver(trainer: pl.Trainer, loader: Any) -> BatchResolver:
