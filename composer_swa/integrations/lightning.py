@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 try:
     import lightning.pytorch as pl
@@ -16,10 +15,6 @@ except ImportError as error:  # the core never imports this module; only this ad
 from composer_swa.integrations.adapter import FrameworkAdapter
 from composer_swa.state import infer_tokens_per_sample, unique_keys
 from composer_swa.time import BatchResolver, Time, TimeUnit
-
-if TYPE_CHECKING:
-    from composer_swa.events import Algorithm, Callback
-    from composer_swa.loggers import LoggerDestination
 
 __all__ = ["LightningCallback"]
 
@@ -64,17 +59,7 @@ class LightningCallback(FrameworkAdapter, pl.Callback):
     """
 
     start_hook = "on_train_start"
-
-    def __init__(
-        self,
-        algorithms: Sequence[Algorithm],
-        *,
-        callbacks: Sequence[Callback] = (),
-        loggers: Sequence[LoggerDestination] | None = None,
-        forward: Callable[[Any], Any] | None = None,
-    ) -> None:
-        super().__init__(algorithms, callbacks=callbacks, loggers=loggers, forward=forward)
-        self._saved: dict[str, Any] | None = None
+    _saved: dict[str, Any] | None = None  # the checkpoint's state, until the runner exists
 
     @property
     def state_key(self) -> str:
