@@ -77,6 +77,19 @@ def test_swa_ends_with_our_trainers_average_and_fresh_batch_norm_statistics(tmp_
     assert_same_weights(saved, trainer.model)
 
 
+def test_an_early_swa_end_swaps_mid_run_and_training_goes_on_as_in_our_trainer(tmp_path: Path) -> None:
+    """The batch-norm pass at step 13 iterates accelerate's train dataloader inside the running epoch."""
+
+    def early_swa() -> list[Any]:
+        return [SWA(swa_start="0.3dur", swa_end="0.6dur", update_interval="2ba")]
+
+    reference_model, (reference_swa,) = our_trainer_run(early_swa)
+    algorithms = early_swa()
+    trainer = hf_run(tmp_path, algorithms)
+    assert algorithms[0].n_averaged == reference_swa.n_averaged == 4  # steps 7, 9, 11, 13
+    assert_same_weights(trainer.model, reference_model)
+
+
 def test_accumulated_micro_batches_count_as_one_optimizer_step(tmp_path: Path) -> None:
     """Batches of 8, two per step: 13 micro-batches make 7 steps per epoch, as batches of 16 do."""
     algorithm = swa()
