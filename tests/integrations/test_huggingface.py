@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,16 @@ from .reference import (
 )
 
 
-def hf_run(output_dir: Path, algorithms: list[Any], resume_from_checkpoint: str | None = None, **arguments: Any) -> HFTrainer:
-    model = initial_model()
+def hf_run(
+    output_dir: Path,
+    algorithms: list[Any],
+    resume_from_checkpoint: str | None = None,
+    model: TinyNet | None = None,
+    callbacks_before: Sequence[TrainerCallback] = (),
+    **arguments: Any,
+) -> HFTrainer:
+    """Trains ``model`` (default: the reference's initial model) in transformers.Trainer with our callback last."""
+    model = model if model is not None else initial_model()
     optimizer, schedule = optimizer_and_schedule(model)
     settings: dict[str, Any] = {
         "per_device_train_batch_size": BATCH_SIZE,
@@ -49,7 +58,7 @@ def hf_run(output_dir: Path, algorithms: list[Any], resume_from_checkpoint: str 
         "disable_tqdm": True,
         **arguments,
     }
-    callbacks: list[TrainerCallback] = [HuggingFaceCallback(algorithms, loggers=[])]
+    callbacks = [*callbacks_before, HuggingFaceCallback(algorithms, loggers=[])]
     trainer = HFTrainer(
         model=model,
         args=TrainingArguments(output_dir=str(output_dir), **settings),
@@ -126,39 +135,16 @@ def test_evaluation_sees_the_average_and_training_goes_on_from_the_live_weights(
         return [SWA(swa_start="0.5dur", update_interval="2ba", eval_with_average=True)]
 
     reference_model, _ = our_trainer_run(swa_evaluating_average)
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # the reference's initial weights
     model = _RecordsEvalWeights()
-    optimizer, schedule = optimizer_and_schedule(model)
     recorder = _RecordsLiveWeights()
-    args = TrainingArguments(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=BATCH_SIZE,
-        per_device_eval_batch_size=100,
-        num_train_epochs=EPOCHS,
-        max_grad_norm=0.0,
-        report_to="none",
-        use_cpu=True,
-        save_strategy="no",
-        eval_strategy="steps",
-        eval_steps=14,
-        train_sampling_strategy="sequential",
-        remove_unused_columns=False,
-        disable_tqdm=True,
-    )
-    trainer = HFTrainer(
-        model=model,
-        args=args,
-        train_dataset=DictDataset(),
-        eval_dataset=DictDataset(),
-        optimizers=(optimizer, schedule),
-        callbacks=[recorder, HuggingFaceCallback(swa_evaluating_average(), loggers=[])],
-    )
-    trainer.train()
+    evaluation = {"eval_strategy": "steps", "eval_steps": 14, "per_device_eval_batch_size": 100}
+    hf_run(tmp_path, swa_evaluating_average(), model=model, callbacks_before=[recorder], **evaluation)
 
     # Evaluated at step 14 with the mean of the snapshots after steps 11 and 13 (swa_start = ceil(0.5 * 21)).
     expected = (recorder.after_step[11] + recorder.after_step[13]) / 2
     torch.testing.assert_close(model.eval_weights[0], expected, rtol=1e-6, atol=1e-7)
-    assert_same_weights({k: v for k, v in model.state_dict().items()}, reference_model.state_dict())  # the swap back was exact
+    assert_same_weights(model, reference_model)  # the swap back was exact
 
 
 def test_algorithm_state_survives_a_checkpoint_and_resume(tmp_path: Path) -> None:
