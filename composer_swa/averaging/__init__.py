@@ -2,7 +2,7 @@
 
 from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
 from composer_swa.averaging.kernel import FlatAverage
-from composer_swa.averaging.model_average import ModelAverage, named_state_tensors, strip_wrapper_prefixes
+from composer_swa.averaging.model_average import ModelAverage, named_state_tensors
 
 __all__ = [
     "FlatAverage",
@@ -10,5 +10,4 @@ __all__ = [
     "batch_norm_layers",
     "named_state_tensors",
     "recompute_batch_norm",
-    "strip_wrapper_prefixes",
 ]

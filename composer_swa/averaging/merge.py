@@ -13,14 +13,15 @@ import json
 import math
 import shutil
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-from composer_swa.averaging.sources import TensorInfo, TensorSource, open_source
+from composer_swa.averaging.inputs import open_sources
+from composer_swa.averaging.sources import TensorInfo, TensorSource
 from composer_swa.averaging.writer import OutputTensor, write_safetensors_stream
 
 __all__ = [
@@ -143,6 +144,7 @@ def average_checkpoints(
     keys: KeyPolicy = "strict",
     max_shard_bytes: int | None = 5 * 1024**3,
     provenance: dict[str, object] | None = None,
+    target: Collection[str] | None = None,
 ) -> list[Path]:
     """Averages checkpoints of one architecture into safetensors, streaming; returns the files written.
 
@@ -157,6 +159,8 @@ def average_checkpoints(
         keys: ``strict`` (every input has every key), ``union`` or ``intersection``.
         max_shard_bytes: Shard size cap for folder outputs.
         provenance: More metadata for the output's header (method, scores...).
+        target: The names the output must fit (a model's ``state_dict()`` keys), if known: a wrapper
+            prefix on every key of an input is stripped only to fit it (see :func:`open_sources`).
 
     Raises:
         IncompatibleCheckpoints: Listing every key, shape and dtype difference.
@@ -175,7 +179,7 @@ def average_checkpoints(
 
     if not inputs:
         raise ValueError("give at least one input checkpoint")
-    sources = [open_source(path) for path in inputs]
+    sources = open_sources(inputs, target)
     try:
         report = check_compatibility(sources, keys)
         if report.differences:
@@ -218,7 +222,7 @@ def _copy_model_files(source: Path, output: Path) -> None:
 
 def cosine_similarities(inputs: Sequence[str | Path], keys: KeyPolicy = "intersection") -> list[list[float]]:
     """Cosine similarity between the inputs' floating weights, flattened and concatenated (streamed)."""
-    sources = [open_source(path) for path in inputs]
+    sources = open_sources(inputs)
     try:
         report = check_compatibility(sources, keys)
         count = len(sources)

@@ -10,24 +10,25 @@ import torch
 from composer_swa.averaging.kernel import FlatAverage
 from composer_swa.distributed.sharded import full_tensor, is_dtensor, local_part, local_tensor
 
-__all__ = ["ModelAverage", "named_state_tensors", "strip_wrapper_prefixes"]
-
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.")
-
-
-def strip_wrapper_prefixes(name: str) -> str:
-    """``module.encoder.weight`` → ``encoder.weight``: DDP, ``torch.compile`` and FSDP add these."""
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in _WRAPPER_PREFIXES:
-            if name.startswith(prefix):
-                name, stripped = name[len(prefix) :], True
-    return name
+__all__ = ["ModelAverage", "named_state_tensors"]
 
 
 def named_state_tensors(model: torch.nn.Module, include_buffers: bool = True) -> list[tuple[str, torch.Tensor]]:
-    """Parameters then buffers, each shared tensor once, under names free of wrapper prefixes."""
+    """Parameters then buffers, each shared tensor once, named exactly as in ``model.state_dict()``.
+
+    Nothing is stripped: ``model`` is the unwrapped model (:class:`~composer_swa.State` never holds a
+    DDP or ``torch.compile`` wrapper), so a name such as ``module.weight`` is the model's own child
+    ``module`` and must not collide with a top-level ``weight``.
+
+    Example:
+        >>> class Net(torch.nn.Module):
+        ...     def __init__(self) -> None:
+        ...         super().__init__()
+        ...         self.module = torch.nn.Linear(2, 2, bias=False)
+        ...         self.weight = torch.nn.Parameter(torch.zeros(2))
+        >>> [name for name, _ in named_state_tensors(Net())]
+        ['weight', 'module.weight']
+    """
     seen: set[int] = set()
     named: list[tuple[str, torch.Tensor]] = []
     pairs: list[tuple[str, torch.Tensor]] = list(model.named_parameters())
@@ -36,7 +37,7 @@ def named_state_tensors(model: torch.nn.Module, include_buffers: bool = True) ->
     for name, tensor in pairs:
         if id(tensor) not in seen:
             seen.add(id(tensor))
-            named.append((strip_wrapper_prefixes(name), tensor))
+            named.append((name, tensor))
     return named
 
 

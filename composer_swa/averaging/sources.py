@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from composer_swa.averaging.model_average import strip_wrapper_prefixes
+from composer_swa.averaging.prefixes import strip_prefix
 
 __all__ = ["SAFETENSORS_DTYPES", "SourceError", "TensorInfo", "TensorSource", "describe", "open_source"]
 
@@ -108,7 +108,7 @@ class _SafetensorsFile:
 
 
 class TensorSource:
-    """The model weights of one input, by name (wrapper prefixes such as ``module.`` removed).
+    """The model weights of one input, by name as in the file (see :meth:`strip_prefix`).
 
     Args:
         path: The input as given; used in messages and provenance.
@@ -132,10 +132,20 @@ class TensorSource:
         self._where: dict[str, tuple[_SafetensorsFile, str]] = {}
         for file in self._files:
             for name in file.entries:
-                self._where[strip_wrapper_prefixes(name)] = (file, name)
+                self._where[name] = (file, name)
         self.infos: dict[str, TensorInfo] = {
             name: TensorInfo(tensor.dtype, tuple(tensor.shape)) for name, tensor in self._tensors.items()
         } | {name: file.entries[original][0] for name, (file, original) in self._where.items()}
+        #: The wrapper prefix removed from every name by :meth:`strip_prefix` (``""``: none).
+        self.stripped_prefix = ""
+
+    def strip_prefix(self, prefix: str) -> None:
+        """Removes ``prefix``, which every name carries (a DDP or ``torch.compile`` wrapper's), from the names."""
+        if prefix:
+            self._tensors = strip_prefix(self._tensors, prefix)
+            self._where = strip_prefix(self._where, prefix)
+            self.infos = strip_prefix(self.infos, prefix)
+            self.stripped_prefix += prefix
 
     def read(self, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Elements ``[start, stop)`` of tensor ``name``, flattened; valid until the next read (copy to keep)."""
@@ -157,7 +167,7 @@ def open_source(path: str | Path) -> TensorSource:
         >>> import tempfile
         >>> from safetensors.torch import save_file
         >>> path = Path(tempfile.mkdtemp()) / "w.safetensors"
-        >>> save_file({"module.linear.weight": torch.ones(2, 2)}, path)
+        >>> save_file({"linear.weight": torch.ones(2, 2)}, path)
         >>> source = open_source(path)
         >>> source.infos
         {'linear.weight': TensorInfo(dtype=torch.float32, shape=(2, 2))}
@@ -205,7 +215,7 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         weights = read_model_weights(path, mmap=zipfile.is_zipfile(path))
     except CheckpointError as error:
         raise SourceError(str(error)) from None
-    return {strip_wrapper_prefixes(name): tensor for name, tensor in weights.items()}
+    return weights
 
 
 def describe(infos: dict[str, TensorInfo]) -> dict[str, Any]:

@@ -18,11 +18,11 @@ from composer_swa.checkpoint.files import (
     checkpoint_name,
     list_checkpoints,
     read_checkpoint,
-    read_model_weights,
     remove_checkpoint,
     write_checkpoint,
 )
 from composer_swa.checkpoint.rng import capture_rng, restore_rng
+from composer_swa.checkpoint.weights import load_model_weights
 from composer_swa.distributed.process_group import all_gather_objects, distributed_info
 from composer_swa.time import Time, TimeUnit, as_time
 
@@ -124,7 +124,8 @@ class Checkpointer:
             )
         if found is None and self.load_path is not None:
             if self.load_weights_only:
-                _load_model_weights(state.model, self.load_path)
+                stripped = load_model_weights(state.model, self.load_path)
+                self.notes += [stripped] if stripped else []
                 self.notes.append(f"loaded model weights from {self.load_path}")
                 return None
             found = (self.load_path, read_checkpoint(self.load_path))
@@ -243,15 +244,3 @@ def _check_same_epochs(path: Path, payload: dict[str, Any], state: State) -> Non
             f"checkpoint {str(path)!r} was written with {saved} batches per epoch, this run has {now}; "
             "resuming needs the same data and batch size"
         )
-
-
-def _load_model_weights(model: torch.nn.Module, path: Path) -> None:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_model
-
-            load_model(model, path)  # knows which tensors save_model stored once for tied weights
-        else:
-            model.load_state_dict(read_model_weights(path))
-    except RuntimeError as error:
-        raise CheckpointError(f"the weights in {str(path)!r} do not fit the model: {error}") from None

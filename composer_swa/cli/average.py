@@ -10,6 +10,7 @@ import click
 import torch
 import yaml
 
+from composer_swa.averaging.inputs import open_sources
 from composer_swa.averaging.merge import (
     IncompatibleCheckpoints,
     TensorWeights,
@@ -20,7 +21,7 @@ from composer_swa.averaging.merge import (
 )
 from composer_swa.averaging.recipes import DECAY_SHAPES, decay_emulating_weights, last_k_weights, layerwise_weights
 from composer_swa.averaging.soups import greedy_soup, read_category_scores, soce, weighted_soup
-from composer_swa.averaging.sources import SourceError, open_source
+from composer_swa.averaging.sources import SourceError
 from composer_swa.checkpoint import CheckpointError
 from composer_swa.config import ConfigError
 
@@ -81,15 +82,18 @@ def _evaluator(parts: Any) -> Any:
     return evaluate
 
 
-def _layerwise(spec_path: Path | None, inputs: tuple[str, ...], default: list[float]) -> TensorWeights:
+def _layerwise(
+    spec_path: Path | None, inputs: tuple[str, ...], default: list[float], target: list[str] | None
+) -> TensorWeights:
     if spec_path is None:
         raise click.UsageError("--method layerwise needs --weights-from FILE with 'rules' and/or 'gradients'")
     spec = yaml.safe_load(spec_path.read_text()) or {}
     if not isinstance(spec, dict):
         raise click.UsageError(f"{spec_path}: expected a mapping with 'default', 'rules' and/or 'gradients'")
-    source = open_source(inputs[0])
-    names = list(source.infos)
-    source.close()
+    sources = open_sources(inputs, target)
+    names = list(sources[0].infos)
+    for source in sources:
+        source.close()
     rules = [(str(rule["pattern"]), [float(w) for w in rule["weights"]]) for rule in spec.get("rules", [])]
     return layerwise_weights(names, len(inputs), spec.get("default", default), rules, spec.get("gradients"))
 
@@ -152,7 +156,7 @@ def _average(
     config: Path | None, dtype: str | None, keys: Any, max_shard_size: str, dry_run: bool,
 ) -> None:  # fmt: skip
     if dry_run:
-        sources = [open_source(path) for path in inputs]
+        sources = open_sources(inputs)
         report = check_compatibility(sources, keys)
         for source in sources:
             source.close()
@@ -176,12 +180,14 @@ def _average(
     weights: TensorWeights | None = None
     provenance: dict[str, object] = {"method": method}
     parts = _run_parts(config, method)
+    # With --config the inputs must fit its model: a wrapper prefix is stripped only to fit its keys.
+    target = list(parts.model.state_dict()) if parts is not None else None
     if method == "weighted":
         if given is None:
             raise click.UsageError("--method weighted needs --weights or --weights-from")
         weights = normalize_weights(given, normalize=not no_normalize)
     elif method == "layerwise":
-        weights = _layerwise(weights_from, inputs, given or [1.0] * count)
+        weights = _layerwise(weights_from, inputs, given or [1.0] * count, target)
     elif method == "lawa":
         weights = last_k_weights(count, last_k if last_k is not None else count)
     elif method == "decay":
@@ -189,7 +195,7 @@ def _average(
     elif method == "greedy":
         if parts is None:
             raise click.UsageError("--method greedy needs --config naming the model and its held-out data (data.eval)")
-        candidates = [_read_all(path) for path in inputs]
+        candidates = _read_all(inputs, target)
         result = greedy_soup(candidates, _evaluator(parts))
         for line in result.steps:
             click.echo(f"greedy: {line}")
@@ -206,7 +212,7 @@ def _average(
         evaluate = None
         if parts is not None:
             score_soup = _evaluator(parts)
-            candidates = [_read_all(path) for path in inputs]
+            candidates = _read_all(inputs, target)
             evaluate = lambda w: score_soup(weighted_soup(candidates, w))  # noqa: E731
         result_soce = soce(categories, table, evaluate, threshold, step)
         for line in result_soce.steps:
@@ -216,7 +222,7 @@ def _average(
     if weights is not None and not callable(weights):
         provenance["weights"] = list(weights)
     written = average_checkpoints(
-        inputs, output, weights, _DTYPES[dtype] if dtype else None, keys, _size(max_shard_size), provenance
+        inputs, output, weights, _DTYPES[dtype] if dtype else None, keys, _size(max_shard_size), provenance, target
     )
     if parts is not None:
         from composer_swa.averaging.finish import recompute_batch_norm_in_output
@@ -226,12 +232,16 @@ def _average(
     click.echo(f"wrote {', '.join(str(path) for path in written)} ({method} over {count} inputs)")
 
 
-def _read_all(path: str) -> dict[str, torch.Tensor]:
-    source = open_source(path)
+def _read_all(inputs: tuple[str, ...], target: list[str] | None) -> list[dict[str, torch.Tensor]]:
+    sources = open_sources(inputs, target)
     try:
-        return {name: source.read(name).reshape(info.shape).clone() for name, info in source.infos.items()}
+        return [
+            {name: source.read(name).reshape(info.shape).clone() for name, info in source.infos.items()}
+            for source in sources
+        ]
     finally:
-        source.close()
+        for source in sources:
+            source.close()
 
 
 def _size(text: str) -> int:

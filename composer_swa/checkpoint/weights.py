@@ -1,0 +1,64 @@
+"""``load_weights_only``: a model's weights from a file another program may have written, keyed to fit the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from composer_swa.averaging.prefixes import describe_stripped, strip_prefix, wrapper_prefix
+from composer_swa.checkpoint.files import CheckpointError, read_model_weights
+
+__all__ = ["load_model_weights"]
+
+
+def load_model_weights(model: torch.nn.Module, path: Path) -> str | None:
+    """Loads the weights in ``path`` into ``model`` (strictly: every key, every shape).
+
+    A wrapper prefix (``module.``, ``_orig_mod.``) is stripped only when every key in the file
+    carries it and the model's keys do not; the returned note says what was stripped (``None``
+    when nothing was). Tied weights that ``safetensors.torch.save_model`` stored once load into
+    every name that shares them.
+
+    Raises:
+        CheckpointError: The file cannot be read, or its weights do not fit the model.
+
+    Example:
+        >>> import tempfile
+        >>> from safetensors.torch import save_file
+        >>> path = Path(tempfile.mkdtemp()) / "ddp.safetensors"
+        >>> save_file({"module.weight": torch.ones(1, 2), "module.bias": torch.zeros(1)}, path)
+        >>> load_model_weights(torch.nn.Linear(2, 1), path)  # doctest: +ELLIPSIS
+        "stripped the wrapper prefix 'module.' from every key of ..."
+    """
+    model_state = model.state_dict()
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import SafetensorError, safe_open
+
+            try:
+                with safe_open(str(path), framework="pt") as file:
+                    names = list(file.keys())
+            except (SafetensorError, OSError) as error:
+                raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {error}") from None
+            prefix = wrapper_prefix(names, target=model_state)
+            if not prefix:
+                from safetensors.torch import load_model
+
+                load_model(model, path)  # knows which tensors save_model stored once for tied weights
+                return None
+        weights = read_model_weights(path)
+        prefix = wrapper_prefix(list(weights), target=model_state)
+        _load_strict(model, model_state, strip_prefix(weights, prefix))
+    except RuntimeError as error:
+        raise CheckpointError(f"the weights in {str(path)!r} do not fit the model: {error}") from None
+    return describe_stripped(prefix, repr(str(path))) if prefix else None
+
+
+def _load_strict(model: torch.nn.Module, model_state: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> None:
+    """``load_state_dict(strict=True)``, except that a missing key tied to a loaded one (same storage) is fine."""
+    result = model.load_state_dict(weights, strict=False)
+    loaded = {model_state[name].data_ptr() for name in weights if name in model_state}
+    missing = [name for name in result.missing_keys if model_state[name].data_ptr() not in loaded]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(f"missing keys {missing}, unexpected keys {list(result.unexpected_keys)}")
