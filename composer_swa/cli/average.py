@@ -82,9 +82,7 @@ def _evaluator(parts: Any) -> Any:
     return evaluate
 
 
-def _layerwise(
-    spec_path: Path | None, inputs: tuple[str, ...], default: list[float], target: list[str] | None
-) -> TensorWeights:
+def _layerwise(spec_path: Path | None, inputs: tuple[str, ...], default: list[float], target: list[str] | None) -> TensorWeights:
     if spec_path is None:
         raise click.UsageError("--method layerwise needs --weights-from FILE with 'rules' and/or 'gradients'")
     spec = yaml.safe_load(spec_path.read_text()) or {}
@@ -236,8 +234,7 @@ def _read_all(inputs: tuple[str, ...], target: list[str] | None) -> list[dict[st
     sources = open_sources(inputs, target)
     try:
         return [
-            {name: source.read(name).reshape(info.shape).clone() for name, info in source.infos.items()}
-            for source in sources
+            {name: source.read(name).reshape(info.shape).clone() for name, info in source.infos.items()} for source in sources
         ]
     finally:
         for source in sources:

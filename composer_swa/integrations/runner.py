@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from composer_swa.compiled import split_compiled
 from composer_swa.events import Algorithm, Engine, Event
 from composer_swa.loggers import ConsoleLogger, Logger, LoggerDestination
 from composer_swa.state import State
@@ -54,7 +55,8 @@ class AlgorithmRunner:
 
     Args:
         algorithms: The algorithms, in the order they run at each event.
-        model: The model the loop trains (unwrapped).
+        model: The model the loop trains (unwrapped; a ``torch.compile``'d one stands for its original
+            module, which names the averages and runs statistics passes, see :mod:`composer_swa.compiled`).
         optimizers: The optimizer(s) the loop steps; SWA's LR schedule writes their ``param_groups``.
         train_dataloader: One epoch of training batches; SWA's batch-norm pass iterates it once.
         max_duration: The run's length (``"10ep"``, ``"2000ba"``); ``dur`` times are fractions of it.
@@ -106,7 +108,7 @@ class AlgorithmRunner:
         check_algorithms(algorithms)
         optimizer_list = [optimizers] if isinstance(optimizers, torch.optim.Optimizer) else list(optimizers)
         self.state = State(
-            model=model,
+            model=split_compiled(model)[0],
             max_duration=max_duration,
             train_dataloader=train_dataloader,
             optimizers=optimizer_list,

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from composer_swa.compiled import split_compiled
 from composer_swa.distributed import DistributedInfo, check_parallelism, shard_dataloader, wrap_for_training
 from composer_swa.trainer.checks import check_nonempty
 
@@ -32,8 +33,21 @@ def prepare_model(
     optimizers: Sequence[torch.optim.Optimizer],
     parallelism: str | None,
     sync_batch_norm: bool,
-) -> torch.nn.Module:
-    """Checks the arguments, then wraps the model: DDP by default under torchrun, FSDP2 when asked, nothing alone."""
+) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """Checks the arguments, then wraps the model: DDP by default under torchrun, FSDP2 when asked, nothing alone.
+
+    Returns ``(model, train_module, eval_module)``: the unwrapped model (for the State: its own
+    ``state_dict()`` keys name checkpoints, averages and exports), what the training step calls, and
+    what evaluation calls. A ``torch.compile``'d model is unwrapped to its original module, and the
+    compiled one stays what training (inside DDP, if any) and evaluation call.
+    """
     check_parallelism(parallelism, sync_batch_norm, device)
     chosen = (parallelism or "ddp") if info.world_size > 1 else None
-    return wrap_for_training(model, chosen, device, optimizers, sync_batch_norm)
+    original, compiled = split_compiled(model)
+    if compiled is None:
+        return model, wrap_for_training(model, chosen, device, optimizers, sync_batch_norm), model
+    if chosen == "ddp":  # DDP around the compiled module: gradients are the same parameters' either way
+        return original, wrap_for_training(compiled, chosen, device, optimizers, sync_batch_norm), compiled
+    # One process, or FSDP2, which shards the original in place (the compiled module calls it).
+    wrap_for_training(original, chosen, device, optimizers, sync_batch_norm)
+    return original, compiled, compiled

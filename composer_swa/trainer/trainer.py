@@ -143,8 +143,9 @@ class Trainer:
         optimizers = [torch.optim.SGD(model.parameters(), lr=0.1)] if optimizers is None else _as_list(optimizers)
         check_optimizers(optimizers, model)
         train_dataloader, eval_dataloader = shard_dataloaders(train_dataloader, eval_dataloader, self.distributed, seed or 0)
-        #: What the training step calls: the model, or DistributedDataParallel around it.
-        self._train_module = prepare_model(model, self.device, self.distributed, optimizers, parallelism, sync_batch_norm)
+        model, self._train_module, self._eval_module = prepare_model(
+            model, self.device, self.distributed, optimizers, parallelism, sync_batch_norm
+        )  # training calls the model, DDP around it, or the compiled model; the State holds the unwrapped one
         self._ddp = self._train_module if isinstance(self._train_module, DistributedDataParallel) else None
         self.state = State(
             model=model,
@@ -354,7 +355,7 @@ class Trainer:
             for batch in state.eval_dataloader:
                 batch = to_device(batch, self.device) if self._move_batches else batch
                 with self._autocast():
-                    state.outputs = forward_batch(self.state.model, batch)
+                    state.outputs = forward_batch(self._eval_module, batch)
                     loss = check_scalar_loss(compute_loss(self.loss_fn, state.outputs, batch))
                 targets = batch[1] if isinstance(batch, (list, tuple)) else None
                 totals.add(loss, batch_num_samples(batch), accuracy_counts(state.outputs, targets))
