@@ -95,8 +95,9 @@ def test_checkpoints_and_exports_of_a_compiled_model_load_strictly_into_the_unco
     assert trainer.state.model is compiled._orig_mod
     torch.testing.assert_close(load_file(tmp_path / "final" / "model.safetensors"), compiled._orig_mod.state_dict())
 
-    # The checkpoint of the compiled run resumes an uncompiled run, and the other way round.
-    resumed = Trainer(mlp(), make_loader(), "3ep", algorithms=[EMA(half_life="2ba")], save_folder=tmp_path, autoresume=True, **quiet())  # fmt: skip
+    # The checkpoint of the compiled run resumes an uncompiled run.
+    ema = EMA(half_life="2ba")
+    resumed = Trainer(mlp(), make_loader(), "3ep", algorithms=[ema], save_folder=tmp_path, autoresume=True, **quiet())
     resumed.fit()
     assert resumed.state.timestamp.batch_count == 12
 

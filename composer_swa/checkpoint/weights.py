@@ -56,9 +56,10 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> str | None:
 
 
 def _load_strict(model: torch.nn.Module, model_state: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> None:
-    """``load_state_dict(strict=True)``, except that a missing key tied to a loaded one (same storage) is fine."""
-    result = model.load_state_dict(weights, strict=False)
-    loaded = {model_state[name].data_ptr() for name in weights if name in model_state}
-    missing = [name for name in result.missing_keys if model_state[name].data_ptr() not in loaded]
-    if missing or result.unexpected_keys:
-        raise RuntimeError(f"missing keys {missing}, unexpected keys {list(result.unexpected_keys)}")
+    """``load_state_dict(strict=True)``, with a key the file lacks filled from a loaded key it is tied to
+    (the same storage in the model: ``safetensors.torch.save_model`` stores tied weights once)."""
+    loaded = {model_state[name].data_ptr(): name for name in weights if name in model_state and model_state[name].numel()}
+    for name, tensor in model_state.items():
+        if name not in weights and tensor.numel() and tensor.data_ptr() in loaded:
+            weights = {**weights, name: weights[loaded[tensor.data_ptr()]]}
+    model.load_state_dict(weights)  # strict: torch's message names every missing, unexpected or misshapen key

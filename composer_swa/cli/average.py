@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,18 @@ Examples:
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
+
+
+def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Warnings (e.g. a wrapper prefix stripped from an input) as one ``warning: ...`` line each."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        yield
 
 
 def _parse_weights(text: str) -> list[float]:
@@ -148,6 +163,7 @@ def main(
         _fail(str(error))
 
 
+@_warnings_as_lines()
 def _average(
     inputs: tuple[str, ...], output: Path | None, method: str | None, weights_text: str | None, weights_from: Path | None,
     no_normalize: bool, last_k: int | None, decay_shape: str, scores: Path | None, threshold: float, step: float,
