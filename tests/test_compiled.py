@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -18,7 +19,7 @@ from composer_swa import EMA, SWA, Callback, State, Trainer
 from composer_swa.checkpoint import list_checkpoints, read_checkpoint
 from composer_swa.compiled import split_compiled
 from composer_swa.integrations import AlgorithmRunner
-from composer_swa.loggers import Logger
+from composer_swa.loggers import ConsoleLogger, Logger
 from tests.algorithms.helpers import quiet
 from tests.conftest import make_loader, mlp
 
@@ -38,22 +39,6 @@ class CountingBackend:
             return graph.forward(*args)
 
         return run
-
-
-class Messages:
-    """A logger destination keeping the messages."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[int, str]] = []
-
-    def log_metrics(self, metrics: Any, step: int) -> None:
-        pass
-
-    def log_message(self, message: str, step: int) -> None:
-        self.lines.append((step, message))
-
-    def close(self) -> None:
-        pass
 
 
 class CallsPerBatch(Callback):
@@ -102,18 +87,19 @@ def test_checkpoints_and_exports_of_a_compiled_model_load_strictly_into_the_unco
     assert resumed.state.timestamp.batch_count == 12
 
 
-def test_swa_statistics_pass_runs_on_the_original_module_and_training_stays_compiled() -> None:
+def test_swa_statistics_pass_runs_on_the_original_module_and_training_stays_compiled(capsys: pytest.CaptureFixture[str]) -> None:
     backend = CountingBackend()
     model = mlp(batch_norm=True)
     compiled = torch.compile(model, backend=backend)
     counter = CallsPerBatch(backend)
-    swa, messages = SWA(swa_start="0.25dur", swa_end="0.5dur", swa_lr=0.05), Messages()
+    swa = SWA(swa_start="0.25dur", swa_end="0.5dur", swa_lr=0.05)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer = Trainer(compiled, make_loader(), "4ep", algorithms=[swa], callbacks=[counter], **quiet(loggers=[messages]))
+        loggers = [ConsoleLogger()]
+        trainer = Trainer(compiled, make_loader(), "4ep", algorithms=[swa], callbacks=[counter], **quiet(loggers=loggers))
         trainer.fit()
     # The pass ran over one epoch (64 samples) at swa_end, batch 8.
-    assert swa.finished and any(step == 8 and "recomputed over 64 samples" in line for step, line in messages.lines)
+    assert swa.finished and "[batch 8] SWA: the model now holds" in capsys.readouterr().out.split("recomputed over 64 samples")[0]
     # Every training step ran the one compiled graph once, also after swa_end; the statistics pass
     # (4 batches at swa_end) ran none of it, and nothing was recompiled.
     assert counter.per_batch == [1] * 16
