@@ -196,3 +196,15 @@ def test_a_run_without_length_is_refused() -> None:
 def test_swats_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="SWATS replaces the optimizer object"):
         LightningCallback([SWATS()])
+
+
+def test_a_dataloader_without_length_and_no_max_steps_gets_the_adapters_refusal() -> None:
+    """Lightning estimates -1 steps here (its max_steps default): the refusal names the fix, not Time's -1 'ba'."""
+    module = TinyModule(initial_model())
+    trainer = pl.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
+        callbacks=[LightningCallback([SWA(swa_start="0.5dur", update_interval="1ba")], loggers=[])],
+    )  # fmt: skip
+    loader = torch.utils.data.DataLoader(_Stream(), batch_size=None)
+    with pytest.raises(ValueError, match=r"gives the run no length \(max_steps=-1, max_epochs=2, over a dataloader without length.*set max_steps"):
+        trainer.fit(module, train_dataloaders=loader)
