@@ -46,8 +46,9 @@ class SWA(AveragingAlgorithm):
     ``anneal_steps`` optimizer steps, then holds ``swa_lr`` (``swa_lr=None`` holds the starting LR).
     ``cyclic_lr=(high, low)`` is the paper's cyclic schedule instead: within each update interval the
     LR falls linearly from ``high`` to ``low`` and the average is taken at the low point. While SWA
-    owns the LR the user's schedulers do not step; at ``swa_end`` SWA restores the LR it found and
-    they resume where they paused.
+    owns the LR the user's schedulers do not step. When training goes on past ``swa_end``, SWA
+    restores there the LR it found and the schedulers resume where they paused; with ``swa_end`` at
+    the end of the run the LR stays at the value the last batch used.
 
     Batch norm and memory: the average costs one fp32 copy of the parameters and floating buffers,
     on the model's device (``offload=True``: on the CPU). Integer buffers such as
@@ -259,7 +260,10 @@ class SWA(AveragingAlgorithm):
             samples = recompute_batch_norm(state.model, state.train_dataloader, state.run_forward)
             message += f"; batch-norm statistics recomputed over {samples} samples"
         if state.lr_owner is self:
-            set_lrs(state.optimizers, self._start_lrs)
+            # Only a run that trains past swa_end needs the paused schedule back; at the end of the run the
+            # last logged LR stays the one the last batch used.
+            if self._end < state.max_batches:
+                set_lrs(state.optimizers, self._start_lrs)
             state.lr_owner = None
         self.finished = True
         logger.log_message(message, step=state.timestamp.batch_count)
