@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from composer_swa.algorithms.arguments import check_flag, check_positive, is_number
 from composer_swa.algorithms.averaging_algorithm import GridAveragingAlgorithm, SnapshotGrid
 from composer_swa.events import Event
 from composer_swa.time import Time, TimeUnit, as_time
@@ -13,6 +14,9 @@ if TYPE_CHECKING:
     from composer_swa.state import State
 
 __all__ = ["EMA"]
+
+#: ``half_life``'s default, told apart by identity from an explicit ``half_life=None`` (which needs ``smoothing``).
+_DEFAULT_HALF_LIFE = "".join(["1000", "ba"])  # built at run time, so never the same object as a literal "1000ba"
 
 
 class EMA(GridAveragingAlgorithm):
@@ -39,7 +43,7 @@ class EMA(GridAveragingAlgorithm):
 
     Args:
         half_life: Time for a weight's influence to halve, in ``ba`` or ``ep``; ``"1000ba"`` when
-            neither ``half_life`` nor ``smoothing`` is given.
+            neither ``half_life`` nor ``smoothing`` is given. ``half_life=None`` needs ``smoothing``.
         smoothing: The decay ``s`` per update, in (0, 1).
         ema_start: When averaging starts.
         update_interval: Time between updates, in ``ba`` or ``ep``.
@@ -65,7 +69,7 @@ class EMA(GridAveragingAlgorithm):
 
     def __init__(
         self,
-        half_life: Time | str | None = None,
+        half_life: Time | str | None = _DEFAULT_HALF_LIFE,
         smoothing: float | None = None,
         ema_start: Time | str = "0.0dur",
         update_interval: Time | str | None = None,
@@ -75,18 +79,20 @@ class EMA(GridAveragingAlgorithm):
         warmup_power: float = 2 / 3,
         offload: bool = False,
     ) -> None:
-        if half_life is not None and smoothing is not None:
+        if smoothing is not None and half_life is _DEFAULT_HALF_LIFE:
+            half_life = None  # smoothing given alone
+        if (half_life is None) == (smoothing is None):
             raise ValueError(
                 f"give exactly one of half_life and smoothing, got half_life={half_life!r} and smoothing={smoothing!r}"
             )
         if smoothing is not None:
-            if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 < smoothing < 1:
+            if not is_number(smoothing) or not 0 < smoothing < 1:
                 raise ValueError(f"smoothing must be a number in (0, 1), got {smoothing!r}")
             interval = as_time(update_interval if update_interval is not None else "1ba", "update_interval")
             self.half_life: Time | None = None
             self.smoothing = float(smoothing)
         else:
-            self.half_life = as_time(half_life if half_life is not None else "1000ba", "half_life")
+            self.half_life = as_time(half_life, "half_life")  # type: ignore[arg-type]  # not None: checked above
             if self.half_life.unit not in (TimeUnit.BATCH, TimeUnit.EPOCH) or not self.half_life.value > 0:
                 raise ValueError(f"half_life must be > 0 in 'ba' or 'ep', got {str(self.half_life)!r}")
             default_interval = Time(1, self.half_life.unit)
@@ -98,13 +104,12 @@ class EMA(GridAveragingAlgorithm):
                 )
             self.smoothing = 2.0 ** (-(float(interval.value) / float(self.half_life.value)))
         grid = SnapshotGrid(as_time(ema_start, "ema_start"), interval, "update_interval")
-        if warmup_gamma is not None and not warmup_gamma > 0:
-            raise ValueError(f"warmup_gamma must be > 0 (or None for no warm-up), got {warmup_gamma!r}")
-        if not warmup_power > 0:
-            raise ValueError(f"warmup_power must be > 0, got {warmup_power!r}")
-        super().__init__(grid, replace_at_fit_end, eval_with_average, offload)
-        self.warmup_gamma = warmup_gamma
-        self.warmup_power = warmup_power
+        gamma = None if warmup_gamma is None else check_positive(warmup_gamma, "warmup_gamma", "> 0 (or None for no warm-up)")
+        power = check_positive(warmup_power, "warmup_power", "> 0")
+        flags = (check_flag(replace_at_fit_end, "replace_at_fit_end"), check_flag(eval_with_average, "eval_with_average"))
+        super().__init__(grid, *flags, offload=check_flag(offload, "offload"))
+        self.warmup_gamma = gamma
+        self.warmup_power = power
         self.n_updates = 0
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from composer_swa.algorithms.arguments import check_flag
 from composer_swa.algorithms.averaging_algorithm import GridAveragingAlgorithm, SnapshotGrid
 from composer_swa.averaging.model_average import ModelAverage
 from composer_swa.events import Event
@@ -65,9 +66,9 @@ class LAWA(GridAveragingAlgorithm):
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be an int >= 1, got {window!r}")
         self.window = window
-        super().__init__(
-            SnapshotGrid.parse(start, interval, "start", "interval"), replace_at_fit_end, eval_with_average, offload=True
-        )
+        grid = SnapshotGrid.parse(start, interval, "start", "interval")
+        flags = (check_flag(replace_at_fit_end, "replace_at_fit_end"), check_flag(eval_with_average, "eval_with_average"))
+        super().__init__(grid, *flags, offload=True)
         self.snapshots: deque[ModelAverage] = deque()
         #: The completed-batch count of each snapshot in the window, oldest first.
         self.snapshot_batches: list[int] = []

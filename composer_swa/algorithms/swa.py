@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from composer_swa.algorithms.arguments import check_cyclic_lr, check_flag, check_swa_lr
 from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
 from composer_swa.algorithms.lr_schedules import annealed_lr, cyclic_lr, normalize_anneal_strategy, set_lrs
 from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
@@ -62,7 +64,8 @@ class SWA(AveragingAlgorithm):
         schedule_swa_lr: Let SWA own the LR during the window (anneal to ``swa_lr``).
         anneal_strategy: ``"linear"``/``"lin"`` or ``"cosine"``/``"cos"``.
         anneal_steps: Optimizer steps of the anneal; 0 jumps to ``swa_lr``.
-        swa_lr: The LR to anneal to; ``None`` holds the LR in effect at ``swa_start``.
+        swa_lr: The LR to anneal to; a list gives one per param group (every optimizer must have that
+            many groups, checked at FIT_START); ``None`` holds the LR in effect at ``swa_start``.
         bn_update: Recompute batch-norm statistics after the swap (skipped for models without them).
         cyclic_lr: ``(high, low)`` for the paper's cyclic schedule, or ``None``.
         eval_with_average: Evaluate with the averaged weights during the window.
@@ -92,7 +95,7 @@ class SWA(AveragingAlgorithm):
         schedule_swa_lr: bool = False,
         anneal_strategy: str = "linear",
         anneal_steps: int = 10,
-        swa_lr: float | None = None,
+        swa_lr: float | Sequence[float] | None = None,
         bn_update: bool = True,
         cyclic_lr: tuple[float, float] | None = None,
         eval_with_average: bool = False,
@@ -112,19 +115,14 @@ class SWA(AveragingAlgorithm):
         self.anneal_strategy = normalize_anneal_strategy(anneal_strategy)
         if isinstance(anneal_steps, bool) or not isinstance(anneal_steps, int) or anneal_steps < 0:
             raise ValueError(f"anneal_steps must be an int >= 0, got {anneal_steps!r}")
-        if swa_lr is not None and not swa_lr > 0:
-            raise ValueError(f"swa_lr must be > 0 (or None to hold the LR at swa_start), got {swa_lr!r}")
-        if cyclic_lr is not None:
-            if len(cyclic_lr) != 2 or not cyclic_lr[0] >= cyclic_lr[1] > 0:
-                raise ValueError(f"cyclic_lr must be (high, low) with high >= low > 0, got {cyclic_lr!r}")
-            if schedule_swa_lr:
-                raise ValueError("cyclic_lr and schedule_swa_lr=True both set the LR in the window; choose one")
-        self.schedule_swa_lr = schedule_swa_lr
+        self.swa_lr = check_swa_lr(swa_lr)
+        self.cyclic_lr = check_cyclic_lr(cyclic_lr)
+        self.schedule_swa_lr = check_flag(schedule_swa_lr, "schedule_swa_lr")
+        if self.cyclic_lr is not None and self.schedule_swa_lr:
+            raise ValueError("cyclic_lr and schedule_swa_lr=True both set the LR in the window; choose one")
         self.anneal_steps = anneal_steps
-        self.swa_lr = swa_lr
-        self.bn_update = bn_update
-        self.cyclic_lr = (float(cyclic_lr[0]), float(cyclic_lr[1])) if cyclic_lr is not None else None
-        super().__init__(eval_with_average, offload)
+        self.bn_update = check_flag(bn_update, "bn_update")
+        super().__init__(check_flag(eval_with_average, "eval_with_average"), check_flag(offload, "offload"))
 
         self.n_averaged = 0
         self.finished = False
@@ -219,6 +217,7 @@ class SWA(AveragingAlgorithm):
                 f"SWA: the window holds a single update, so the 'average' is the weights at batch {self._first}", stacklevel=2
             )
 
+        self._check_group_count(state)
         self._prepare_average(state)
         count = state.timestamp.batch_count
         if self._owns_lr and self._first <= count < end and not self.finished:
@@ -239,10 +238,26 @@ class SWA(AveragingAlgorithm):
         set_lrs(
             state.optimizers,
             [
-                [annealed_lr(lr, self.swa_lr if self.swa_lr is not None else lr, progress, self.anneal_strategy) for lr in lrs]
+                [annealed_lr(lr, self._target_lr(lr, group), progress, self.anneal_strategy) for group, lr in enumerate(lrs)]
                 for lrs in self._start_lrs
             ],
         )
+
+    def _target_lr(self, start_lr: float, group: int) -> float:
+        if self.swa_lr is None:
+            return start_lr
+        return self.swa_lr[group] if isinstance(self.swa_lr, list) else self.swa_lr
+
+    def _check_group_count(self, state: State) -> None:
+        if not isinstance(self.swa_lr, list) or not self.schedule_swa_lr:
+            return
+        for index, optimizer in enumerate(state.optimizers):
+            if len(optimizer.param_groups) != len(self.swa_lr):
+                raise ValueError(
+                    f"swa_lr={self.swa_lr!r} gives one LR per param group, but optimizer {index} "
+                    f"({type(optimizer).__name__}) has {len(optimizer.param_groups)} param groups; give one value per "
+                    "group, or a single number for all"
+                )
 
     def _update(self) -> None:
         assert self.average is not None

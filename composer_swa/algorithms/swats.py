@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from composer_swa.algorithms.arguments import check_positive
 from composer_swa.algorithms.swa import SWA
 from composer_swa.events import Algorithm, AlgorithmConflictError, Event
 from composer_swa.time import Time, TimeUnit, as_time
@@ -85,9 +86,7 @@ class SWATS(Algorithm):
     replaces_optimizer: ClassVar[bool] = True
 
     def __init__(self, switch_tolerance: float = 1e-9, switch_at: Time | str | None = None) -> None:
-        if isinstance(switch_tolerance, bool) or not isinstance(switch_tolerance, (int, float)) or not switch_tolerance > 0:
-            raise ValueError(f"switch_tolerance must be a number > 0, got {switch_tolerance!r}")
-        self.switch_tolerance = float(switch_tolerance)
+        self.switch_tolerance = check_positive(switch_tolerance, "switch_tolerance", "a number > 0")
         self.switch_at = as_time(switch_at, "switch_at") if switch_at is not None else None
         past_the_end = self.switch_at is not None and self.switch_at.unit is TimeUnit.DURATION and self.switch_at.value > 1
         if self.switch_at is not None and (self.switch_at.value <= 0 or past_the_end):
