@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from composer_swa.algorithms.arguments import check_flag, check_positive, is_number
 from composer_swa.algorithms.averaging_algorithm import GridAveragingAlgorithm, SnapshotGrid
@@ -38,6 +38,12 @@ class EMA(GridAveragingAlgorithm):
     the first copy uses ``min(s, 1 - (1 + t / warmup_gamma) ** -warmup_power)``, so early weights,
     far from where training ends, fade quickly.
 
+    Resuming: the checkpoint stores these arguments. Once the EMA holds an average, a resumed run may
+    not change the decay (``smoothing``, or ``half_life`` and ``update_interval`` in a way that
+    changes it), ``ema_start``, ``update_interval``, ``warmup_gamma`` or ``warmup_power``: the saved
+    average was built with the old ones (a ValueError). Any other change is a warning naming it. A
+    checkpoint written before arguments were stored cannot be checked (a warning says so).
+
     Batch norm and memory: one fp32 copy of the parameters and floating buffers (running statistics
     are averaged like weights); integer buffers are copied. ``offload=True`` keeps it on the CPU.
 
@@ -66,6 +72,11 @@ class EMA(GridAveragingAlgorithm):
         >>> ema.n_updates, sorted(ema.training_weights)
         (8, ['bias', 'weight'])
     """
+
+    stored_arguments: ClassVar[tuple[str, ...]] = (
+        "half_life", "smoothing", "ema_start", "update_interval", "replace_at_fit_end", "eval_with_average",
+        "warmup_gamma", "warmup_power", "offload",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -129,6 +140,13 @@ class EMA(GridAveragingAlgorithm):
     @property
     def _has_average(self) -> bool:
         return self.n_updates > 0
+
+    def locked_arguments(self) -> dict[str, str]:
+        if self.n_updates == 0:
+            return {}
+        why = f"the saved EMA of {self.n_updates} updates was built with the checkpoint's decay and grid"
+        # half_life is checked through the smoothing it gives: the same decay by another spelling is only a warning.
+        return dict.fromkeys(("smoothing", "update_interval", "ema_start", "warmup_gamma", "warmup_power"), why)
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         if event is Event.FIT_START:

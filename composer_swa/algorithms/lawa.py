@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from composer_swa.algorithms.arguments import check_flag
 from composer_swa.algorithms.averaging_algorithm import GridAveragingAlgorithm, SnapshotGrid
@@ -36,6 +36,11 @@ class LAWA(GridAveragingAlgorithm):
     snapshots only when it is needed (evaluation, FIT_END, ``state_dict``), so taking a snapshot
     costs one device-to-host copy.
 
+    Resuming: the checkpoint stores these arguments. Once it holds snapshots, a resumed run may not
+    change ``window``, ``interval`` or ``start``: the saved snapshots were taken and kept for the old
+    ones (a ValueError). Any other change is a warning naming it. A checkpoint written before
+    arguments were stored cannot be checked (a warning says so).
+
     Args:
         window: How many of the latest snapshots to average (``k``).
         interval: Time between snapshots, in ``ba`` or ``ep``.
@@ -54,6 +59,8 @@ class LAWA(GridAveragingAlgorithm):
         >>> lawa.snapshot_batches  # the model holds the mean of the weights after these batches
         [12, 16, 20]
     """
+
+    stored_arguments: ClassVar[tuple[str, ...]] = ("window", "interval", "start", "replace_at_fit_end", "eval_with_average")
 
     def __init__(
         self,
@@ -86,6 +93,12 @@ class LAWA(GridAveragingAlgorithm):
     @property
     def _has_average(self) -> bool:
         return bool(self.snapshots)
+
+    def locked_arguments(self) -> dict[str, str]:
+        if not self.snapshot_batches:  # loaded at once; the snapshots themselves wait for FIT_START
+            return {}
+        why = f"the saved window holds snapshots after batches {self.snapshot_batches}, taken and kept for the checkpoint's values"
+        return dict.fromkeys(("window", "interval", "start"), why)
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         if event is Event.FIT_START:

@@ -52,6 +52,13 @@ class SWA(AveragingAlgorithm):
     restores there the LR it found and the schedulers resume where they paused; with ``swa_end`` at
     the end of the run the LR stays at the value the last batch used.
 
+    Resuming: the checkpoint stores these arguments. A resumed run may change any of them with a
+    warning naming each change, except: ``swa_start`` and ``update_interval`` once the average holds
+    a snapshot (it was taken on the old grid); ``schedule_swa_lr`` and ``cyclic_lr`` while averaging
+    is under way and the average not yet swapped in (SWA recorded, or did not, the LR to restore);
+    ``swa_end`` once the average was swapped in at the old one. Those are a ValueError. A checkpoint
+    written before arguments were stored cannot be checked (a warning says so).
+
     Batch norm and memory: the average costs one fp32 copy of the parameters and floating buffers,
     on the model's device (``offload=True``: on the CPU). Integer buffers such as
     ``num_batches_tracked`` are copied, never averaged. Float buffers are averaged like parameters
@@ -86,6 +93,10 @@ class SWA(AveragingAlgorithm):
     events: ClassVar[frozenset[Event]] = frozenset(
         {Event.FIT_START, Event.BATCH_START, Event.BATCH_END, Event.EPOCH_END, Event.EVAL_START, Event.EVAL_END, Event.FIT_END}
     )
+    stored_arguments: ClassVar[tuple[str, ...]] = (
+        "swa_start", "swa_end", "update_interval", "schedule_swa_lr", "anneal_strategy", "anneal_steps",
+        "swa_lr", "bn_update", "cyclic_lr", "eval_with_average", "offload",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -198,6 +209,11 @@ class SWA(AveragingAlgorithm):
                 f"swa_start must be before swa_end, got swa_start={str(self.swa_start)!r} (batch {start}) and "
                 f"swa_end={str(self.swa_end)!r} (batch {end})"
             )
+        if not self.finished and end < state.timestamp.batch_count:  # else the swap would silently never happen
+            raise ValueError(
+                f"swa_end={str(self.swa_end)!r} resolves to batch {end}, but the run resumes at batch "
+                f"{state.timestamp.batch_count}, past it, with the average not yet swapped in; set swa_end at or after it"
+            )
         self._updates_at_epoch_end = self.update_interval.unit is TimeUnit.EPOCH
         self._step = state.to_batches(self.update_interval)
         self._end = end
@@ -286,6 +302,18 @@ class SWA(AveragingAlgorithm):
     @property
     def _has_average(self) -> bool:
         return self.n_averaged > 0
+
+    def locked_arguments(self) -> dict[str, str]:
+        locked = {}
+        if self.n_averaged > 0:
+            grid = f"the saved average holds {self.n_averaged} snapshots taken on the checkpoint's grid"
+            locked.update(swa_start=grid, update_interval=grid)
+        if self.n_averaged > 0 and not self.finished:
+            owner = "averaging is under way, and SWA recorded (or did not) at swa_start the LR to restore at swa_end"
+            locked.update(schedule_swa_lr=owner, cyclic_lr=owner)
+        if self.finished:
+            locked["swa_end"] = "the average already replaced the weights at the checkpoint's swa_end"
+        return locked
 
     def summary(self) -> dict[str, Any]:
         return {

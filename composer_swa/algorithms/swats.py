@@ -63,6 +63,11 @@ class SWATS(Algorithm):
     Cost: a few multi-tensor ops per Adam step and one host sync to read ``γ_k``; no extra copy of
     the weights. Nothing after the switch. Batch norm is untouched.
 
+    Resuming: the checkpoint stores ``switch_tolerance`` and ``switch_at``; a resumed run may change
+    them with a warning naming each change (the estimate so far does not depend on them, and after
+    the switch they no longer act). A checkpoint written before arguments were stored cannot be
+    checked (a warning says so).
+
     Args:
         switch_tolerance: ``ε``: switch when the bias-corrected estimate is this close to ``γ_k``.
         switch_at: Switch at this time at the latest (``"0.5dur"``, ``"10ep"``), or ``None``.
@@ -84,6 +89,7 @@ class SWATS(Algorithm):
 
     events: ClassVar[frozenset[Event]] = frozenset({Event.FIT_START, Event.BATCH_START, Event.BATCH_END, Event.FIT_END})
     replaces_optimizer: ClassVar[bool] = True
+    stored_arguments: ClassVar[tuple[str, ...]] = ("switch_tolerance", "switch_at")
 
     def __init__(self, switch_tolerance: float = 1e-9, switch_at: Time | str | None = None) -> None:
         self.switch_tolerance = check_positive(switch_tolerance, "switch_tolerance", "a number > 0")
