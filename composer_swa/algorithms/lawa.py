@@ -97,7 +97,7 @@ class LAWA(GridAveragingAlgorithm):
     def locked_arguments(self) -> dict[str, str]:
         if not self.snapshot_batches:  # loaded at once; the snapshots themselves wait for FIT_START
             return {}
-        why = f"the saved window holds snapshots after batches {self.snapshot_batches}, taken and kept for the checkpoint's values"
+        why = f"the saved window holds snapshots after batches {self.snapshot_batches}, taken and kept for the old values"
         return dict.fromkeys(("window", "interval", "start"), why)
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:

@@ -7,23 +7,27 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from composer_swa.algorithms.arguments import check_cyclic_lr, check_flag, check_swa_lr
+from composer_swa.algorithms.arguments import (
+    check_count,
+    check_cyclic_lr,
+    check_flag,
+    check_interval,
+    check_one_lr_per_group,
+    check_resolved_window,
+    check_swa_lr,
+    check_swa_window,
+)
 from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
-from composer_swa.algorithms.lr_schedules import annealed_lr, cyclic_lr, normalize_anneal_strategy, set_lrs
+from composer_swa.algorithms.lr_schedules import annealed_lrs, cyclic_lr, normalize_anneal_strategy, set_lrs
 from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
 from composer_swa.events import Event
-from composer_swa.time import Time, TimeUnit, as_time
+from composer_swa.time import Time, TimeUnit
 
 if TYPE_CHECKING:
     from composer_swa.loggers import Logger
     from composer_swa.state import State
 
 __all__ = ["SWA"]
-
-
-def _check_window_time(time: Time, argument: str) -> None:
-    if time.unit is TimeUnit.DURATION and not 0.0 <= float(time.value) <= 1.0:
-        raise ValueError(f"{argument} in 'dur' must lie in [0, 1], got {str(time)!r}")
 
 
 class SWA(AveragingAlgorithm):
@@ -52,12 +56,11 @@ class SWA(AveragingAlgorithm):
     restores there the LR it found and the schedulers resume where they paused; with ``swa_end`` at
     the end of the run the LR stays at the value the last batch used.
 
-    Resuming: the checkpoint stores these arguments. A resumed run may change any of them with a
-    warning naming each change, except: ``swa_start`` and ``update_interval`` once the average holds
-    a snapshot (it was taken on the old grid); ``schedule_swa_lr`` and ``cyclic_lr`` while averaging
-    is under way and the average not yet swapped in (SWA recorded, or did not, the LR to restore);
-    ``swa_end`` once the average was swapped in at the old one. Those are a ValueError. A checkpoint
-    written before arguments were stored cannot be checked (a warning says so).
+    Resuming: the checkpoint stores these arguments. A resumed run may change any with a warning
+    naming each change, except (a ValueError): ``swa_start`` and ``update_interval`` once the
+    average holds a snapshot (taken on the old grid); ``schedule_swa_lr`` and ``cyclic_lr`` while
+    averaging is under way (SWA recorded, or did not, the LR to restore); ``swa_end`` once the
+    average was swapped in. A checkpoint written before arguments were stored cannot be checked.
 
     Batch norm and memory: the average costs one fp32 copy of the parameters and floating buffers,
     on the model's device (``offload=True``: on the CPU). Integer buffers such as
@@ -112,26 +115,15 @@ class SWA(AveragingAlgorithm):
         eval_with_average: bool = False,
         offload: bool = False,
     ) -> None:
-        self.swa_start = as_time(swa_start, "swa_start")
-        self.swa_end = as_time(swa_end, "swa_end")
-        _check_window_time(self.swa_start, "swa_start")
-        _check_window_time(self.swa_end, "swa_end")
-        if self.swa_start.unit is self.swa_end.unit and self.swa_start >= self.swa_end:
-            raise ValueError(
-                f"swa_start must be before swa_end, got swa_start={str(self.swa_start)!r}, swa_end={str(self.swa_end)!r}"
-            )
-        self.update_interval = as_time(update_interval, "update_interval")
-        if self.update_interval.unit not in (TimeUnit.BATCH, TimeUnit.EPOCH) or self.update_interval.value < 1:
-            raise ValueError(f"update_interval must be at least 1 in 'ba' or 'ep', got {str(self.update_interval)!r}")
+        self.swa_start, self.swa_end = check_swa_window(swa_start, swa_end)
+        self.update_interval = check_interval(update_interval, "update_interval")
         self.anneal_strategy = normalize_anneal_strategy(anneal_strategy)
-        if isinstance(anneal_steps, bool) or not isinstance(anneal_steps, int) or anneal_steps < 0:
-            raise ValueError(f"anneal_steps must be an int >= 0, got {anneal_steps!r}")
+        self.anneal_steps = check_count(anneal_steps, "anneal_steps")
         self.swa_lr = check_swa_lr(swa_lr)
         self.cyclic_lr = check_cyclic_lr(cyclic_lr)
         self.schedule_swa_lr = check_flag(schedule_swa_lr, "schedule_swa_lr")
         if self.cyclic_lr is not None and self.schedule_swa_lr:
             raise ValueError("cyclic_lr and schedule_swa_lr=True both set the LR in the window; choose one")
-        self.anneal_steps = anneal_steps
         self.bn_update = check_flag(bn_update, "bn_update")
         super().__init__(check_flag(eval_with_average, "eval_with_average"), check_flag(offload, "offload"))
 
@@ -198,22 +190,7 @@ class SWA(AveragingAlgorithm):
             )
 
     def _start(self, state: State) -> None:
-        start, end = state.to_batches(self.swa_start), state.to_batches(self.swa_end)
-        if end > state.max_batches:
-            raise ValueError(
-                f"swa_end={str(self.swa_end)!r} resolves to batch {end}, past the end of the run "
-                f"(max_duration={str(state.max_duration)!r} = {state.max_batches} batches)"
-            )
-        if start >= end:
-            raise ValueError(
-                f"swa_start must be before swa_end, got swa_start={str(self.swa_start)!r} (batch {start}) and "
-                f"swa_end={str(self.swa_end)!r} (batch {end})"
-            )
-        if not self.finished and end < state.timestamp.batch_count:  # else the swap would silently never happen
-            raise ValueError(
-                f"swa_end={str(self.swa_end)!r} resolves to batch {end}, but the run resumes at batch "
-                f"{state.timestamp.batch_count}, past it, with the average not yet swapped in; set swa_end at or after it"
-            )
+        start, end = check_resolved_window(self.swa_start, self.swa_end, state, swapped_in=self.finished)
         self._updates_at_epoch_end = self.update_interval.unit is TimeUnit.EPOCH
         self._step = state.to_batches(self.update_interval)
         self._end = end
@@ -233,7 +210,7 @@ class SWA(AveragingAlgorithm):
                 f"SWA: the window holds a single update, so the 'average' is the weights at batch {self._first}", stacklevel=2
             )
 
-        self._check_group_count(state)
+        check_one_lr_per_group(self.swa_lr if self.schedule_swa_lr else None, state.optimizers, "swa_lr")
         self._prepare_average(state)
         count = state.timestamp.batch_count
         if self._owns_lr and self._first <= count < end and not self.finished:
@@ -251,29 +228,7 @@ class SWA(AveragingAlgorithm):
             set_lrs(state.optimizers, [[lr] * len(lrs) for lrs in self._start_lrs])
             return
         progress = 1.0 if self.anneal_steps == 0 else (count - self._first + 1) / self.anneal_steps
-        set_lrs(
-            state.optimizers,
-            [
-                [annealed_lr(lr, self._target_lr(lr, group), progress, self.anneal_strategy) for group, lr in enumerate(lrs)]
-                for lrs in self._start_lrs
-            ],
-        )
-
-    def _target_lr(self, start_lr: float, group: int) -> float:
-        if self.swa_lr is None:
-            return start_lr
-        return self.swa_lr[group] if isinstance(self.swa_lr, list) else self.swa_lr
-
-    def _check_group_count(self, state: State) -> None:
-        if not isinstance(self.swa_lr, list) or not self.schedule_swa_lr:
-            return
-        for index, optimizer in enumerate(state.optimizers):
-            if len(optimizer.param_groups) != len(self.swa_lr):
-                raise ValueError(
-                    f"swa_lr={self.swa_lr!r} gives one LR per param group, but optimizer {index} "
-                    f"({type(optimizer).__name__}) has {len(optimizer.param_groups)} param groups; give one value per "
-                    "group, or a single number for all"
-                )
+        set_lrs(state.optimizers, annealed_lrs(self._start_lrs, self.swa_lr, progress, self.anneal_strategy))
 
     def _update(self) -> None:
         assert self.average is not None
@@ -304,7 +259,7 @@ class SWA(AveragingAlgorithm):
         return self.n_averaged > 0
 
     def locked_arguments(self) -> dict[str, str]:
-        locked = {}
+        locked: dict[str, str] = {}
         if self.n_averaged > 0:
             grid = f"the saved average holds {self.n_averaged} snapshots taken on the checkpoint's grid"
             locked.update(swa_start=grid, update_interval=grid)

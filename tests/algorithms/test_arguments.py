@@ -88,5 +88,7 @@ def test_swa_lr_per_param_group_anneals_each_group_to_its_own_value() -> None:
 
 def test_swa_lr_per_param_group_must_match_the_optimizers_groups() -> None:
     swa = SWA(swa_start="4ba", update_interval="1ba", schedule_swa_lr=True, swa_lr=[0.2, 0.1, 0.05])
-    with pytest.raises(ValueError, match=r"swa_lr=\[0.2, 0.1, 0.05\] gives one LR per param group, but optimizer 0 \(SGD\) has 2"):
+    with pytest.raises(
+        ValueError, match=r"swa_lr=\[0.2, 0.1, 0.05\] gives one LR per param group, but optimizer 0 \(SGD\) has 2"
+    ):
         two_group_run(swa)

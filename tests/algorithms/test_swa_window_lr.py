@@ -29,7 +29,9 @@ def run(swa_end: str) -> dict[int, float]:
     swa = SWA(swa_start="6ba", swa_end=swa_end, update_interval="1ba", schedule_swa_lr=True, swa_lr=0.05, anneal_steps=2)
     seen = BatchEndLR()
     loader = make_loader(samples=48)  # 3 batches an epoch
-    Trainer(model, loader, "12ba", optimizers=optimizer, schedulers=scheduler, algorithms=[swa], callbacks=[seen], **quiet()).fit()
+    Trainer(
+        model, loader, "12ba", optimizers=optimizer, schedulers=scheduler, algorithms=[swa], callbacks=[seen], **quiet()
+    ).fit()
     return seen.lrs
 
 
