@@ -222,7 +222,9 @@ class State:
     def load_algorithms_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`algorithms_state_dict`.
 
-        The algorithm list must match the saved run's. Callbacks are matched by key: one the
+        The algorithm list must match the saved run's. Each algorithm's stored constructor arguments
+        are compared with its own (:mod:`composer_swa.events.arguments`): a change is a warning, or a
+        ValueError when it would make the saved average wrong. Callbacks are matched by key: one the
         checkpoint does not know starts fresh, and saved state no callback takes is reported.
         """
         keys = unique_keys(self.algorithms)
