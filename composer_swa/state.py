@@ -14,6 +14,7 @@ from composer_swa.distributed.sharded import (
     model_state_dict,
     optimizer_state_dict,
 )
+from composer_swa.events.arguments import load_with_arguments, state_with_arguments
 from composer_swa.time import BatchResolver, Time, Timestamp, as_time
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ class State:
         """Every algorithm's and callback's state, keyed as in :meth:`state_dict` (what a host framework's
         checkpoint lacks: it saves the model and optimizers itself)."""
         return {
-            "algorithms": {key: a.state_dict() for key, a in zip(unique_keys(self.algorithms), self.algorithms)},
+            "algorithms": {key: state_with_arguments(a) for key, a in zip(unique_keys(self.algorithms), self.algorithms)},
             "callbacks": {key: c.state_dict() for key, c in zip(unique_keys(self.callbacks), self.callbacks)},
         }
 
@@ -221,7 +222,9 @@ class State:
     def load_algorithms_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`algorithms_state_dict`.
 
-        The algorithm list must match the saved run's. Callbacks are matched by key: one the
+        The algorithm list must match the saved run's. Each algorithm's stored constructor arguments
+        are compared with its own (:mod:`composer_swa.events.arguments`): a change is a warning, or a
+        ValueError when it would make the saved average wrong. Callbacks are matched by key: one the
         checkpoint does not know starts fresh, and saved state no callback takes is reported.
         """
         keys = unique_keys(self.algorithms)
@@ -231,7 +234,7 @@ class State:
                 "resume with the algorithms the run was saved with, in the same order"
             )
         for key, algorithm in zip(keys, self.algorithms):
-            algorithm.load_state_dict(state["algorithms"][key])
+            load_with_arguments(algorithm, key, state["algorithms"][key])  # warns of, or refuses, changed arguments
         callbacks = dict(zip(unique_keys(self.callbacks), self.callbacks))
         if orphans := sorted(key for key, saved in state["callbacks"].items() if saved and key not in callbacks):
             warnings.warn(f"the checkpoint holds state for callbacks {orphans} that this run does not have", stacklevel=2)

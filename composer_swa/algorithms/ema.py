@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from composer_swa.algorithms.arguments import check_flag, check_positive, is_number
 from composer_swa.algorithms.averaging_algorithm import GridAveragingAlgorithm, SnapshotGrid
 from composer_swa.events import Event
 from composer_swa.time import Time, TimeUnit, as_time
@@ -13,6 +14,9 @@ if TYPE_CHECKING:
     from composer_swa.state import State
 
 __all__ = ["EMA"]
+
+#: ``half_life``'s default, told apart by identity from an explicit ``half_life=None`` (which needs ``smoothing``).
+_DEFAULT_HALF_LIFE = "".join(["1000", "ba"])  # built at run time, so never the same object as a literal "1000ba"
 
 
 class EMA(GridAveragingAlgorithm):
@@ -34,12 +38,18 @@ class EMA(GridAveragingAlgorithm):
     the first copy uses ``min(s, 1 - (1 + t / warmup_gamma) ** -warmup_power)``, so early weights,
     far from where training ends, fade quickly.
 
+    Resuming: the checkpoint stores these arguments. Once the EMA holds an average, a resumed run may
+    not change the decay (``smoothing``, or ``half_life`` and ``update_interval`` in a way that
+    changes it), ``ema_start``, ``update_interval``, ``warmup_gamma`` or ``warmup_power``: the saved
+    average was built with the old ones (a ValueError). Any other change is a warning naming it. A
+    checkpoint written before arguments were stored cannot be checked (a warning says so).
+
     Batch norm and memory: one fp32 copy of the parameters and floating buffers (running statistics
     are averaged like weights); integer buffers are copied. ``offload=True`` keeps it on the CPU.
 
     Args:
         half_life: Time for a weight's influence to halve, in ``ba`` or ``ep``; ``"1000ba"`` when
-            neither ``half_life`` nor ``smoothing`` is given.
+            neither ``half_life`` nor ``smoothing`` is given. ``half_life=None`` needs ``smoothing``.
         smoothing: The decay ``s`` per update, in (0, 1).
         ema_start: When averaging starts.
         update_interval: Time between updates, in ``ba`` or ``ep``.
@@ -63,9 +73,14 @@ class EMA(GridAveragingAlgorithm):
         (8, ['bias', 'weight'])
     """
 
+    stored_arguments: ClassVar[tuple[str, ...]] = (
+        "half_life", "smoothing", "ema_start", "update_interval", "replace_at_fit_end", "eval_with_average",
+        "warmup_gamma", "warmup_power", "offload",
+    )  # fmt: skip
+
     def __init__(
         self,
-        half_life: Time | str | None = None,
+        half_life: Time | str | None = _DEFAULT_HALF_LIFE,
         smoothing: float | None = None,
         ema_start: Time | str = "0.0dur",
         update_interval: Time | str | None = None,
@@ -75,18 +90,20 @@ class EMA(GridAveragingAlgorithm):
         warmup_power: float = 2 / 3,
         offload: bool = False,
     ) -> None:
-        if half_life is not None and smoothing is not None:
+        if smoothing is not None and half_life is _DEFAULT_HALF_LIFE:
+            half_life = None  # smoothing given alone
+        if (half_life is None) == (smoothing is None):
             raise ValueError(
                 f"give exactly one of half_life and smoothing, got half_life={half_life!r} and smoothing={smoothing!r}"
             )
         if smoothing is not None:
-            if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 < smoothing < 1:
+            if not is_number(smoothing) or not 0 < smoothing < 1:
                 raise ValueError(f"smoothing must be a number in (0, 1), got {smoothing!r}")
             interval = as_time(update_interval if update_interval is not None else "1ba", "update_interval")
             self.half_life: Time | None = None
             self.smoothing = float(smoothing)
         else:
-            self.half_life = as_time(half_life if half_life is not None else "1000ba", "half_life")
+            self.half_life = as_time(half_life, "half_life")  # type: ignore[arg-type]  # not None: checked above
             if self.half_life.unit not in (TimeUnit.BATCH, TimeUnit.EPOCH) or not self.half_life.value > 0:
                 raise ValueError(f"half_life must be > 0 in 'ba' or 'ep', got {str(self.half_life)!r}")
             default_interval = Time(1, self.half_life.unit)
@@ -98,13 +115,12 @@ class EMA(GridAveragingAlgorithm):
                 )
             self.smoothing = 2.0 ** (-(float(interval.value) / float(self.half_life.value)))
         grid = SnapshotGrid(as_time(ema_start, "ema_start"), interval, "update_interval")
-        if warmup_gamma is not None and not warmup_gamma > 0:
-            raise ValueError(f"warmup_gamma must be > 0 (or None for no warm-up), got {warmup_gamma!r}")
-        if not warmup_power > 0:
-            raise ValueError(f"warmup_power must be > 0, got {warmup_power!r}")
-        super().__init__(grid, replace_at_fit_end, eval_with_average, offload)
-        self.warmup_gamma = warmup_gamma
-        self.warmup_power = warmup_power
+        gamma = None if warmup_gamma is None else check_positive(warmup_gamma, "warmup_gamma", "> 0 (or None for no warm-up)")
+        power = check_positive(warmup_power, "warmup_power", "> 0")
+        flags = (check_flag(replace_at_fit_end, "replace_at_fit_end"), check_flag(eval_with_average, "eval_with_average"))
+        super().__init__(grid, *flags, offload=check_flag(offload, "offload"))
+        self.warmup_gamma = gamma
+        self.warmup_power = power
         self.n_updates = 0
 
     @property
@@ -124,6 +140,13 @@ class EMA(GridAveragingAlgorithm):
     @property
     def _has_average(self) -> bool:
         return self.n_updates > 0
+
+    def locked_arguments(self) -> dict[str, str]:
+        if self.n_updates == 0:
+            return {}
+        why = f"the saved EMA of {self.n_updates} updates was built with the checkpoint's decay and grid"
+        # half_life is checked through the smoothing it gives: the same decay by another spelling is only a warning.
+        return dict.fromkeys(("smoothing", "update_interval", "ema_start", "warmup_gamma", "warmup_power"), why)
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         if event is Event.FIT_START:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from composer_swa.algorithms.arguments import check_flag
 from composer_swa.algorithms.averaging_algorithm import GridAveragingAlgorithm, SnapshotGrid
 from composer_swa.averaging.model_average import ModelAverage
 from composer_swa.events import Event
@@ -35,6 +36,11 @@ class LAWA(GridAveragingAlgorithm):
     snapshots only when it is needed (evaluation, FIT_END, ``state_dict``), so taking a snapshot
     costs one device-to-host copy.
 
+    Resuming: the checkpoint stores these arguments. Once it holds snapshots, a resumed run may not
+    change ``window``, ``interval`` or ``start``: the saved snapshots were taken and kept for the old
+    ones (a ValueError). Any other change is a warning naming it. A checkpoint written before
+    arguments were stored cannot be checked (a warning says so).
+
     Args:
         window: How many of the latest snapshots to average (``k``).
         interval: Time between snapshots, in ``ba`` or ``ep``.
@@ -54,6 +60,8 @@ class LAWA(GridAveragingAlgorithm):
         [12, 16, 20]
     """
 
+    stored_arguments: ClassVar[tuple[str, ...]] = ("window", "interval", "start", "replace_at_fit_end", "eval_with_average")
+
     def __init__(
         self,
         window: int = 5,
@@ -65,9 +73,9 @@ class LAWA(GridAveragingAlgorithm):
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be an int >= 1, got {window!r}")
         self.window = window
-        super().__init__(
-            SnapshotGrid.parse(start, interval, "start", "interval"), replace_at_fit_end, eval_with_average, offload=True
-        )
+        grid = SnapshotGrid.parse(start, interval, "start", "interval")
+        flags = (check_flag(replace_at_fit_end, "replace_at_fit_end"), check_flag(eval_with_average, "eval_with_average"))
+        super().__init__(grid, *flags, offload=True)
         self.snapshots: deque[ModelAverage] = deque()
         #: The completed-batch count of each snapshot in the window, oldest first.
         self.snapshot_batches: list[int] = []
@@ -85,6 +93,12 @@ class LAWA(GridAveragingAlgorithm):
     @property
     def _has_average(self) -> bool:
         return bool(self.snapshots)
+
+    def locked_arguments(self) -> dict[str, str]:
+        if not self.snapshot_batches:  # loaded at once; the snapshots themselves wait for FIT_START
+            return {}
+        why = f"the saved window holds snapshots after batches {self.snapshot_batches}, taken and kept for the old values"
+        return dict.fromkeys(("window", "interval", "start"), why)
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
         if event is Event.FIT_START:

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-__all__ = ["ANNEAL_STRATEGIES", "annealed_lr", "cyclic_lr", "normalize_anneal_strategy", "set_lrs"]
+__all__ = ["ANNEAL_STRATEGIES", "annealed_lr", "annealed_lrs", "cyclic_lr", "normalize_anneal_strategy", "set_lrs"]
 
 #: Accepted spellings (Composer's and PyTorch's) of each annealing strategy.
 ANNEAL_STRATEGIES = {"linear": "linear", "lin": "linear", "cosine": "cosine", "cos": "cosine"}
@@ -30,6 +30,27 @@ def annealed_lr(start: float, end: float, progress: float, strategy: str) -> flo
     if strategy == "cosine":
         return end + (start - end) * (1 + math.cos(math.pi * progress)) / 2
     return start + (end - start) * progress
+
+
+def annealed_lrs(
+    start_lrs: list[list[float]], target: float | list[float] | None, progress: float, strategy: str
+) -> list[list[float]]:
+    """:func:`annealed_lr` for every param group of every optimizer, from ``start_lrs[i][j]`` toward ``target``.
+
+    ``target`` is one LR for all groups, a list with one per group (the same for every optimizer), or
+    ``None`` to hold each group's start LR.
+
+    Example:
+        >>> annealed_lrs([[1.0, 0.5]], [0.2, 0.1], 0.5, "linear")
+        [[0.6, 0.3]]
+    """
+
+    def end(start: float, group: int) -> float:
+        if target is None:
+            return start
+        return target[group] if isinstance(target, list) else target
+
+    return [[annealed_lr(lr, end(lr, group), progress, strategy) for group, lr in enumerate(lrs)] for lrs in start_lrs]
 
 
 def cyclic_lr(high: float, low: float, step_in_cycle: int, cycle_length: int) -> float:

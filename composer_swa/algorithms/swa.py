@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from composer_swa.algorithms.arguments import (
+    check_count,
+    check_cyclic_lr,
+    check_flag,
+    check_interval,
+    check_one_lr_per_group,
+    check_resolved_window,
+    check_swa_lr,
+    check_swa_window,
+)
 from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
-from composer_swa.algorithms.lr_schedules import annealed_lr, cyclic_lr, normalize_anneal_strategy, set_lrs
+from composer_swa.algorithms.lr_schedules import annealed_lrs, cyclic_lr, normalize_anneal_strategy, set_lrs
 from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
 from composer_swa.events import Event
-from composer_swa.time import Time, TimeUnit, as_time
+from composer_swa.time import Time, TimeUnit
 
 if TYPE_CHECKING:
     from composer_swa.loggers import Logger
     from composer_swa.state import State
 
 __all__ = ["SWA"]
-
-
-def _check_window_time(time: Time, argument: str) -> None:
-    if time.unit is TimeUnit.DURATION and not 0.0 <= float(time.value) <= 1.0:
-        raise ValueError(f"{argument} in 'dur' must lie in [0, 1], got {str(time)!r}")
 
 
 class SWA(AveragingAlgorithm):
@@ -46,8 +52,15 @@ class SWA(AveragingAlgorithm):
     ``anneal_steps`` optimizer steps, then holds ``swa_lr`` (``swa_lr=None`` holds the starting LR).
     ``cyclic_lr=(high, low)`` is the paper's cyclic schedule instead: within each update interval the
     LR falls linearly from ``high`` to ``low`` and the average is taken at the low point. While SWA
-    owns the LR the user's schedulers do not step; at ``swa_end`` SWA restores the LR it found and
-    they resume where they paused.
+    owns the LR the user's schedulers do not step. When training goes on past ``swa_end``, SWA
+    restores there the LR it found and the schedulers resume where they paused; with ``swa_end`` at
+    the end of the run the LR stays at the value the last batch used.
+
+    Resuming: the checkpoint stores these arguments. A resumed run may change any with a warning
+    naming each change, except (a ValueError): ``swa_start`` and ``update_interval`` once the
+    average holds a snapshot (taken on the old grid); ``schedule_swa_lr`` and ``cyclic_lr`` while
+    averaging is under way (SWA recorded, or did not, the LR to restore); ``swa_end`` once the
+    average was swapped in. A checkpoint written before arguments were stored cannot be checked.
 
     Batch norm and memory: the average costs one fp32 copy of the parameters and floating buffers,
     on the model's device (``offload=True``: on the CPU). Integer buffers such as
@@ -61,7 +74,8 @@ class SWA(AveragingAlgorithm):
         schedule_swa_lr: Let SWA own the LR during the window (anneal to ``swa_lr``).
         anneal_strategy: ``"linear"``/``"lin"`` or ``"cosine"``/``"cos"``.
         anneal_steps: Optimizer steps of the anneal; 0 jumps to ``swa_lr``.
-        swa_lr: The LR to anneal to; ``None`` holds the LR in effect at ``swa_start``.
+        swa_lr: The LR to anneal to; a list gives one per param group (every optimizer must have that
+            many groups, checked at FIT_START); ``None`` holds the LR in effect at ``swa_start``.
         bn_update: Recompute batch-norm statistics after the swap (skipped for models without them).
         cyclic_lr: ``(high, low)`` for the paper's cyclic schedule, or ``None``.
         eval_with_average: Evaluate with the averaged weights during the window.
@@ -82,6 +96,10 @@ class SWA(AveragingAlgorithm):
     events: ClassVar[frozenset[Event]] = frozenset(
         {Event.FIT_START, Event.BATCH_START, Event.BATCH_END, Event.EPOCH_END, Event.EVAL_START, Event.EVAL_END, Event.FIT_END}
     )
+    stored_arguments: ClassVar[tuple[str, ...]] = (
+        "swa_start", "swa_end", "update_interval", "schedule_swa_lr", "anneal_strategy", "anneal_steps",
+        "swa_lr", "bn_update", "cyclic_lr", "eval_with_average", "offload",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -91,39 +109,23 @@ class SWA(AveragingAlgorithm):
         schedule_swa_lr: bool = False,
         anneal_strategy: str = "linear",
         anneal_steps: int = 10,
-        swa_lr: float | None = None,
+        swa_lr: float | Sequence[float] | None = None,
         bn_update: bool = True,
         cyclic_lr: tuple[float, float] | None = None,
         eval_with_average: bool = False,
         offload: bool = False,
     ) -> None:
-        self.swa_start = as_time(swa_start, "swa_start")
-        self.swa_end = as_time(swa_end, "swa_end")
-        _check_window_time(self.swa_start, "swa_start")
-        _check_window_time(self.swa_end, "swa_end")
-        if self.swa_start.unit is self.swa_end.unit and self.swa_start >= self.swa_end:
-            raise ValueError(
-                f"swa_start must be before swa_end, got swa_start={str(self.swa_start)!r}, swa_end={str(self.swa_end)!r}"
-            )
-        self.update_interval = as_time(update_interval, "update_interval")
-        if self.update_interval.unit not in (TimeUnit.BATCH, TimeUnit.EPOCH) or self.update_interval.value < 1:
-            raise ValueError(f"update_interval must be at least 1 in 'ba' or 'ep', got {str(self.update_interval)!r}")
+        self.swa_start, self.swa_end = check_swa_window(swa_start, swa_end)
+        self.update_interval = check_interval(update_interval, "update_interval")
         self.anneal_strategy = normalize_anneal_strategy(anneal_strategy)
-        if isinstance(anneal_steps, bool) or not isinstance(anneal_steps, int) or anneal_steps < 0:
-            raise ValueError(f"anneal_steps must be an int >= 0, got {anneal_steps!r}")
-        if swa_lr is not None and not swa_lr > 0:
-            raise ValueError(f"swa_lr must be > 0 (or None to hold the LR at swa_start), got {swa_lr!r}")
-        if cyclic_lr is not None:
-            if len(cyclic_lr) != 2 or not cyclic_lr[0] >= cyclic_lr[1] > 0:
-                raise ValueError(f"cyclic_lr must be (high, low) with high >= low > 0, got {cyclic_lr!r}")
-            if schedule_swa_lr:
-                raise ValueError("cyclic_lr and schedule_swa_lr=True both set the LR in the window; choose one")
-        self.schedule_swa_lr = schedule_swa_lr
-        self.anneal_steps = anneal_steps
-        self.swa_lr = swa_lr
-        self.bn_update = bn_update
-        self.cyclic_lr = (float(cyclic_lr[0]), float(cyclic_lr[1])) if cyclic_lr is not None else None
-        super().__init__(eval_with_average, offload)
+        self.anneal_steps = check_count(anneal_steps, "anneal_steps")
+        self.swa_lr = check_swa_lr(swa_lr)
+        self.cyclic_lr = check_cyclic_lr(cyclic_lr)
+        self.schedule_swa_lr = check_flag(schedule_swa_lr, "schedule_swa_lr")
+        if self.cyclic_lr is not None and self.schedule_swa_lr:
+            raise ValueError("cyclic_lr and schedule_swa_lr=True both set the LR in the window; choose one")
+        self.bn_update = check_flag(bn_update, "bn_update")
+        super().__init__(check_flag(eval_with_average, "eval_with_average"), check_flag(offload, "offload"))
 
         self.n_averaged = 0
         self.finished = False
@@ -188,17 +190,7 @@ class SWA(AveragingAlgorithm):
             )
 
     def _start(self, state: State) -> None:
-        start, end = state.to_batches(self.swa_start), state.to_batches(self.swa_end)
-        if end > state.max_batches:
-            raise ValueError(
-                f"swa_end={str(self.swa_end)!r} resolves to batch {end}, past the end of the run "
-                f"(max_duration={str(state.max_duration)!r} = {state.max_batches} batches)"
-            )
-        if start >= end:
-            raise ValueError(
-                f"swa_start must be before swa_end, got swa_start={str(self.swa_start)!r} (batch {start}) and "
-                f"swa_end={str(self.swa_end)!r} (batch {end})"
-            )
+        start, end = check_resolved_window(self.swa_start, self.swa_end, state, swapped_in=self.finished)
         self._updates_at_epoch_end = self.update_interval.unit is TimeUnit.EPOCH
         self._step = state.to_batches(self.update_interval)
         self._end = end
@@ -218,6 +210,7 @@ class SWA(AveragingAlgorithm):
                 f"SWA: the window holds a single update, so the 'average' is the weights at batch {self._first}", stacklevel=2
             )
 
+        check_one_lr_per_group(self.swa_lr if self.schedule_swa_lr else None, state.optimizers, "swa_lr")
         self._prepare_average(state)
         count = state.timestamp.batch_count
         if self._owns_lr and self._first <= count < end and not self.finished:
@@ -235,13 +228,7 @@ class SWA(AveragingAlgorithm):
             set_lrs(state.optimizers, [[lr] * len(lrs) for lrs in self._start_lrs])
             return
         progress = 1.0 if self.anneal_steps == 0 else (count - self._first + 1) / self.anneal_steps
-        set_lrs(
-            state.optimizers,
-            [
-                [annealed_lr(lr, self.swa_lr if self.swa_lr is not None else lr, progress, self.anneal_strategy) for lr in lrs]
-                for lrs in self._start_lrs
-            ],
-        )
+        set_lrs(state.optimizers, annealed_lrs(self._start_lrs, self.swa_lr, progress, self.anneal_strategy))
 
     def _update(self) -> None:
         assert self.average is not None
@@ -259,7 +246,10 @@ class SWA(AveragingAlgorithm):
             samples = recompute_batch_norm(state.model, state.train_dataloader, state.run_forward)
             message += f"; batch-norm statistics recomputed over {samples} samples"
         if state.lr_owner is self:
-            set_lrs(state.optimizers, self._start_lrs)
+            # Only a run that trains past swa_end needs the paused schedule back; at the end of the run the
+            # last logged LR stays the one the last batch used.
+            if self._end < state.max_batches:
+                set_lrs(state.optimizers, self._start_lrs)
             state.lr_owner = None
         self.finished = True
         logger.log_message(message, step=state.timestamp.batch_count)
@@ -267,6 +257,18 @@ class SWA(AveragingAlgorithm):
     @property
     def _has_average(self) -> bool:
         return self.n_averaged > 0
+
+    def locked_arguments(self) -> dict[str, str]:
+        locked: dict[str, str] = {}
+        if self.n_averaged > 0:
+            grid = f"the saved average holds {self.n_averaged} snapshots taken on the checkpoint's grid"
+            locked.update(swa_start=grid, update_interval=grid)
+        if self.n_averaged > 0 and not self.finished:
+            owner = "averaging is under way, and SWA recorded (or did not) at swa_start the LR to restore at swa_end"
+            locked.update(schedule_swa_lr=owner, cyclic_lr=owner)
+        if self.finished:
+            locked["swa_end"] = "the average already replaced the weights at the checkpoint's swa_end"
+        return locked
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from composer_swa.algorithms.arguments import check_positive
 from composer_swa.algorithms.swa import SWA
 from composer_swa.events import Algorithm, AlgorithmConflictError, Event
 from composer_swa.time import Time, TimeUnit, as_time
@@ -62,6 +63,11 @@ class SWATS(Algorithm):
     Cost: a few multi-tensor ops per Adam step and one host sync to read ``γ_k``; no extra copy of
     the weights. Nothing after the switch. Batch norm is untouched.
 
+    Resuming: the checkpoint stores ``switch_tolerance`` and ``switch_at``; a resumed run may change
+    them with a warning naming each change (the estimate so far does not depend on them, and after
+    the switch they no longer act). A checkpoint written before arguments were stored cannot be
+    checked (a warning says so).
+
     Args:
         switch_tolerance: ``ε``: switch when the bias-corrected estimate is this close to ``γ_k``.
         switch_at: Switch at this time at the latest (``"0.5dur"``, ``"10ep"``), or ``None``.
@@ -83,11 +89,10 @@ class SWATS(Algorithm):
 
     events: ClassVar[frozenset[Event]] = frozenset({Event.FIT_START, Event.BATCH_START, Event.BATCH_END, Event.FIT_END})
     replaces_optimizer: ClassVar[bool] = True
+    stored_arguments: ClassVar[tuple[str, ...]] = ("switch_tolerance", "switch_at")
 
     def __init__(self, switch_tolerance: float = 1e-9, switch_at: Time | str | None = None) -> None:
-        if isinstance(switch_tolerance, bool) or not isinstance(switch_tolerance, (int, float)) or not switch_tolerance > 0:
-            raise ValueError(f"switch_tolerance must be a number > 0, got {switch_tolerance!r}")
-        self.switch_tolerance = float(switch_tolerance)
+        self.switch_tolerance = check_positive(switch_tolerance, "switch_tolerance", "a number > 0")
         self.switch_at = as_time(switch_at, "switch_at") if switch_at is not None else None
         past_the_end = self.switch_at is not None and self.switch_at.unit is TimeUnit.DURATION and self.switch_at.value > 1
         if self.switch_at is not None and (self.switch_at.value <= 0 or past_the_end):

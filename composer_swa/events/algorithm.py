@@ -40,6 +40,9 @@ class Algorithm(ABC):
     #: Whether it swaps ``state.optimizers[i]`` for a new object (SWATS): only a loop that steps
     #: ``state.optimizers`` (our Trainer) follows that, so framework adapters refuse such an algorithm.
     replaces_optimizer: ClassVar[bool] = False
+    #: Constructor arguments stored in checkpoints beside :meth:`state_dict` (each read from the
+    #: attribute of that name) and compared with the resumed run's: see :mod:`composer_swa.events.arguments`.
+    stored_arguments: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def match(self, event: Event, state: State) -> bool:
@@ -55,6 +58,13 @@ class Algorithm(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores what :meth:`state_dict` returned."""
+
+    def locked_arguments(self) -> dict[str, str]:
+        """The stored arguments a resumed run may not change, given the state just loaded, each with why.
+
+        A change to any other stored argument is a warning; to one of these, a ValueError.
+        """
+        return {}
 
     def summary(self) -> dict[str, Any]:
         """What the algorithm did in this run, as plain values (``swa-train`` writes it to summary.json)."""

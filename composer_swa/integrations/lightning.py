@@ -117,10 +117,13 @@ class LightningCallback(FrameworkAdapter, pl.Callback):
 def _resolver(trainer: pl.Trainer, loader: Any) -> BatchResolver:
     """Times resolved against what Lightning knows: its estimated optimizer steps and steps per epoch."""
     total_steps = trainer.estimated_stepping_batches
-    if not math.isfinite(total_steps):
+    # Lightning estimates inf for max_epochs=-1, and max_steps itself (-1 when unset) over a dataloader without length.
+    if not math.isfinite(total_steps) or total_steps < 0:
+        loader_length = "a dataloader without length" if math.isinf(trainer.num_training_batches) else "its dataloader"
         raise ValueError(
             f"lightning.Trainer gives the run no length (max_steps={trainer.max_steps}, max_epochs={trainer.max_epochs}, "
-            "over a dataloader without one); set max_steps so 'dur' times and SWA's window can be resolved"
+            f"over {loader_length}, so estimated_stepping_batches={total_steps!r}); set max_steps so 'dur' times and "
+            "SWA's window can be resolved"
         )
     accumulate = trainer.accumulate_grad_batches
     batches = trainer.num_training_batches

@@ -196,3 +196,32 @@ def test_a_run_without_length_is_refused() -> None:
 def test_swats_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="SWATS replaces the optimizer object"):
         LightningCallback([SWATS()])
+
+
+def test_a_dataloader_without_length_and_no_max_steps_gets_the_adapters_refusal() -> None:
+    """Lightning estimates -1 steps here (its max_steps default): the refusal names the fix, not Time's -1 'ba'."""
+    module = TinyModule(initial_model())
+    trainer = pl.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
+        callbacks=[LightningCallback([SWA(swa_start="0.5dur", update_interval="1ba")], loggers=[])],
+    )  # fmt: skip
+    loader = torch.utils.data.DataLoader(_Stream(), batch_size=None)
+    with pytest.raises(
+        ValueError, match=r"gives the run no length \(max_steps=-1, max_epochs=2, over a dataloader without length.*set max_steps"
+    ):
+        trainer.fit(module, train_dataloaders=loader)
+
+
+def test_resuming_with_other_algorithm_arguments_warns_or_is_refused(tmp_path: Path) -> None:
+    """The arguments travel in Lightning's checkpoint too: another swa_lr is a warning, another grid an error."""
+    checkpoints = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, every_n_epochs=1, filename="{epoch}")
+    lightning_run([swa()], [checkpoints], enable_checkpointing=True)
+    checkpoint = str(tmp_path / "epoch=1.ckpt")  # two snapshots in
+
+    with pytest.raises(ValueError, match=r"SWA: .*update_interval '2ba' → '1ba'.*resume with update_interval='2ba'"):
+        lightning_run([SWA(swa_start="0.5dur", update_interval="1ba", schedule_swa_lr=True, swa_lr=0.01, anneal_steps=3)],
+                      ckpt_path=checkpoint)  # fmt: skip
+    other_lr = SWA(swa_start="0.5dur", update_interval="2ba", schedule_swa_lr=True, swa_lr=0.02, anneal_steps=3)
+    with pytest.warns(UserWarning, match=r"SWA: this run changes arguments of the checkpoint's \(swa_lr 0.01 → 0.02\)"):
+        lightning_run([other_lr], ckpt_path=checkpoint)
+    assert other_lr.n_averaged == 6
