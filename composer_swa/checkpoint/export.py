@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text
 from composer_swa.distributed.process_group import distributed_info
 from composer_swa.distributed.sharded import full_model_state_dict, full_tensor, local_tensor
 from composer_swa.distributed.wrapping import is_sharded
+from composer_swa.loggers.strict_json import strict_dumps
 
 if TYPE_CHECKING:
     from composer_swa.state import State
@@ -41,6 +41,7 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
         >>> from composer_swa import State
         >>> state = State(model=torch.nn.Linear(2, 2), max_duration="1ep", train_dataloader=[0])
         >>> path = export_weights(state, tempfile.mkdtemp())
+        >>> import json
         >>> sorted(json.loads(path.read_text())["files"])
         ['model.safetensors']
     """
@@ -78,7 +79,7 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
     summary = {"timestamp": timestamp, "files": files, **(extra or {})}
     path = folder / "export.json"
     if writes:
-        atomic_write_text(path, json.dumps(summary, indent=2, default=str) + "\n")
+        atomic_write_text(path, strict_dumps(summary, indent=2, default=str) + "\n")
     return path
 
 
