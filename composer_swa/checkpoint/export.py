@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file, save_model
 
 from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text
+from composer_swa.checkpoint.finite import check_finite
 from composer_swa.distributed.process_group import distributed_info
 from composer_swa.distributed.sharded import full_model_state_dict, full_tensor, local_tensor
 from composer_swa.distributed.wrapping import is_sharded
@@ -25,7 +26,9 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
     ``<key>-average.safetensors`` (its fp32 average) and ``<key>-training.safetensors`` (the training
     weights it replaced at FIT_END), plus ``export.json`` describing them. Returns ``export.json``'s path.
 
-    Every file is written atomically. Tied weights are stored once in ``model.safetensors`` (load it
+    Every file is written atomically, and only when each of its tensors is finite (else
+    :class:`~composer_swa.checkpoint.finite.NonFiniteError`); a full disk raises
+    :class:`~composer_swa.checkpoint.atomic.DiskFullError` naming the file. Tied weights are stored once in ``model.safetensors`` (load it
     with ``safetensors.torch.load_model``); the other files hold every tensor under its own name.
 
     Under torch.distributed every process must call it (FSDP2 shards are gathered, a collective) and
@@ -59,9 +62,12 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
             _write_safetensors(folder / "model.safetensors", model_weights, metadata)
     else:
         model_weights = state.model.state_dict()
+        check_finite(model_weights.items(), str(folder / "model.safetensors"))
         if writes:
             atomic_write(
-                folder / "model.safetensors", lambda temporary: save_model(state.model, str(temporary), metadata=metadata)
+                folder / "model.safetensors",
+                lambda temporary: save_model(state.model, str(temporary), metadata=metadata),
+                size_hint=_bytes(model_weights),
             )
     files["model.safetensors"] = {"weights": "final", "dtype": _dtypes(model_weights.values())}
     for key, algorithm in zip(unique_keys(state.algorithms), state.algorithms):
@@ -93,7 +99,12 @@ def _own_copies(tensors: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
+    check_finite(tensors.items(), str(path))
+    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata), size_hint=_bytes(tensors))
+
+
+def _bytes(tensors: dict[str, Any]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values() if isinstance(t, torch.Tensor))
 
 
 def _dtypes(tensors: Any) -> list[str]:
