@@ -93,12 +93,12 @@ class SWATS(Algorithm):
     events: ClassVar[frozenset[Event]] = frozenset({Event.FIT_START, Event.BATCH_START, Event.BATCH_END, Event.FIT_END})
     replaces_optimizer: ClassVar[bool] = True
 
-    def __init__(
-        self, switch_tolerance: float = 1e-9, switch_at: Time | str | None = None, max_lr_ratio: float = 1000.0
-    ) -> None:
+    def __init__(self, switch_tolerance: float = 1e-9, switch_at: Time | str | None = None, max_lr_ratio: float = 1000.0) -> None:
         for argument, value in (("switch_tolerance", switch_tolerance), ("max_lr_ratio", max_lr_ratio)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise ValueError(f"{argument} must be a number > 0, got {value!r}" + ("; a finite one" if value == math.inf else ""))
+                raise ValueError(
+                    f"{argument} must be a number > 0, got {value!r}" + ("; a finite one" if value == math.inf else "")
+                )
         self.switch_tolerance = float(switch_tolerance)
         self.max_lr_ratio = float(max_lr_ratio)
         self.switch_at = as_time(switch_at, "switch_at") if switch_at is not None else None

@@ -20,14 +20,19 @@ class DiskFullError(OSError):
     """No space left for a file: names the file, the bytes it needs (when known) and the bytes free.
 
     Example:
-        >>> str(DiskFullError(Path("ckpt/ep1-ba8.pt"), needed=5 << 20, free=1 << 20))
-        "[Errno 28] No space left on device for 'ckpt/ep1-ba8.pt': it needs about 5.0 MiB, 1.0 MiB are free there; free some space or write elsewhere"
+        >>> error = DiskFullError(Path("ckpt/ep1-ba8.pt"), needed=5 << 20, free=1 << 20)
+        >>> error.strerror.split(": ")[1]
+        'it needs about 5.0 MiB, 1.0 MiB are free there; free some space or write elsewhere'
+        >>> error.errno == errno.ENOSPC and isinstance(error, OSError)
+        True
     """
 
     def __init__(self, path: Path, needed: int | None, free: int | None) -> None:
         need = f"it needs about {_size(needed)}" if needed is not None else "it did not fit"
         have = f", {_size(free)} are free there" if free is not None else ""
-        super().__init__(errno.ENOSPC, f"No space left on device for {str(path)!r}: {need}{have}; free some space or write elsewhere")
+        super().__init__(
+            errno.ENOSPC, f"No space left on device for {str(path)!r}: {need}{have}; free some space or write elsewhere"
+        )
         self.path, self.needed, self.free = path, needed, free
 
 
@@ -58,6 +63,7 @@ def _as_write_error(error: BaseException, path: Path, size_hint: int | None) -> 
             return DiskFullError(path, size_hint, free)
         return OSError(errno.EIO, f"could not write {str(path)!r}: {str(error).strip().splitlines()[0]}")
     return None
+
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)

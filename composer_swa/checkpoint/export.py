@@ -28,8 +28,9 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
 
     Every file is written atomically, and only when each of its tensors is finite (else
     :class:`~composer_swa.checkpoint.finite.NonFiniteError`); a full disk raises
-    :class:`~composer_swa.checkpoint.atomic.DiskFullError` naming the file. Tied weights are stored once in ``model.safetensors`` (load it
-    with ``safetensors.torch.load_model``); the other files hold every tensor under its own name.
+    :class:`~composer_swa.checkpoint.atomic.DiskFullError` naming the file. Tied weights are stored
+    once in ``model.safetensors`` (load it with ``safetensors.torch.load_model``); the other files hold
+    every tensor under its own name.
 
     Under torch.distributed every process must call it (FSDP2 shards are gathered, a collective) and
     process 0 alone writes.

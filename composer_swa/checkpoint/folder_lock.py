@@ -122,4 +122,8 @@ def owning_save_folder(folder: Path | None, device: torch.device) -> Iterator[li
         if any_rank(refused is not None, device):  # every process stops when process 0 could not lock
             raise refused or SaveFolderInUseError(f"save_folder {str(folder)!r} is in use by another run (see process 0)")
         removed = clean_orphans(folder) if rank_zero else []
-        yield [f"removed {len(removed)} temporary file(s) left by interrupted writes: {[p.name for p in removed]}"] if removed else []
+        yield (
+            [f"removed {len(removed)} temporary file(s) left by interrupted writes: {[p.name for p in removed]}"]
+            if removed
+            else []
+        )

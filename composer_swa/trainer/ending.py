@@ -46,7 +46,9 @@ def _save_or_warn(trainer: Trainer) -> None:
     try:
         trainer._save_checkpoint()
     except OSError as error:  # a full disk should not end a long run; the last checkpoint is intact
-        message = f"could not write a checkpoint at {trainer.state.timestamp}: {error}; the previous one is intact, training goes on"
+        message = (
+            f"could not write a checkpoint at {trainer.state.timestamp}: {error}; the previous one is intact, training goes on"
+        )
         warnings.warn(message, stacklevel=3)
         trainer.logger.log_message(message, step=trainer.state.timestamp.batch_count)
 
@@ -63,6 +65,7 @@ def save_at_boundary(trainer: Trainer, epoch_ended: bool) -> None:
 def finish_fit(trainer: Trainer) -> None:
     """After the last batch: the final checkpoint, FIT_END, the last evaluation and the export of ``final/``."""
     state, checkpointer = trainer.state, trainer.checkpointer
+    folder = checkpointer.save_folder
     trainer._guard.check_run()
     if checkpointer.saving and checkpointer.last_saved_batch != state.timestamp.batch_count:
         _save_or_warn(trainer)  # before FIT_END: resuming it replays FIT_END
@@ -70,10 +73,10 @@ def finish_fit(trainer: Trainer) -> None:
     if trace := trainer.engine.trace_summary():
         trainer.logger.log_message("algorithm trace, events each acted on:\n" + trace, step=state.timestamp.batch_count)
     if (signal_name := _signalled(trainer)) is not None:  # the export is left to the resumed run
-        raise _preempted(trainer, signal_name, checkpointer.last_saved_path or Path(str(checkpointer.save_folder)))
+        raise _preempted(trainer, signal_name, checkpointer.last_saved_path or Path(str(folder)))
     if state.eval_dataloader is not None and trainer._last_eval_batch != state.timestamp.batch_count:
         trainer.eval()
-    if checkpointer.save_folder is not None:
-        export_weights(state, checkpointer.save_folder / "final")
+    if folder is not None:
+        export_weights(state, folder / "final")
     if (signal_name := _signalled(trainer)) is not None:  # it arrived during the export, which completed
-        raise _preempted(trainer, signal_name, checkpointer.last_saved_path or checkpointer.save_folder / "final")
+        raise _preempted(trainer, signal_name, checkpointer.last_saved_path or Path(str(folder)) / "final")

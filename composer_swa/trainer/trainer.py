@@ -203,7 +203,9 @@ class Trainer:
             checkpointer.resolve(state)
             eval_every = self._eval_every_batches()
             show = self.progress_bar and sys.stderr.isatty()
-            with tqdm(total=state.max_batches, initial=state.timestamp.batch_count, unit="ba", dynamic_ncols=True, disable=not show) as bar:
+            with tqdm(
+                total=state.max_batches, initial=state.timestamp.batch_count, unit="ba", dynamic_ncols=True, disable=not show
+            ) as bar:
                 while not state.is_finished:
                     epoch_complete = True
                     for batch in self._epoch_batches(resumed):

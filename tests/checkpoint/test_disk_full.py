@@ -36,7 +36,9 @@ def test_enospc_is_reported_as_a_full_disk_naming_the_file_and_the_bytes(tmp_pat
     monkeypatch.setattr(checkpoint_files.torch, "save", no_space)
     path = tmp_path / "ep1-ba8.pt"
 
-    with pytest.raises(DiskFullError, match=rf"No space left on device for '{path}': it needs about 3\.9 KiB, .* are free") as caught:
+    with pytest.raises(
+        DiskFullError, match=rf"No space left on device for '{path}': it needs about 3\.9 KiB, .* are free"
+    ) as caught:
         write_checkpoint(PAYLOAD, path)
 
     assert caught.value.errno == errno.ENOSPC and caught.value.needed == 4000

@@ -18,6 +18,7 @@ from composer_swa.checkpoint.folder_lock import LOCK_NAME, SaveFolderInUseError,
 from composer_swa.loggers import Logger
 from tests.checkpoint.resume_run import build
 
+
 def _hold(folder: Path, ready: Connection, release: Connection) -> None:
     with owning_save_folder(folder, torch.device("cpu")):
         ready.send("locked")
