@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelStructureError", "RunGuard"]
 
+_FOLD_EVERY = 64  # losses kept before they are reduced on the device
+_NONE = 2**62  # "no bad batch": larger than any batch number
+
 
 class ModelStructureError(RuntimeError):
     """The model's parameters changed during training (a layer replaced in ``forward``, say).
@@ -51,27 +54,43 @@ class RunGuard:
         self.device = device
         #: The run's parameters as they were at the start: name -> (tensor id, shape).
         self._layout = _layout(model)
-        self._first_bad_batch: torch.Tensor | None = None  # -1 while every loss was finite
+        #: Losses not yet folded into the flag, with their batch numbers (no device work per step).
+        self._pending: list[torch.Tensor] = []
+        self._pending_batches: list[int] = []
+        self._first_bad_batch: torch.Tensor | None = None  # _NONE while every loss was finite
         self._first_bad_loss: torch.Tensor | None = None
 
     def note_loss(self, loss: torch.Tensor, batch: int) -> None:
-        """Folds ``loss`` (of the run's ``batch``-th batch, counted from 1) into the flag; no host sync."""
-        loss = loss.detach()
-        if self._first_bad_batch is None:
-            self._first_bad_batch = torch.full((), -1, dtype=torch.long, device=loss.device)
-            self._first_bad_loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
-        assert self._first_bad_loss is not None
-        first = (self._first_bad_batch < 0) & ~torch.isfinite(loss)
-        self._first_bad_batch = torch.where(first, batch, self._first_bad_batch)
-        self._first_bad_loss = torch.where(first, loss.to(self._first_bad_loss.dtype), self._first_bad_loss)
+        """Keeps ``loss`` (of the run's ``batch``-th batch, counted from 1) for the next check; no host sync."""
+        self._pending.append(loss.detach())
+        self._pending_batches.append(batch)
+        if len(self._pending) >= _FOLD_EVERY:  # bounded memory however rarely the run checks
+            self._fold()
+
+    def _fold(self) -> None:
+        """Reduces the pending losses into the first bad batch and its loss, on the device."""
+        if not self._pending:
+            return
+        losses = torch.stack([loss.float() for loss in self._pending])
+        batches = torch.tensor(self._pending_batches, device=losses.device)
+        self._pending, self._pending_batches = [], []
+        ranked = torch.where(torch.isfinite(losses), _NONE, batches)
+        index = torch.argmin(ranked)
+        if self._first_bad_batch is None or self._first_bad_loss is None:
+            self._first_bad_batch, self._first_bad_loss = ranked[index], losses[index]
+            return
+        earlier = self._first_bad_batch <= ranked[index]
+        self._first_bad_loss = torch.where(earlier, self._first_bad_loss, losses[index])
+        self._first_bad_batch = torch.minimum(self._first_bad_batch, ranked[index])
 
     def check_losses(self) -> None:
         """Raises :class:`NonFiniteError` naming the first batch whose training loss was NaN or infinite."""
-        batch = int(self._first_bad_batch) if self._first_bad_batch is not None else -1
-        if not any_rank(batch >= 0, self.device):
+        self._fold()
+        batch = int(self._first_bad_batch) if self._first_bad_batch is not None else _NONE
+        if not any_rank(batch != _NONE, self.device):
             return
-        value = float(self._first_bad_loss) if batch >= 0 and self._first_bad_loss is not None else "not finite"
-        where = f"at batch {batch} (counted from 1)" if batch >= 0 else "on another process"
+        value = float(self._first_bad_loss) if batch != _NONE and self._first_bad_loss is not None else "not finite"
+        where = f"at batch {batch} (counted from 1)" if batch != _NONE else "on another process"
         raise NonFiniteError(
             f"the training loss is {value} {where}; training stopped before saving, averaging or exporting it. "
             "Lower the learning rate, clip gradients, or check that batch's data for NaN or infinite values"
