@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -51,6 +52,12 @@ class SWATS(Algorithm):
     ``v ← β1 v + g, w ← w - (1 - β1) Λ v``. ``switch_at`` forces the switch at a given time with the
     estimate so far. The paper's tolerance is 1e-9; later users report needing about 1e-5.
 
+    The estimate is guarded, since a forced switch (``switch_at``) takes it before it settles and a
+    near-orthogonal Adam step makes ``γ_k`` explode (an MLP at Adam lr 0.01 got SGD lr 10^4 and trained
+    to NaN). Steps whose ``γ_k`` is not finite are not averaged in. At the switch, an estimate that is
+    not finite or not positive keeps Adam; one above ``max_lr_ratio`` times Adam's (largest) learning
+    rate is capped there. Either way a warning says so.
+
     After the switch: param groups keep their LR ratios (the largest gets ``(1 - β1) Λ``) and weight
     decay; the user's schedulers are moved to the new optimizer with their base LRs rescaled, so the
     schedule keeps its shape. A loop that holds its own reference to the optimizer must read
@@ -71,6 +78,8 @@ class SWATS(Algorithm):
     Args:
         switch_tolerance: ``ε``: switch when the bias-corrected estimate is this close to ``γ_k``.
         switch_at: Switch at this time at the latest (``"0.5dur"``, ``"10ep"``), or ``None``.
+        max_lr_ratio: The SGD learning rate is at most this times Adam's. The paper's runs switch
+            from Adam at 1e-3 to SGD at about 0.5 (a ratio near 500), hence the default 1000.
 
     Example:
         >>> import torch
@@ -89,10 +98,11 @@ class SWATS(Algorithm):
 
     events: ClassVar[frozenset[Event]] = frozenset({Event.FIT_START, Event.BATCH_START, Event.BATCH_END, Event.FIT_END})
     replaces_optimizer: ClassVar[bool] = True
-    stored_arguments: ClassVar[tuple[str, ...]] = ("switch_tolerance", "switch_at")
+    stored_arguments: ClassVar[tuple[str, ...]] = ("switch_tolerance", "switch_at", "max_lr_ratio")
 
-    def __init__(self, switch_tolerance: float = 1e-9, switch_at: Time | str | None = None) -> None:
+    def __init__(self, switch_tolerance: float = 1e-9, switch_at: Time | str | None = None, max_lr_ratio: float = 1000.0) -> None:
         self.switch_tolerance = check_positive(switch_tolerance, "switch_tolerance", "a number > 0")
+        self.max_lr_ratio = check_positive(max_lr_ratio, "max_lr_ratio", "a finite number > 0")
         self.switch_at = as_time(switch_at, "switch_at") if switch_at is not None else None
         past_the_end = self.switch_at is not None and self.switch_at.unit is TimeUnit.DURATION and self.switch_at.value > 1
         if self.switch_at is not None and (self.switch_at.value <= 0 or past_the_end):
@@ -176,8 +186,11 @@ class SWATS(Algorithm):
             step_dot_grad -= scale * float(dots)
         if step_dot_grad == 0:
             return  # the paper's guard: no projection to take
+        gamma = step_sq / -step_dot_grad
+        if not math.isfinite(gamma):
+            return  # a non-finite gradient or step: averaging it in would poison every later estimate
         estimate.steps += 1
-        estimate.gamma = step_sq / -step_dot_grad
+        estimate.gamma = gamma
         estimate.ema = beta2 * estimate.ema + (1 - beta2) * estimate.gamma
         if estimate.steps > 1 and abs(estimate.corrected(beta2) - estimate.gamma) < self.switch_tolerance:
             estimate.converged = True
@@ -192,14 +205,10 @@ class SWATS(Algorithm):
         for index, estimate in self.estimates.items():
             adam = state.optimizers[index]
             beta1, beta2 = adam.param_groups[0]["betas"]
-            sgd_lr = (1 - beta1) * estimate.corrected(beta2)
-            if sgd_lr <= 0:
-                logger.log_message(
-                    f"SWATS: no positive SGD learning rate estimated for optimizer {index}; it stays {type(adam).__name__}",
-                    step=state.timestamp.batch_count,
-                )
-                continue
             largest = max(group["lr"] for group in adam.param_groups)
+            sgd_lr = self._guarded_lr(index, (1 - beta1) * estimate.corrected(beta2), largest, state, logger)
+            if sgd_lr is None:
+                continue
             estimate.sgd_lrs = [sgd_lr * group["lr"] / largest if largest > 0 else sgd_lr for group in adam.param_groups]
             state.optimizers[index] = _sgd_like(adam, estimate.sgd_lrs, momentum=beta1)
             _move_schedulers(state, adam, state.optimizers[index])
@@ -208,6 +217,24 @@ class SWATS(Algorithm):
         self.switched_at_batch = state.timestamp.batch_count
         self._remove_hooks()
         logger.log_message("SWATS: switched " + "; ".join(lines), step=state.timestamp.batch_count)
+
+    def _guarded_lr(self, index: int, sgd_lr: float, adam_lr: float, state: State, logger: Logger) -> float | None:
+        """The estimate, capped at ``max_lr_ratio * adam_lr``; ``None`` (stay with Adam) when it is unusable."""
+        step = state.timestamp.batch_count
+        if not math.isfinite(sgd_lr) or sgd_lr <= 0:
+            message = f"SWATS: the SGD learning rate estimated for optimizer {index} is {sgd_lr!r}; it stays Adam"
+        elif adam_lr > 0 and sgd_lr > self.max_lr_ratio * adam_lr:
+            cap = self.max_lr_ratio * adam_lr
+            message = (
+                f"SWATS: the SGD learning rate estimated for optimizer {index}, {sgd_lr:.4g}, is more than "
+                f"max_lr_ratio={self.max_lr_ratio:g} times Adam's {adam_lr:.4g}; capped at {cap:.4g}"
+            )
+            sgd_lr = cap
+        else:
+            return sgd_lr
+        warnings.warn(message, stacklevel=2)
+        logger.log_message(message, step=step)
+        return sgd_lr if math.isfinite(sgd_lr) and sgd_lr > 0 else None
 
     def _remove_hooks(self) -> None:
         for hook in self._hooks:

@@ -2,12 +2,68 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text", "fsync_folder"]
+__all__ = ["DiskFullError", "atomic_write", "atomic_write_text", "fsync_folder"]
+
+#: torch.save reports a failed write (a full disk among others) as a RuntimeError from its zip writer.
+_TORCH_WRITE_FAILURES = ("PytorchStreamWriter", "inline_container", "file write failed")
+_NEARLY_FULL = 64 << 20  # with no size to compare, less than this free after a failed write is a full disk
+
+
+class DiskFullError(OSError):
+    """No space left for a file: names the file, the bytes it needs (when known) and the bytes free.
+
+    Example:
+        >>> error = DiskFullError(Path("ckpt/ep1-ba8.pt"), needed=5 << 20, free=1 << 20)
+        >>> error.strerror.split(": ")[1]
+        'it needs about 5.0 MiB, 1.0 MiB are free there; free some space or write elsewhere'
+        >>> error.errno == errno.ENOSPC and isinstance(error, OSError)
+        True
+    """
+
+    def __init__(self, path: Path, needed: int | None, free: int | None) -> None:
+        need = f"it needs about {_size(needed)}" if needed is not None else "it did not fit"
+        have = f", {_size(free)} are free there" if free is not None else ""
+        super().__init__(
+            errno.ENOSPC, f"No space left on device for {str(path)!r}: {need}{have}; free some space or write elsewhere"
+        )
+        self.path, self.needed, self.free = path, needed, free
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _as_write_error(error: BaseException, path: Path, size_hint: int | None) -> OSError | None:
+    """A full disk as :class:`DiskFullError`; torch's other write failures as ``OSError``; else ``None``."""
+    if isinstance(error, DiskFullError):
+        return None
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(path, size_hint, _free_bytes(path.parent))
+    if isinstance(error, RuntimeError) and any(marker in str(error) for marker in _TORCH_WRITE_FAILURES):
+        free = _free_bytes(path.parent)
+        if free is not None and free < (size_hint if size_hint is not None else _NEARLY_FULL):
+            return DiskFullError(path, size_hint, free)
+        return OSError(errno.EIO, f"could not write {str(path)!r}: {str(error).strip().splitlines()[0]}")
+    return None
+
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -27,11 +83,13 @@ def fsync_folder(folder: Path) -> None:
         os.close(handle)
 
 
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object], size_hint: int | None = None) -> None:
     """Calls ``write(temporary_path)`` in ``path``'s folder, flushes it, renames it over ``path``, flushes the folder.
 
     A failed write (a full disk, an exception in ``write``) removes the temporary file, leaves the
-    previous ``path`` exactly as it was, and re-raises.
+    previous ``path`` exactly as it was, and re-raises; a full disk (``ENOSPC``, or torch's
+    ``RuntimeError`` from its zip writer with the disk nearly full) as :class:`DiskFullError` naming
+    ``path`` and ``size_hint``, the bytes the file needs, when given.
 
     Example:
         >>> import tempfile
@@ -49,8 +107,11 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
             os.fsync(file.fileno())
         os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes it private; give it the usual permissions
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        translated = _as_write_error(error, path, size_hint)
+        if translated is not None:
+            raise translated from error
         raise
     fsync_folder(path.parent)
 

@@ -21,9 +21,10 @@ from composer_swa.checkpoint.files import (
     remove_checkpoint,
     write_checkpoint,
 )
+from composer_swa.checkpoint.finite import NonFiniteError, describe, first_non_finite, named_tensors
 from composer_swa.checkpoint.rng import capture_rng, restore_rng
 from composer_swa.checkpoint.weights import load_model_weights
-from composer_swa.distributed.process_group import all_gather_objects, distributed_info
+from composer_swa.distributed.process_group import all_gather_objects, any_rank, distributed_info
 from composer_swa.time import Time, TimeUnit, as_time
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ class Checkpointer:
             raise ValueError("load_weights_only=True needs a load_path to take the weights from")
         self.load_weights_only = load_weights_only
         self.last_saved_batch: int | None = None
+        #: The checkpoint the last successful :meth:`save` wrote.
+        self.last_saved_path: Path | None = None
         #: What the last :meth:`restore` loaded and skipped, for the run's log.
         self.notes: list[str] = []
         self._restored = False
@@ -186,7 +189,10 @@ class Checkpointer:
     def save(self, state: State, engine: Engine, scaler: Any, epoch_rng: dict[str, Any]) -> Path:
         """Writes a checkpoint atomically, then prunes the oldest beyond ``save_num_checkpoints_to_keep``.
 
-        Every process calls it; process 0 writes.
+        Every process calls it; process 0 writes. A state holding a NaN or an infinity (the model, the
+        optimizers, an average) is refused with :class:`~composer_swa.checkpoint.finite.NonFiniteError`
+        before anything is written or pruned, so the newest checkpoint is always a finite one. A full
+        disk raises :class:`~composer_swa.checkpoint.atomic.DiskFullError` and prunes nothing.
         """
         assert self.save_folder is not None
         timestamp = state.timestamp
@@ -194,8 +200,13 @@ class Checkpointer:
         rng = capture_rng(state.train_dataloader)
         per_rank = all_gather_objects({"rng": rng, "epoch_rng": epoch_rng})
         model_state = state.state_dict()  # a collective under FSDP2: every process gathers its shards
+        found = first_non_finite(named_tensors(model_state))
+        if any_rank(found is not None, state.device):
+            detail = describe(*found) if found is not None else "a tensor on another process is not finite"
+            raise NonFiniteError(f"refusing to write checkpoint {path.name}: {detail}; the last finite checkpoint is kept")
         self.last_saved_batch = timestamp.batch_count
         if not distributed_info().is_rank_zero:
+            self.last_saved_path = path
             return path
         payload = {
             "format": CHECKPOINT_FORMAT,
@@ -210,6 +221,7 @@ class Checkpointer:
             "versions": {"torch": str(torch.__version__), "python": platform.python_version()},
         }
         write_checkpoint(payload, path)
+        self.last_saved_path = path
         if self.keep > 0:
             for old in list_checkpoints(self.save_folder)[: -self.keep]:
                 remove_checkpoint(old)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,9 +9,11 @@ import torch
 from safetensors.torch import save_file, save_model
 
 from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text
+from composer_swa.checkpoint.finite import check_finite
 from composer_swa.distributed.process_group import distributed_info
 from composer_swa.distributed.sharded import full_model_state_dict, full_tensor, local_tensor
 from composer_swa.distributed.wrapping import is_sharded
+from composer_swa.loggers.strict_json import strict_dumps
 
 if TYPE_CHECKING:
     from composer_swa.state import State
@@ -25,8 +26,11 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
     ``<key>-average.safetensors`` (its fp32 average) and ``<key>-training.safetensors`` (the training
     weights it replaced at FIT_END), plus ``export.json`` describing them. Returns ``export.json``'s path.
 
-    Every file is written atomically. Tied weights are stored once in ``model.safetensors`` (load it
-    with ``safetensors.torch.load_model``); the other files hold every tensor under its own name.
+    Every file is written atomically, and only when each of its tensors is finite (else
+    :class:`~composer_swa.checkpoint.finite.NonFiniteError`); a full disk raises
+    :class:`~composer_swa.checkpoint.atomic.DiskFullError` naming the file. Tied weights are stored
+    once in ``model.safetensors`` (load it with ``safetensors.torch.load_model``); the other files hold
+    every tensor under its own name.
 
     Under torch.distributed every process must call it (FSDP2 shards are gathered, a collective) and
     process 0 alone writes.
@@ -41,6 +45,7 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
         >>> from composer_swa import State
         >>> state = State(model=torch.nn.Linear(2, 2), max_duration="1ep", train_dataloader=[0])
         >>> path = export_weights(state, tempfile.mkdtemp())
+        >>> import json
         >>> sorted(json.loads(path.read_text())["files"])
         ['model.safetensors']
     """
@@ -58,9 +63,12 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
             _write_safetensors(folder / "model.safetensors", model_weights, metadata)
     else:
         model_weights = state.model.state_dict()
+        check_finite(model_weights.items(), str(folder / "model.safetensors"))
         if writes:
             atomic_write(
-                folder / "model.safetensors", lambda temporary: save_model(state.model, str(temporary), metadata=metadata)
+                folder / "model.safetensors",
+                lambda temporary: save_model(state.model, str(temporary), metadata=metadata),
+                size_hint=_bytes(model_weights),
             )
     files["model.safetensors"] = {"weights": "final", "dtype": _dtypes(model_weights.values())}
     for key, algorithm in zip(unique_keys(state.algorithms), state.algorithms):
@@ -78,7 +86,7 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
     summary = {"timestamp": timestamp, "files": files, **(extra or {})}
     path = folder / "export.json"
     if writes:
-        atomic_write_text(path, json.dumps(summary, indent=2, default=str) + "\n")
+        atomic_write_text(path, strict_dumps(summary, indent=2, default=str) + "\n")
     return path
 
 
@@ -92,7 +100,12 @@ def _own_copies(tensors: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
+    check_finite(tensors.items(), str(path))
+    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata), size_hint=_bytes(tensors))
+
+
+def _bytes(tensors: dict[str, Any]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values() if isinstance(t, torch.Tensor))
 
 
 def _dtypes(tensors: Any) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text
+from composer_swa.checkpoint.finite import named_tensors
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -81,8 +82,12 @@ def write_checkpoint(payload: dict[str, Any], path: Path) -> None:
         torch.save(payload, temporary)
         digest.append(_sha256(temporary))
 
-    atomic_write(path, save)
-    atomic_write_text(_digest_path(path), f"{digest[0]}  {path.name}\n")
+    atomic_write(path, save, size_hint=sum(t.numel() * t.element_size() for _, t in named_tensors(payload)))
+    try:
+        atomic_write_text(_digest_path(path), f"{digest[0]}  {path.name}\n")
+    except BaseException:
+        path.unlink(missing_ok=True)  # a checkpoint without its digest would be trusted unchecked
+        raise
 
 
 def remove_checkpoint(path: Path) -> None:

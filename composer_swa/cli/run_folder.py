@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import yaml
 import composer_swa
 from composer_swa.checkpoint import atomic_write_text
 from composer_swa.config import RunConfig
+from composer_swa.loggers.strict_json import strict_dumps
 from composer_swa.state import unique_keys
 from composer_swa.trainer import Trainer
 
@@ -41,4 +41,5 @@ def summarize_run(trainer: Trainer, config_path: str, run_dir: Path, seconds: fl
 
 
 def write_summary(summary: dict[str, Any], path: Path) -> None:
-    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+    """Writes ``summary`` as strict JSON: a NaN or infinite metric is written as ``null``."""
+    atomic_write_text(path, strict_dumps(summary, indent=2) + "\n")

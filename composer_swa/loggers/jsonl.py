@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from composer_swa.loggers.strict_json import strict_dumps
 
 __all__ = ["JSONLinesLogger"]
 
@@ -13,7 +14,8 @@ __all__ = ["JSONLinesLogger"]
 class JSONLinesLogger:
     """Appends ``{"step": ..., "time": ..., <metrics>}`` lines to ``path``.
 
-    Lines are flushed as written, so a run that dies keeps every record up to its last line.
+    Lines are flushed as written, so a run that dies keeps every record up to its last line. Each line
+    is strict JSON: a NaN or infinite value is written as ``null``.
 
     Example:
         >>> import tempfile, pathlib
@@ -21,6 +23,7 @@ class JSONLinesLogger:
         >>> log = JSONLinesLogger(path)
         >>> log.log_metrics({"train/loss": 0.5}, step=10)
         >>> log.close()
+        >>> import json
         >>> json.loads(path.read_text())["train/loss"]
         0.5
     """
@@ -31,7 +34,7 @@ class JSONLinesLogger:
         self._file = self.path.open("a", encoding="utf-8")
 
     def _write(self, record: dict[str, object]) -> None:
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(strict_dumps(record) + "\n")
         self._file.flush()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:

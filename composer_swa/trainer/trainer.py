@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,16 +13,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from composer_swa.batches import batch_num_samples, batch_num_tokens, split_batch, to_device
-from composer_swa.checkpoint import (
-    Checkpointer,
-    PreemptionWatcher,
-    TrainingPreempted,
-    capture_rng,
-    export_weights,
-    restore_rng,
-    skip_consumed_batches,
-)
-from composer_swa.distributed import any_rank, join_process_group, reduce_sum, set_sampler_epoch
+from composer_swa.checkpoint import Checkpointer, PreemptionWatcher, capture_rng, restore_rng, skip_consumed_batches
+from composer_swa.checkpoint.folder_lock import owning_save_folder
+from composer_swa.distributed import join_process_group, reduce_sum, set_sampler_epoch
 from composer_swa.events import Algorithm, Callback, Engine, Event
 from composer_swa.loggers import ConsoleLogger, JSONLinesLogger, Logger, LoggerDestination
 from composer_swa.state import State
@@ -36,7 +28,9 @@ from composer_swa.trainer.checks import (
     resolve_device,
     seed_everything,
 )
+from composer_swa.trainer.ending import finish_fit, save_at_boundary
 from composer_swa.trainer.evaluation import MetricTotals, accuracy_counts
+from composer_swa.trainer.guards import RunGuard
 from composer_swa.trainer.model_calls import compute_loss, forward_batch
 from composer_swa.trainer.parallel import prepare_model, shard_dataloaders
 from composer_swa.trainer.precision import autocast_context, check_precision, make_grad_scaler
@@ -175,6 +169,7 @@ class Trainer:
             save_folder, save_interval, save_num_checkpoints_to_keep, autoresume, load_path, load_weights_only
         )
         self._preemption = PreemptionWatcher()
+        self._guard = RunGuard(model, self.device)
         self._epoch_rng: dict[str, Any] = {}
 
         if not self.distributed.is_rank_zero:
@@ -191,26 +186,27 @@ class Trainer:
         """Trains until ``max_duration``, evaluating every ``eval_interval`` and at the end.
 
         Raises:
-            TrainingPreempted: After SIGTERM/SIGINT with ``save_folder`` set, once the checkpoint is written.
+            TrainingPreempted: After SIGTERM/SIGINT with ``save_folder`` set, once the checkpoint is written
+                (also when the signal comes after the last batch: see :mod:`composer_swa.trainer.ending`).
+            NonFiniteError: A training loss or weight became NaN or infinite (see :mod:`composer_swa.trainer.guards`).
+            ModelStructureError: The model's parameters changed during training.
+            SaveFolderInUseError: Another live run holds ``save_folder``.
         """
         state, engine, checkpointer = self.state, self.engine, self.checkpointer
         state.model.train()
-        resumed = checkpointer.restore(state, engine, self._scaler)
-        engine.run_event(Event.FIT_START)
-        for note in checkpointer.notes:  # after FIT_START, where a run's loggers may first be attached
-            self.logger.log_message(note, step=state.timestamp.batch_count)
-        checkpointer.resolve(state)
-        eval_every = self._eval_every_batches()
-        bar = tqdm(
-            total=state.max_batches,
-            initial=state.timestamp.batch_count,
-            unit="ba",
-            dynamic_ncols=True,
-            disable=not (self.progress_bar and sys.stderr.isatty()),
-        )
         watching = self._preemption.watching() if checkpointer.saving else contextlib.nullcontext()
-        try:
-            with watching:
+        # One run per save_folder while fit() runs; SIGTERM/SIGINT are noted from here to the end of the export.
+        with owning_save_folder(checkpointer.save_folder, self.device) as folder_notes, watching:
+            resumed = checkpointer.restore(state, engine, self._scaler)
+            engine.run_event(Event.FIT_START)
+            for note in folder_notes + checkpointer.notes:  # after FIT_START, where a run's loggers may first be attached
+                self.logger.log_message(note, step=state.timestamp.batch_count)
+            checkpointer.resolve(state)
+            eval_every = self._eval_every_batches()
+            show = self.progress_bar and sys.stderr.isatty()
+            with tqdm(
+                total=state.max_batches, initial=state.timestamp.batch_count, unit="ba", dynamic_ncols=True, disable=not show
+            ) as bar:
                 while not state.is_finished:
                     epoch_complete = True
                     for batch in self._epoch_batches(resumed):
@@ -222,24 +218,14 @@ class Trainer:
                             epoch_complete = state.timestamp.batch_in_epoch == state.batches_per_epoch
                             break
                         if state.timestamp.batch_in_epoch != state.batches_per_epoch:  # else: after EPOCH_END
-                            self._at_batch_boundary(epoch_ended=False)
+                            save_at_boundary(self, epoch_ended=False)
                     resumed = None
                     if state.timestamp.batch_in_epoch == 0:
                         raise ValueError("train_dataloader yielded no batches in an epoch; it must yield at least one")
                     if epoch_complete:
                         self._end_epoch()
-                        self._at_batch_boundary(epoch_ended=True)
-                if checkpointer.saving and checkpointer.last_saved_batch != state.timestamp.batch_count:
-                    self._save_checkpoint()  # before FIT_END: resuming it replays FIT_END
-            engine.run_event(Event.FIT_END)
-            if trace := engine.trace_summary():
-                self.logger.log_message("algorithm trace, events each acted on:\n" + trace, step=state.timestamp.batch_count)
-            if state.eval_dataloader is not None and self._last_eval_batch != state.timestamp.batch_count:
-                self.eval()
-            if checkpointer.save_folder is not None:
-                export_weights(state, checkpointer.save_folder / "final")
-        finally:
-            bar.close()
+                        save_at_boundary(self, epoch_ended=True)
+            finish_fit(self)
 
     def _epoch_batches(self, resumed: dict[str, Any] | None) -> Iterator[Any]:
         """The epoch's batch iterator; a run resumed mid-epoch gets the rest of the saved epoch."""
@@ -256,26 +242,8 @@ class Trainer:
         self._epoch_rng = capture_rng(loader)
         return iter(loader)
 
-    def _at_batch_boundary(self, epoch_ended: bool) -> None:
-        signal_name = self._preemption.signal_name
-        # Every process must save at the same batch, whichever of them the signal reached first.
-        if self.checkpointer.saving and any_rank(signal_name is not None, self.device):
-            path = self._save_checkpoint()
-            preempted = TrainingPreempted(signal_name or "a signal to another process", path)
-            self.logger.log_message(str(preempted), step=self.state.timestamp.batch_count)
-            raise preempted
-        if self.checkpointer.is_due(self.state, epoch_ended):
-            try:
-                self._save_checkpoint()
-            except Exception as error:  # a full disk should not end a long run; the last checkpoint is intact
-                message = (
-                    f"could not write a checkpoint at {self.state.timestamp}: {error!r}; "
-                    "the previous one is intact, training goes on"
-                )
-                warnings.warn(message, stacklevel=2)
-                self.logger.log_message(message, step=self.state.timestamp.batch_count)
-
     def _save_checkpoint(self) -> Path:
+        self._guard.check_run()
         return self.checkpointer.save(self.state, self.engine, self._scaler, self._epoch_rng)
 
     def _train_batch(self, batch: Any) -> None:
@@ -301,6 +269,7 @@ class Trainer:
                 loss = loss * (batch_num_samples(microbatch) / samples)
                 batch_loss += loss.detach()
             state.loss = loss
+            self._guard.note_loss(loss, state.timestamp.batch_count + 1)
             engine.run_event(Event.AFTER_LOSS)
             with syncing:
                 (self._scaler.scale(loss) if self._scaler is not None else loss).backward()
@@ -311,6 +280,7 @@ class Trainer:
                 scheduler.step()
         # Time counts global batches; samples and tokens count every process's (each takes an equal share).
         state.timestamp.advance_batch(samples * self.distributed.world_size, tokens * self.distributed.world_size)
+        self._guard.before_averaging(state, Event.BATCH_END)
         engine.run_event(Event.BATCH_END)
         if state.timestamp.batch_count % self._log_every == 0:
             self._log_training(batch_loss if batch_loss is not None else state.loss)
@@ -331,6 +301,7 @@ class Trainer:
         if not self.step_schedulers_every_batch and state.lr_owner is None:
             for scheduler in state.schedulers:
                 scheduler.step()
+        self._guard.before_averaging(state, Event.EPOCH_END)
         self.engine.run_event(Event.EPOCH_END)
         every = int(self.eval_interval.value)
         if (
@@ -347,6 +318,7 @@ class Trainer:
         state, engine = self.state, self.engine
         if state.eval_dataloader is None:
             raise ValueError("Trainer.eval() needs an eval_dataloader; pass one to the Trainer")
+        self._guard.check_run()  # evaluating NaN weights would report argmax(NaN) as accuracy
         engine.run_event(Event.EVAL_START)
         was_training = state.model.training
         state.model.eval()
@@ -385,6 +357,7 @@ class Trainer:
         return max(1, self.state.to_batches(self.eval_interval))
 
     def _log_training(self, loss: torch.Tensor | None) -> None:
+        self._guard.check_losses()  # the logged loss waits on the device anyway
         if loss is not None and self.distributed.world_size > 1:
             loss = reduce_sum(loss.detach().clone()) / self.distributed.world_size
         metrics = {"train/loss": float(loss.detach()) if loss is not None else float("nan")}

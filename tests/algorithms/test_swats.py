@@ -133,3 +133,73 @@ def test_requires_an_adam_optimizer() -> None:
 def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SWATS(**kwargs)
+
+
+def forced_switch(swats: SWATS, gradients: list[np.ndarray]) -> tuple[torch.optim.Optimizer, list[str]]:
+    """Adam steps on the given gradients, then SWATS's forced switch (``switch_at``) at the next batch."""
+    weight = torch.nn.Parameter(torch.zeros(len(gradients[0]), dtype=torch.float64))
+    state, engine = watched(swats, weight, torch.optim.Adam([weight], lr=LR, betas=(BETA1, BETA2), eps=EPS))
+    messages: list[str] = []
+    engine.logger.log_message = lambda message, step: messages.append(message)  # type: ignore[method-assign]
+    for g in gradients:
+        weight.grad = torch.from_numpy(g)
+        state.optimizers[0].step()
+        state.timestamp.advance_batch(1, 0)
+    engine.run_event(Event.BATCH_START)
+    return state.optimizers[0], messages
+
+
+def test_an_absurd_estimate_is_capped_at_max_lr_ratio_times_adams_lr_with_a_warning() -> None:
+    # The second gradient is nearly orthogonal to Adam's step, so γ_2 = |p|² / -p·g explodes.
+    gradients = [np.array([1.0, 0.0]), np.array([0.0, 1e-6])]
+    _, corrected = adam_reference(gradients)
+    assert (1 - BETA1) * corrected[-1] > 1000 * LR  # the unguarded switch would take SGD(lr > 10)
+
+    with pytest.warns(UserWarning, match=r"more than max_lr_ratio=1000 times Adam's 0\.01; capped at 10"):
+        sgd, messages = forced_switch(SWATS(switch_at="2ba"), gradients)
+
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["lr"] == pytest.approx(1000 * LR)
+    assert any("capped at 10" in message for message in messages)
+
+
+def test_max_lr_ratio_sets_the_cap() -> None:
+    gradients = [np.array([1.0, 0.0]), np.array([0.0, 1e-4])]
+    _, corrected = adam_reference(gradients)
+    assert 10 * LR < (1 - BETA1) * corrected[-1] < 1000 * LR
+
+    sgd, _ = forced_switch(SWATS(switch_at="2ba"), gradients)  # within the default cap: the estimate as is
+    assert sgd.param_groups[0]["lr"] == pytest.approx((1 - BETA1) * corrected[-1], rel=1e-12)
+    with pytest.warns(UserWarning, match="capped at 0.1"):
+        sgd, _ = forced_switch(SWATS(switch_at="2ba", max_lr_ratio=10), gradients)
+    assert sgd.param_groups[0]["lr"] == pytest.approx(10 * LR)
+
+
+def test_non_finite_steps_are_left_out_and_an_unusable_estimate_keeps_adam() -> None:
+    nan = np.array([float("nan"), 1.0])
+    swats = SWATS(switch_at="2ba")
+    with pytest.warns(UserWarning, match=r"estimated for optimizer 0 is 0\.0; it stays Adam"):
+        optimizer, messages = forced_switch(swats, [nan, nan])
+
+    assert isinstance(optimizer, torch.optim.Adam) and swats.estimates[0].steps == 0
+    assert any("it stays Adam" in message for message in messages)
+
+
+def test_an_mlp_switched_at_adam_lr_0_01_no_longer_trains_to_nan() -> None:
+    # The issue's run: without the guard SWATS switched to SGD(lr=1.0e4) here and every weight became NaN.
+    from torch.utils.data import DataLoader
+
+    from composer_swa import Trainer
+    from composer_swa.data.synthetic import synthetic_classification
+    from composer_swa.models.mlp import MLP
+
+    torch.manual_seed(0)
+    data = DataLoader(synthetic_classification(samples=1024, features=16, classes=4), batch_size=64, shuffle=True)
+    model = MLP(16, 4)
+    swats = SWATS(switch_at="0.75dur")  # batch 48, as "0.3dur" of the issue's 10 epochs; 16 batches of SGD after
+    trainer = Trainer(model, data, "4ep", optimizers=torch.optim.Adam(model.parameters(), lr=0.01), algorithms=[swats],
+                      **quiet())  # fmt: skip
+    with pytest.warns(UserWarning, match="capped at 10"):
+        trainer.fit()
+
+    assert swats.estimates[0].sgd_lrs == [pytest.approx(10.0)]
+    assert all(torch.isfinite(parameter).all() for parameter in model.parameters())

@@ -1,0 +1,81 @@
+"""Finiteness checks: nothing NaN or infinite is written to a checkpoint or an export, or averaged in."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import torch
+
+from composer_swa.distributed.sharded import local_tensor
+
+__all__ = ["NonFiniteError", "check_finite", "first_non_finite", "named_tensors"]
+
+
+class NonFiniteError(FloatingPointError):
+    """A training loss or a weight is NaN or infinite; the run stops before it is saved, averaged or exported.
+
+    Example:
+        >>> issubclass(NonFiniteError, ArithmeticError)
+        True
+    """
+
+
+def named_tensors(tree: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in nested dicts and lists (a state dict, a checkpoint payload), with its dotted path."""
+    if isinstance(tree, torch.Tensor):
+        yield prefix, tree
+    elif isinstance(tree, Mapping):
+        for key, value in tree.items():
+            yield from named_tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(tree, (list, tuple)):
+        for index, value in enumerate(tree):
+            yield from named_tensors(value, f"{prefix}[{index}]")
+
+
+def first_non_finite(named: Iterable[tuple[str, torch.Tensor]]) -> tuple[str, torch.Tensor] | None:
+    """The first floating tensor holding a NaN or an infinity, with its name; ``None`` when all are finite.
+
+    One multi-tensor max-abs per device and one host sync per device: a NaN anywhere makes the max NaN.
+
+    Example:
+        >>> first_non_finite([("a", torch.ones(2)), ("b", torch.tensor([1.0, float("nan")]))])[0]
+        'b'
+    """
+    floating = [(name, local_tensor(tensor)) for name, tensor in named if tensor.is_floating_point()]
+    floating = [(name, tensor.detach()) for name, tensor in floating if tensor.numel()]
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for _, tensor in floating:
+        by_device.setdefault(tensor.device, []).append(tensor)
+    for tensors in by_device.values():
+        largest = torch._foreach_norm(tensors, ord=math.inf)
+        if not bool(torch.stack([value.float() for value in largest]).isfinite().all()):
+            break
+    else:
+        return None
+    return next((name, tensor) for name, tensor in floating if not bool(tensor.isfinite().all()))
+
+
+def describe(name: str, tensor: torch.Tensor) -> str:
+    """``'fc.weight' (shape (2, 3)) holds 2 NaN and 1 infinite value(s) of 6``."""
+    nans = int(tensor.isnan().sum())
+    infinite = int(tensor.isinf().sum())
+    return f"{name!r} (shape {tuple(tensor.shape)}) holds {nans} NaN and {infinite} infinite value(s) of {tensor.numel()}"
+
+
+def check_finite(named: Iterable[tuple[str, torch.Tensor]], what: str) -> None:
+    """Raises :class:`NonFiniteError` naming the first non-finite floating tensor of ``what``.
+
+    Example:
+        >>> check_finite([("w", torch.tensor([float("inf")]))], "the checkpoint")
+        Traceback (most recent call last):
+        ...
+        composer_swa.checkpoint.finite.NonFiniteError: refusing to write the checkpoint: 'w' (shape (1,)) holds 0 NaN and 1 ...
+    """
+    found = first_non_finite(named)
+    if found is not None:
+        raise NonFiniteError(
+            f"refusing to write {what}: {describe(*found)}; training diverged (lower the learning rate, "
+            "clip gradients, or check the data for NaN); the last finite checkpoint is kept"
+        )
