@@ -3,9 +3,9 @@
 Checking a loss on the host every step would wait for the accelerator every step. Instead each loss
 is folded into a flag on the device (``isfinite``, and the first bad batch's number), read back only
 where the loop waits anyway or where it matters: at each log interval and evaluation, before every
-checkpoint, before every averaging update (SWA, EMA, LAWA) and at the end of training. Before an
-averaging update the live weights are checked too (one multi-tensor max-abs), so no average takes in
-a NaN. A run that averages every batch therefore waits on the device once a batch.
+checkpoint and at the end of training. Before an averaging update (SWA, EMA, LAWA) the live weights
+are checked (one multi-tensor max-abs), so no average takes in a NaN; a NaN loss reaches the weights
+through its gradient. A run that averages every batch therefore waits on the device once a batch.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
 from composer_swa.checkpoint.finite import NonFiniteError, describe, first_non_finite
 from composer_swa.distributed import any_rank
+from composer_swa.distributed.sharded import is_dtensor
 
 if TYPE_CHECKING:
     from composer_swa.events import Event
@@ -118,12 +119,19 @@ class RunGuard:
         )
 
     def before_averaging(self, state: State, event: Event) -> None:
-        """Before an averaging algorithm acts at ``event``: losses, structure and live weights must be sound."""
+        """Before an averaging algorithm acts at ``event``: structure and live weights must be sound.
+
+        Under DDP every process holds the same weights (a NaN loss anywhere reaches them all through the
+        gradient all-reduce), so the local check agrees on every process and needs no collective: SWA's
+        updates stay communication-free. Sharded weights (FSDP2) differ per process and are agreed on.
+        """
         if not any(isinstance(a, AveragingAlgorithm) and a.match(event, state) for a in state.algorithms):
             return
-        self.check_run()
+        self.check_structure()
         found = first_non_finite(self.model.named_parameters())
-        if any_rank(found is not None, self.device):
+        sharded = any(is_dtensor(parameter) for parameter in self.model.parameters())
+        if any_rank(found is not None, self.device) if sharded else found is not None:
+            self.check_losses()  # a NaN loss is the likelier cause, and names its batch
             detail = describe(*found) if found is not None else "a weight on another process is not finite"
             raise NonFiniteError(f"refusing to update the average at {state.timestamp}: the model's weight {detail}")
 
