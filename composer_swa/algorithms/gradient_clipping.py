@@ -58,7 +58,8 @@ class GradientClipping(Algorithm):
         >>> from composer_swa import Trainer
         >>> data = DataLoader(TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,))), batch_size=8)
         >>> clipping = GradientClipping(clipping_type="norm", clipping_threshold=1.0)
-        >>> trainer = Trainer(torch.nn.Linear(4, 2), data, max_duration="1ep", algorithms=[clipping], progress_bar=False, loggers=[])
+        >>> model = torch.nn.Linear(4, 2)
+        >>> trainer = Trainer(model, data, max_duration="1ep", algorithms=[clipping], progress_bar=False, loggers=[])
         >>> trainer.fit()
     """
 

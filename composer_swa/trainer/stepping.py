@@ -27,7 +27,8 @@ def step_optimizers(state: State, engine: Engine, scaler: torch.amp.GradScaler |
         >>> from composer_swa import Engine, State
         >>> from composer_swa.loggers import Logger
         >>> model = torch.nn.Linear(1, 1, bias=False)
-        >>> state = State(model=model, max_duration="1ba", train_dataloader=[0], optimizers=[torch.optim.SGD(model.parameters(), lr=1.0)])
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        >>> state = State(model=model, max_duration="1ba", train_dataloader=[0], optimizers=[optimizer])
         >>> model.weight.grad = torch.ones(1, 1)
         >>> before = model.weight.item()
         >>> step_optimizers(state, Engine(state, Logger()), scaler=None)
