@@ -10,7 +10,7 @@ import torch
 
 from composer_swa import SWA, Callback, State, Trainer
 from composer_swa.loggers import Logger
-from tests.algorithms.helpers import quiet
+from tests.algorithms.helpers import Crash, quiet
 from tests.checkpoint.resume_run import build, final_weights
 from tests.conftest import make_loader, mlp
 
@@ -23,17 +23,6 @@ class LRs(Callback):
 
     def batch_end(self, state: State, logger: Logger) -> None:
         self.lrs.append([group["lr"] for group in state.optimizers[0].param_groups])
-
-
-class Crash(Callback):
-    """Raises after batch ``at``, as a killed process stops: what the last periodic checkpoint holds survives."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def batch_end(self, state: State, logger: Logger) -> None:
-        if state.timestamp.batch_count == self.at:
-            raise RuntimeError("killed")
 
 
 def paper_lr(lr_init: float, swa_lr: float, epoch: np.ndarray, swa_start: float) -> np.ndarray:
