@@ -47,9 +47,10 @@ class GradientClipping(Algorithm):
     gets a warning.
 
     Args:
-        clipping_type: ``"norm"``, ``"value"`` or ``"adaptive"``.
-        clipping_threshold: The maximum global norm (``"norm"``), absolute value (``"value"``), or
-            ratio of gradient norm to weight norm ``λ`` (``"adaptive"``; the paper uses 0.01 to 0.16).
+        clipping_type: ``"norm"`` (the default), ``"value"`` or ``"adaptive"``.
+        clipping_threshold: The maximum global norm (``"norm"``; default 1.0, as ``transformers``'
+            ``max_grad_norm``), absolute value (``"value"``), or ratio of gradient norm to weight norm
+            ``λ`` (``"adaptive"``; the paper uses 0.01 to 0.16). Composer requires both arguments.
         eps: The floor of the weight norms in ``"adaptive"`` (the paper's 1e-3); unused otherwise.
 
     Example:
@@ -66,7 +67,7 @@ class GradientClipping(Algorithm):
     events: ClassVar[frozenset[Event]] = frozenset({Event.AFTER_TRAIN_BATCH})
     stored_arguments: ClassVar[tuple[str, ...]] = ("clipping_type", "clipping_threshold", "eps")
 
-    def __init__(self, clipping_type: str, clipping_threshold: float, eps: float = 1e-3) -> None:
+    def __init__(self, clipping_type: str = "norm", clipping_threshold: float = 1.0, eps: float = 1e-3) -> None:
         if clipping_type not in CLIPPING_TYPES:
             raise ValueError(f"clipping_type must be one of {CLIPPING_TYPES}, got {clipping_type!r}")
         self.clipping_type = clipping_type
