@@ -180,3 +180,22 @@ def test_configs_name_it_gradient_clipping() -> None:
     (algorithm,) = build_run(validate_config(config, "t")).algorithms
     assert ALGORITHMS["gradient_clipping"] is GradientClipping
     assert (algorithm.clipping_type, algorithm.clipping_threshold) == ("adaptive", 0.02)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (fp16 with a GradScaler)")
+def test_fp16_on_the_gpu_clips_the_unscaled_gradient() -> None:
+    # Clipping the scaled gradient (scale 2**16) to 0.05 would leave a norm near 0.05 / 2**16 after the scaler's unscale.
+    seen, recorder = GradientsSeen(), WeightRecorder()
+    model = torch.nn.Linear(4, 3)
+    trainer = Trainer(
+        model, make_loader(), "1ep", optimizers=torch.optim.SGD(model.parameters(), lr=1.0), device="cuda",
+        precision="fp16", algorithms=[recorder, GradientClipping("norm", 0.05)], callbacks=[seen], **quiet(),
+    )  # fmt: skip
+    trainer.fit()
+    for batch, grad in enumerate(seen.seen):
+        if not torch.isfinite(grad).all():
+            continue  # the scaler skips this step
+        assert float(grad.norm()) == pytest.approx(0.05, rel=1e-3)
+        step = recorder.weights[batch] - recorder.weights[batch + 1]
+        torch.testing.assert_close(step.cpu(), grad.cpu(), rtol=1e-3, atol=1e-6)
+    assert any(torch.isfinite(grad).all() for grad in seen.seen)
