@@ -5,7 +5,7 @@ Example:
     >>> swa = SWA(swa_start="0.7dur", swa_end="1.0dur", update_interval="5ba")
 """
 
-from composer_swa.algorithms import EMA, LAWA, SWA, SWATS
+from composer_swa.algorithms import EMA, LAWA, SWA, SWATS, GradientClipping
 from composer_swa.events import Algorithm, AlgorithmConflictError, Callback, Engine, Event
 from composer_swa.state import State
 from composer_swa.time import BatchResolver, Time, Timestamp, TimeUnit
@@ -24,6 +24,7 @@ __all__ = [
     "Callback",
     "Engine",
     "Event",
+    "GradientClipping",
     "State",
     "Time",
     "TimeUnit",

@@ -4,6 +4,7 @@ naming the argument, showing the value and saying what is allowed (never a raw T
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from composer_swa.time import Time, TimeUnit, as_time
 if TYPE_CHECKING:
     import torch
 
+    from composer_swa.algorithms.swa import SWA
     from composer_swa.state import State
 
 __all__: list[str] = []
@@ -109,6 +111,38 @@ def check_resolved_window(swa_start: Time, swa_end: Time, state: State, swapped_
     return start, end
 
 
+def check_window_updates(swa: SWA, start_batch: int, warn_single: bool) -> None:
+    """Refuses an SWA window (resolved at FIT_START) that holds no update; warns when it holds one (``warn_single``)."""
+    updates = (swa._end - swa._first) // swa._step + 1 if swa._first <= swa._end else 0
+    if updates == 0:
+        raise ValueError(
+            f"the SWA window from swa_start={str(swa.swa_start)!r} to swa_end={str(swa.swa_end)!r} (batches "
+            f"{start_batch} to {swa._end}) holds no update every {str(swa.update_interval)!r}; "
+            "widen it or shorten update_interval"
+        )
+    if updates == 1 and warn_single:
+        warnings.warn(
+            f"SWA: the window holds a single update, so the 'average' is the weights at batch {swa._first}", stacklevel=4
+        )
+
+
+def check_paper_schedule(schedule: bool | str, swa_start: Time, start_batch: int, batch_count: int, recorded_lrs: bool) -> None:
+    """``schedule_swa_lr="paper"`` at FIT_START: a window starting after batch 0 (the decay runs before it), and
+    a resumed run whose checkpoint already followed the schedule (it recorded the initial LRs at batch 0)."""
+    if schedule != "paper":
+        return
+    if start_batch == 0:
+        raise ValueError(
+            f"schedule_swa_lr='paper' decays the LR before swa_start, but swa_start={str(swa_start)!r} resolves to "
+            "batch 0; start averaging later (the paper starts at 0.75dur) or use schedule_swa_lr=True"
+        )
+    if batch_count > 0 and not recorded_lrs:
+        raise ValueError(
+            f"schedule_swa_lr='paper' schedules the LR from batch 0, but this run resumes at batch {batch_count} from a "
+            "checkpoint that did not use it (no initial LRs recorded); resume with the checkpoint's schedule_swa_lr"
+        )
+
+
 def check_one_lr_per_group(lrs: float | list[float] | None, optimizers: list[torch.optim.Optimizer], argument: str) -> None:
     """Refuses a list of LRs whose length is not every optimizer's number of param groups.
 
@@ -140,6 +174,22 @@ def check_swa_lr(value: object) -> float | list[float] | None:
             raise ValueError(f"swa_lr must be {allowed}, got {value!r}")
         return [float(lr) for lr in value]
     return check_positive(value, "swa_lr", allowed)
+
+
+def check_schedule_swa_lr(value: object, swa_lr: float | list[float] | None) -> bool | str:
+    """SWA's ``schedule_swa_lr``: ``True``/``False``, or ``"paper"``, which needs ``swa_lr`` (the LR it decays to).
+
+    Example:
+        >>> check_schedule_swa_lr("paper", 0.05), check_schedule_swa_lr(False, None)
+        ('paper', False)
+    """
+    if value == "paper" and isinstance(value, str):
+        if swa_lr is None:
+            raise ValueError("schedule_swa_lr='paper' decays the LR to swa_lr before swa_start; give swa_lr (e.g. swa_lr=0.05)")
+        return value
+    if not isinstance(value, bool):
+        raise ValueError(f"schedule_swa_lr must be True, False or 'paper', got {value!r}")
+    return value
 
 
 def check_cyclic_lr(value: object) -> tuple[float, float] | None:

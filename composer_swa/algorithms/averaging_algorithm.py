@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from composer_swa.averaging.model_average import ModelAverage, named_state_tensors
+from composer_swa.distributed.sharded import full_tensor, local_tensor
 from composer_swa.events import Algorithm, Event
 from composer_swa.time import Time, TimeUnit, as_time
 
@@ -90,6 +91,12 @@ class AveragingAlgorithm(Algorithm):
         with torch.no_grad():
             self.training_weights = {name: tensor.detach().clone() for name, tensor in named_state_tensors(state.model)}
         self.average.copy_to_model()
+
+    def _training_weights_state(self) -> dict[str, torch.Tensor] | None:
+        """``training_weights`` as whole tensors (gathered under FSDP2, a collective), for a checkpoint."""
+        if self.training_weights is None:
+            return None
+        return {name: full_tensor(local_tensor(tensor), tensor) for name, tensor in self.training_weights.items()}
 
     def _average_state(self) -> dict[str, torch.Tensor] | None:
         return self.average.full_state_dict() if self.average is not None and self._has_average else None

@@ -6,7 +6,16 @@ import math
 
 import torch
 
-__all__ = ["ANNEAL_STRATEGIES", "annealed_lr", "annealed_lrs", "cyclic_lr", "normalize_anneal_strategy", "set_lrs"]
+__all__ = [
+    "ANNEAL_STRATEGIES",
+    "anneal_progress",
+    "annealed_lr",
+    "annealed_lrs",
+    "cyclic_lr",
+    "normalize_anneal_strategy",
+    "paper_progress",
+    "set_lrs",
+]
 
 #: Accepted spellings (Composer's and PyTorch's) of each annealing strategy.
 ANNEAL_STRATEGIES = {"linear": "linear", "lin": "linear", "cosine": "cosine", "cos": "cosine"}
@@ -65,6 +74,40 @@ def cyclic_lr(high: float, low: float, step_in_cycle: int, cycle_length: int) ->
     """
     t = step_in_cycle / cycle_length
     return (1 - t) * high + t * low
+
+
+#: Izmailov et al. 2018's schedule, as fractions ``t`` of the way to swa_start: the initial LR up to
+#: ``t = 0.5``, a linear decay to swa_lr until ``t = 0.9``, then swa_lr (their code's ``learning_rate_schedule``).
+PAPER_DECAY_FROM, PAPER_DECAY_TO = 0.5, 0.9
+
+
+def paper_progress(batch_count: int, swa_start_batch: int) -> float:
+    """How far (0 to 1) from the initial LR to swa_lr the paper's schedule is, for the batch after ``batch_count``.
+
+    With ``t = batch_count / swa_start_batch``: 0 while ``t <= 0.5``, ``(t - 0.5) / 0.4`` up to ``t = 0.9``,
+    then 1 (held through the SWA window). The LR is ``annealed_lr(initial, swa_lr, progress, "linear")``.
+
+    Example:
+        >>> [round(paper_progress(count, 100), 6) for count in (0, 50, 70, 90, 100, 150)]
+        [0.0, 0.0, 0.5, 1.0, 1.0, 1.0]
+    """
+    t = batch_count / swa_start_batch
+    return min(max((t - PAPER_DECAY_FROM) / (PAPER_DECAY_TO - PAPER_DECAY_FROM), 0.0), 1.0)
+
+
+def anneal_progress(schedule: bool | str, count: int, first: int, swa_start_batch: int, anneal_steps: int) -> float:
+    """SWA's progress from the LRs it found to ``swa_lr``, for the batch after ``count``.
+
+    ``schedule="paper"``: :func:`paper_progress`. ``True``: the anneal over ``anneal_steps`` steps
+    from the first update ``first`` (0 steps jumps to ``swa_lr``).
+
+    Example:
+        >>> anneal_progress(True, count=11, first=10, swa_start_batch=10, anneal_steps=4)
+        0.5
+    """
+    if schedule == "paper":
+        return paper_progress(count, swa_start_batch)
+    return 1.0 if anneal_steps == 0 else (count - first + 1) / anneal_steps
 
 
 def set_lrs(optimizers: list[torch.optim.Optimizer], lrs: list[list[float]]) -> None:

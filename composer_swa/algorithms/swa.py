@@ -13,12 +13,15 @@ from composer_swa.algorithms.arguments import (
     check_flag,
     check_interval,
     check_one_lr_per_group,
+    check_paper_schedule,
     check_resolved_window,
+    check_schedule_swa_lr,
     check_swa_lr,
     check_swa_window,
+    check_window_updates,
 )
 from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
-from composer_swa.algorithms.lr_schedules import annealed_lrs, cyclic_lr, normalize_anneal_strategy, set_lrs
+from composer_swa.algorithms.lr_schedules import anneal_progress, annealed_lrs, cyclic_lr, normalize_anneal_strategy, set_lrs
 from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
 from composer_swa.events import Event
 from composer_swa.time import Time, TimeUnit
@@ -50,6 +53,10 @@ class SWA(AveragingAlgorithm):
     Learning rate: by default SWA leaves it to the user's schedulers. ``schedule_swa_lr=True`` makes
     SWA own it from ``swa_start``: it anneals from the LR in effect then to ``swa_lr`` over
     ``anneal_steps`` optimizer steps, then holds ``swa_lr`` (``swa_lr=None`` holds the starting LR).
+    ``schedule_swa_lr="paper"`` is the paper's schedule (their code's ``learning_rate_schedule``), from
+    batch 0: with ``t = batch / swa_start`` (batches done, over swa_start's batch count) each param
+    group keeps its initial LR while ``t <= 0.5``, decays linearly to ``swa_lr`` until ``t = 0.9``, then
+    holds ``swa_lr`` through the window (it needs ``swa_lr``; ``anneal_*`` are unused).
     ``cyclic_lr=(high, low)`` is the paper's cyclic schedule instead: within each update interval the
     LR falls linearly from ``high`` to ``low`` and the average is taken at the low point. While SWA
     owns the LR the user's schedulers do not step. When training goes on past ``swa_end``, SWA
@@ -58,20 +65,20 @@ class SWA(AveragingAlgorithm):
 
     Resuming: the checkpoint stores these arguments. A resumed run may change any with a warning
     naming each change, except (a ValueError): ``swa_start`` and ``update_interval`` once the
-    average holds a snapshot (taken on the old grid); ``schedule_swa_lr`` and ``cyclic_lr`` while
-    averaging is under way (SWA recorded, or did not, the LR to restore); ``swa_end`` once the
-    average was swapped in. A checkpoint written before arguments were stored cannot be checked.
+    average holds a snapshot (taken on the old grid); ``schedule_swa_lr`` and ``cyclic_lr`` while SWA's
+    LR schedule or averaging is under way; ``swa_end`` once the average was swapped in.
 
-    Batch norm and memory: the average costs one fp32 copy of the parameters and floating buffers,
-    on the model's device (``offload=True``: on the CPU). Integer buffers such as
-    ``num_batches_tracked`` are copied, never averaged. Float buffers are averaged like parameters
-    unless ``bn_update`` recomputes them.
+    Memory: the average is one fp32 copy of the parameters and floating buffers, on the model's device
+    (``offload=True``: on the CPU); integer buffers such as ``num_batches_tracked`` are copied, never
+    averaged; float buffers are averaged unless ``bn_update`` recomputes them. At ``swa_end`` the live
+    weights it replaces stay in ``training_weights`` (one more copy, in their dtype, as EMA and LAWA
+    keep theirs), in checkpoints from then on, exported as ``SWA-training.safetensors``.
 
     Args:
         swa_start: When averaging starts, any Time (``"0.7dur"``, ``"30ep"``, ``"2000ba"``).
         swa_end: When the average replaces the live weights; default ``"1.0dur"``, the end of the run.
         update_interval: Time between snapshots, in ``ba`` or ``ep``.
-        schedule_swa_lr: Let SWA own the LR during the window (anneal to ``swa_lr``).
+        schedule_swa_lr: ``True``: SWA owns the LR in the window (anneal to ``swa_lr``); ``"paper"``: for the whole run.
         anneal_strategy: ``"linear"``/``"lin"`` or ``"cosine"``/``"cos"``.
         anneal_steps: Optimizer steps of the anneal; 0 jumps to ``swa_lr``.
         swa_lr: The LR to anneal to; a list gives one per param group (every optimizer must have that
@@ -106,7 +113,7 @@ class SWA(AveragingAlgorithm):
         swa_start: Time | str = "0.7dur",
         swa_end: Time | str = "1.0dur",
         update_interval: Time | str = "1ep",
-        schedule_swa_lr: bool = False,
+        schedule_swa_lr: bool | str = False,
         anneal_strategy: str = "linear",
         anneal_steps: int = 10,
         swa_lr: float | Sequence[float] | None = None,
@@ -121,7 +128,7 @@ class SWA(AveragingAlgorithm):
         self.anneal_steps = check_count(anneal_steps, "anneal_steps")
         self.swa_lr = check_swa_lr(swa_lr)
         self.cyclic_lr = check_cyclic_lr(cyclic_lr)
-        self.schedule_swa_lr = check_flag(schedule_swa_lr, "schedule_swa_lr")
+        self.schedule_swa_lr = check_schedule_swa_lr(schedule_swa_lr, self.swa_lr)
         if self.cyclic_lr is not None and self.schedule_swa_lr:
             raise ValueError("cyclic_lr and schedule_swa_lr=True both set the LR in the window; choose one")
         self.bn_update = check_flag(bn_update, "bn_update")
@@ -138,7 +145,11 @@ class SWA(AveragingAlgorithm):
 
     @property
     def _owns_lr(self) -> bool:
-        return self.schedule_swa_lr or self.cyclic_lr is not None
+        return bool(self.schedule_swa_lr) or self.cyclic_lr is not None
+
+    @property
+    def _lr_from(self) -> int:  # the first batch count SWA sets the LR at: 0 under the paper's schedule
+        return 0 if self.schedule_swa_lr == "paper" else self._first
 
     def match(self, event: Event, state: State) -> bool:
         count = state.timestamp.batch_count
@@ -146,7 +157,7 @@ class SWA(AveragingAlgorithm):
             at_epoch_end = event is Event.EPOCH_END
             return not self.finished and (self._is_update(count, at_epoch_end) or self._is_swap(count, at_epoch_end))
         if event is Event.BATCH_START:
-            return self._owns_lr and not self.finished and self._first <= count < self._end
+            return self._owns_lr and not self.finished and self._lr_from <= count < self._end
         if event is Event.EVAL_START or event is Event.EVAL_END:
             return self._matches_eval_swap(event, average_ready=not self.finished and self._has_average)
         return event is Event.FIT_START or event is Event.FIT_END
@@ -199,27 +210,18 @@ class SWA(AveragingAlgorithm):
             assert state.batches_per_epoch is not None  # to_batches of an 'ep' interval already required it
             self._first = math.ceil(start / state.batches_per_epoch) * state.batches_per_epoch
             self._swap_at_epoch_end = end % state.batches_per_epoch == 0
-        updates = (end - self._first) // self._step + 1 if self._first <= end else 0
-        if updates == 0:
-            raise ValueError(
-                f"the SWA window from swa_start={str(self.swa_start)!r} to swa_end={str(self.swa_end)!r} (batches "
-                f"{start} to {end}) holds no update every {str(self.update_interval)!r}; widen it or shorten update_interval"
-            )
-        if updates == 1 and self.n_averaged == 0:
-            warnings.warn(
-                f"SWA: the window holds a single update, so the 'average' is the weights at batch {self._first}", stacklevel=2
-            )
-
+        check_window_updates(self, start, warn_single=self.n_averaged == 0)
         check_one_lr_per_group(self.swa_lr if self.schedule_swa_lr else None, state.optimizers, "swa_lr")
         self._prepare_average(state)
         count = state.timestamp.batch_count
-        if self._owns_lr and self._first <= count < end and not self.finished:
+        check_paper_schedule(self.schedule_swa_lr, self.swa_start, start, count, bool(self._start_lrs) or self.finished)
+        if self._owns_lr and self._lr_from <= count < end and not self.finished:
             state.lr_owner = self  # resumed inside the window
         if count == 0 and self._first == 0:
             self._update()
 
     def _set_window_lr(self, state: State, count: int) -> None:
-        if count == self._first:  # the first step after swa_start: remember the LR in effect
+        if count == self._lr_from:  # the first step SWA schedules: remember the LR in effect
             self._start_lrs = [[group["lr"] for group in opt.param_groups] for opt in state.optimizers]
             state.lr_owner = self
         if self.cyclic_lr is not None:
@@ -227,7 +229,7 @@ class SWA(AveragingAlgorithm):
             lr = cyclic_lr(high, low, step_in_cycle=(count - self._first) % self._step + 1, cycle_length=self._step)
             set_lrs(state.optimizers, [[lr] * len(lrs) for lrs in self._start_lrs])
             return
-        progress = 1.0 if self.anneal_steps == 0 else (count - self._first + 1) / self.anneal_steps
+        progress = anneal_progress(self.schedule_swa_lr, count, self._first, self._window_start, self.anneal_steps)
         set_lrs(state.optimizers, annealed_lrs(self._start_lrs, self.swa_lr, progress, self.anneal_strategy))
 
     def _update(self) -> None:
@@ -239,8 +241,7 @@ class SWA(AveragingAlgorithm):
         self.n_averaged += 1
 
     def _swap_in_average(self, state: State, logger: Logger) -> None:
-        assert self.average is not None
-        self.average.copy_to_model()
+        self._replace_model_weights(state)  # the live weights stay in training_weights
         message = f"SWA: the model now holds the average of {self.n_averaged} snapshots"
         if self.bn_update and batch_norm_layers(state.model):
             samples = recompute_batch_norm(state.model, state.train_dataloader, state.run_forward)
@@ -263,8 +264,8 @@ class SWA(AveragingAlgorithm):
         if self.n_averaged > 0:
             grid = f"the saved average holds {self.n_averaged} snapshots taken on the checkpoint's grid"
             locked.update(swa_start=grid, update_interval=grid)
-        if self.n_averaged > 0 and not self.finished:
-            owner = "averaging is under way, and SWA recorded (or did not) at swa_start the LR to restore at swa_end"
+        if (self.n_averaged > 0 or self._start_lrs) and not self.finished:
+            owner = "the LR schedule or averaging is under way, and SWA recorded (or did not) the LR to restore at swa_end"
             locked.update(schedule_swa_lr=owner, cyclic_lr=owner)
         if self.finished:
             locked["swa_end"] = "the average already replaced the weights at the checkpoint's swa_end"
@@ -286,6 +287,7 @@ class SWA(AveragingAlgorithm):
             "finished": self.finished,
             "start_lrs": self._start_lrs,
             "average": self._average_state(),
+            "training_weights": self._training_weights_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -293,3 +295,4 @@ class SWA(AveragingAlgorithm):
         self.finished = bool(state["finished"])
         self._start_lrs = [list(lrs) for lrs in state["start_lrs"]]
         self._load_average_state(state["average"])
+        self.training_weights = state.get("training_weights")  # absent from checkpoints written before it was kept

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from composer_swa.algorithms import EMA, LAWA, SWA, SWATS
+from composer_swa.algorithms import EMA, LAWA, SWA, SWATS, GradientClipping
 from composer_swa.data import char_text, mnist1d, synthetic_classification
 from composer_swa.loggers import ConsoleLogger, JSONLinesLogger, TensorBoardLogger
 from composer_swa.models import MLP, CharGPT, MNIST1DConvNet
@@ -64,5 +64,7 @@ SCHEDULERS = _subclasses(
     torch.optim.lr_scheduler.LRScheduler,
     {"LambdaLR", "MultiplicativeLR", "SequentialLR", "ChainedScheduler", "ReduceLROnPlateau"},
 ) | {"warmup_cosine": warmup_cosine}
-ALGORITHMS: dict[str, Callable[..., Any]] = {"swa": SWA, "ema": EMA, "lawa": LAWA, "swats": SWATS}
+ALGORITHMS: dict[str, Callable[..., Any]] = {
+    "swa": SWA, "ema": EMA, "lawa": LAWA, "swats": SWATS, "gradient_clipping": GradientClipping,
+}  # fmt: skip
 LOGGERS: dict[str, Callable[..., Any]] = {"console": ConsoleLogger, "jsonl": JSONLinesLogger, "tensorboard": TensorBoardLogger}

@@ -56,6 +56,9 @@ class Callback:
     def after_backward(self, state: State, logger: Logger) -> None:
         pass
 
+    def after_train_batch(self, state: State, logger: Logger) -> None:
+        pass
+
     def batch_end(self, state: State, logger: Logger) -> None:
         pass
 

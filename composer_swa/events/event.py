@@ -28,6 +28,8 @@ class Event(str, Enum):
                     # <AFTER_LOSS>            state.loss holds that microbatch's loss
                     loss.backward()
                     # <AFTER_BACKWARD>
+                scaler.unscale_(optimizer)   # fp16 only: gradients in their true scale from here on
+                # <AFTER_TRAIN_BATCH>         every microbatch's gradient is in; the optimizer has not stepped
                 optimizer.step()
                 scheduler.step()             # per batch (or per epoch), unless an algorithm owns the LR
                 timestamp.batch += 1         # the batch is counted before BATCH_END
@@ -50,6 +52,10 @@ class Event(str, Enum):
     Ordering: at every event, algorithms run in the order of the ``algorithms`` list, then callbacks
     in the order of the ``callbacks`` list. AFTER_* events keep the same rule: we have no BEFORE_*
     events to pair them with, and a single rule is the one users can predict from their list.
+
+    AFTER_TRAIN_BATCH (Composer's name) is where gradients are changed before the step, e.g. by
+    :class:`~composer_swa.algorithms.GradientClipping`: it fires once per optimizer step, after
+    the last microbatch's backward (under DDP, after the gradients are averaged across processes).
     """
 
     INIT = "init"
@@ -59,6 +65,7 @@ class Event(str, Enum):
     AFTER_FORWARD = "after_forward"
     AFTER_LOSS = "after_loss"
     AFTER_BACKWARD = "after_backward"
+    AFTER_TRAIN_BATCH = "after_train_batch"
     BATCH_END = "batch_end"
     EPOCH_END = "epoch_end"
     EVAL_START = "eval_start"

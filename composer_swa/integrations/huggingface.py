@@ -16,6 +16,7 @@ except ImportError as error:  # the core never imports this module; only this ad
     ) from error
 
 from composer_swa.checkpoint.files import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_checkpoint, write_checkpoint
+from composer_swa.events import Event
 from composer_swa.integrations.adapter import FrameworkAdapter
 from composer_swa.state import infer_tokens_per_sample
 from composer_swa.time import BatchResolver, Time, TimeUnit
@@ -66,9 +67,13 @@ class HuggingFaceCallback(FrameworkAdapter, TrainerCallback):
         resume_from: The ``checkpoint-N`` folder (or the state file) to resume from, when it is not
             under ``args.output_dir``.
 
+    Gradient clipping: use ``TrainingArguments(max_grad_norm=...)``; ``GradientClipping`` is refused
+    (no hook of the Trainer always sees unscaled fp16 gradients before the step).
+
     Raises:
-        ValueError: An algorithm replaces the optimizer (SWATS); at ``on_train_begin``, also when
-            ``load_best_model_at_end`` would replace the final weights an algorithm produced.
+        ValueError: An algorithm replaces the optimizer (SWATS) or acts at AFTER_TRAIN_BATCH
+            (GradientClipping); at ``on_train_begin``, also when ``load_best_model_at_end`` would
+            replace the final weights an algorithm produced.
 
     Example:
         >>> from composer_swa import SWA
@@ -87,6 +92,13 @@ class HuggingFaceCallback(FrameworkAdapter, TrainerCallback):
         forward: Callable[[Any], Any] | None = None,
         resume_from: str | Path | None = None,
     ) -> None:
+        for algorithm in algorithms:
+            if Event.AFTER_TRAIN_BATCH in getattr(algorithm, "events", ()):
+                raise ValueError(
+                    f"{algorithm.name} acts on the gradients before the optimizer step, where transformers.Trainer has "
+                    "no hook that always sees unscaled gradients; use TrainingArguments(max_grad_norm=...) for "
+                    "gradient clipping by norm, and leave it out of HuggingFaceCallback's algorithms"
+                )
         super().__init__(algorithms, callbacks=callbacks, loggers=loggers, forward=forward)
         self.resume_from = Path(resume_from) if resume_from is not None else None
         self._evaluating_average = False

@@ -28,7 +28,9 @@ class LightningCallback(FrameworkAdapter, pl.Callback):
 
     Hooks map to events: ``on_train_start`` → FIT_START, the first ``on_train_batch_start`` of an
     optimizer step → BATCH_START, the ``on_train_batch_end`` where ``trainer.global_step`` grows →
-    BATCH_END (so ``accumulate_grad_batches`` micro-batches are one batch), the epoch's last step →
+    BATCH_END (so ``accumulate_grad_batches`` micro-batches are one batch), ``on_before_optimizer_step``
+    → AFTER_TRAIN_BATCH (after Lightning unscales fp16 gradients, before its own ``gradient_clip_val``
+    clipping, which stays the simpler choice for ``"norm"``/``"value"``), the epoch's last step →
     EPOCH_END, ``on_validation_start``/``on_validation_end`` → EVAL_START/EVAL_END (skipped in the
     sanity check), ``on_train_end`` → FIT_END. The run's length is
     ``trainer.estimated_stepping_batches``, so ``"0.7dur"`` is 70% of the optimizer steps. SWA's
@@ -84,6 +86,9 @@ class LightningCallback(FrameworkAdapter, pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         self._runner.batch_start()
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        self._runner.after_train_batch()  # Lightning has unscaled fp16 gradients and not yet clipped its own
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int

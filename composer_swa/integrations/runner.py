@@ -153,6 +153,12 @@ class AlgorithmRunner:
             self._in_batch = True
             self.engine.run_event(Event.BATCH_START)
 
+    def after_train_batch(self) -> None:
+        """Fires AFTER_TRAIN_BATCH: call it after the step's last backward (and, under fp16, after
+        ``scaler.unscale_(optimizer)``) and before ``optimizer.step()``; GradientClipping clips here."""
+        self._check_started("after_train_batch")
+        self.engine.run_event(Event.AFTER_TRAIN_BATCH)
+
     def batch_end(self, samples: int | None = None) -> None:
         """Counts the optimizer step that just finished and fires BATCH_END (snapshots, SWA's swap).
 

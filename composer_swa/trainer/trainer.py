@@ -34,6 +34,7 @@ from composer_swa.trainer.guards import RunGuard
 from composer_swa.trainer.model_calls import compute_loss, forward_batch
 from composer_swa.trainer.parallel import prepare_model, shard_dataloaders
 from composer_swa.trainer.precision import autocast_context, check_precision, make_grad_scaler
+from composer_swa.trainer.stepping import step_optimizers
 
 __all__ = ["Trainer"]
 
@@ -274,7 +275,7 @@ class Trainer:
             with syncing:
                 (self._scaler.scale(loss) if self._scaler is not None else loss).backward()
             engine.run_event(Event.AFTER_BACKWARD)
-        self._step_optimizers()
+        step_optimizers(state, engine, self._scaler)  # fires AFTER_TRAIN_BATCH
         if self.step_schedulers_every_batch and state.lr_owner is None:
             for scheduler in state.schedulers:
                 scheduler.step()
@@ -284,16 +285,6 @@ class Trainer:
         engine.run_event(Event.BATCH_END)
         if state.timestamp.batch_count % self._log_every == 0:
             self._log_training(batch_loss if batch_loss is not None else state.loss)
-
-    def _step_optimizers(self) -> None:
-        for optimizer in self.state.optimizers:
-            if self._scaler is not None:
-                self._scaler.step(optimizer)
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        if self._scaler is not None:
-            self._scaler.update()
 
     def _end_epoch(self) -> None:
         state = self.state

@@ -75,6 +75,17 @@ def train_plain_loop(
     return flat_weights(model), None
 
 
+class Crash(Callback):
+    """Raises after batch ``at``, as a killed process stops: what the last periodic checkpoint holds survives."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def batch_end(self, state: State, logger: Logger) -> None:
+        if state.timestamp.batch_count == self.at:
+            raise RuntimeError("killed")
+
+
 class EvalWeights(Callback):
     """Records the weights the model holds at each EVAL_START and after each BATCH_END (callbacks run after algorithms)."""
 

@@ -24,7 +24,7 @@ from tests.conftest import make_loader, mlp
         (lambda: SWA(schedule_swa_lr=True, swa_lr=float("inf")), r"swa_lr must be .*got inf"),
         (lambda: SWA(cyclic_lr=0.1), r"cyclic_lr must be \(high, low\) .*got 0.1"),
         (lambda: SWA(cyclic_lr=("0.1", "0.01")), r"cyclic_lr must be \(high, low\) .*got \('0.1', '0.01'\)"),
-        (lambda: SWA(schedule_swa_lr="no"), "schedule_swa_lr must be True or False, got 'no'"),
+        (lambda: SWA(schedule_swa_lr="no"), "schedule_swa_lr must be True, False or 'paper', got 'no'"),
         (lambda: SWA(bn_update=None), "bn_update must be True or False, got None"),
         (lambda: SWA(offload="yes"), "offload must be True or False, got 'yes'"),
         (lambda: EMA(half_life=None, smoothing=None), "give exactly one of half_life and smoothing, got half_life=None"),

@@ -29,6 +29,10 @@ ALGORITHMS = {
 MORE_ALGORITHMS = {
     "lawa": lambda: [LAWA(window=3, interval="4ba")],
     "swats": lambda: [SWATS(switch_at="14ba")],  # Adam until batch 14, SGD after: resumes after the switch
+    # The paper's LR schedule: decays from batch 12 to 21.6 (the stops at 15 and 17 fall inside), held until swa_end.
+    "swa-paper": lambda: [
+        SWA(swa_start="0.5dur", swa_end="0.75dur", update_interval="2ba", schedule_swa_lr="paper", swa_lr=0.01)
+    ],
 }
 BATCHES_PER_EPOCH = 12
 

@@ -31,7 +31,9 @@ def test_export_holds_the_final_weights_and_each_average(finished: tuple[Path, d
     folder, model, averages = finished
     description = json.loads((folder / "export.json").read_text())
 
-    assert sorted(description["files"]) == ["EMA-average.safetensors", "SWA-average.safetensors", "model.safetensors"]
+    assert sorted(description["files"]) == [
+        "EMA-average.safetensors", "SWA-average.safetensors", "SWA-training.safetensors", "model.safetensors",
+    ]  # fmt: skip
     assert description["files"]["SWA-average.safetensors"]["n_averaged"] == 19  # batches 12, 14, ..., 48
     assert description["timestamp"]["batch_count"] == 48
     exported = load_file(folder / "model.safetensors")

@@ -32,7 +32,8 @@ def test_nproc_two_trains_with_global_batches_into_one_run_folder(tmp_path: Path
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["a"]
     assert {p.name for p in run_dir.iterdir()} == {
-        "config.yaml", "metrics.jsonl", "model.safetensors", "SWA-average.safetensors", "export.json", "summary.json",
+        "config.yaml", "metrics.jsonl", "model.safetensors", "SWA-average.safetensors", "SWA-training.safetensors",
+        "export.json", "summary.json",
     }  # fmt: skip
     summary = json.loads((run_dir / "summary.json").read_text())
     # 240 samples, 20 a process a batch, 2 processes: 6 global batches an epoch, 4 epochs.

@@ -94,8 +94,8 @@ def test_event_order_and_batch_counts(loader: DataLoader) -> None:
     Trainer(mlp(), loader, "1ep", eval_dataloader=loader, callbacks=[log], eval_interval="2ba", **quiet()).fit()
     names = [name for name, _ in log.events]
     assert names[:3] == ["init", "fit_start", "epoch_start"]
-    first_batch = names[3:8]
-    assert first_batch == ["batch_start", "after_forward", "after_loss", "after_backward", "batch_end"]
+    first_batch = names[3:9]
+    assert first_batch == ["batch_start", "after_forward", "after_loss", "after_backward", "after_train_batch", "batch_end"]
     assert ("batch_end", 1) in log.events and ("batch_end", 4) in log.events  # counted before BATCH_END
     assert [count for name, count in log.events if name == "eval_start"] == [2, 4]
     assert names[-1] == "fit_end"
