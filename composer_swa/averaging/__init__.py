@@ -1,8 +1,17 @@
-"""Weight averaging: the one kernel every average uses, model averages, and batch-norm statistics passes."""
+"""Weight averaging: the one kernel every average uses, model averages, and batch-norm statistics passes.
 
-from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
-from composer_swa.averaging.kernel import FlatAverage
-from composer_swa.averaging.model_average import ModelAverage, named_state_tensors, strip_wrapper_prefixes
+The names below load on first use, so that ``swa-average`` reads its recipes without importing torch first.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
+    from composer_swa.averaging.kernel import FlatAverage
+    from composer_swa.averaging.model_average import ModelAverage, named_state_tensors, strip_wrapper_prefixes
 
 __all__ = [
     "FlatAverage",
@@ -12,3 +21,24 @@ __all__ = [
     "recompute_batch_norm",
     "strip_wrapper_prefixes",
 ]
+
+_WHERE = {
+    "FlatAverage": "kernel",
+    "ModelAverage": "model_average",
+    "batch_norm_layers": "bn",
+    "named_state_tensors": "model_average",
+    "recompute_batch_norm": "bn",
+    "strip_wrapper_prefixes": "model_average",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

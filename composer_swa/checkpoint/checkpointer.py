@@ -20,6 +20,7 @@ from composer_swa.checkpoint.files import (
     read_checkpoint,
     read_model_weights,
     remove_checkpoint,
+    verify_digest,
     write_checkpoint,
 )
 from composer_swa.checkpoint.rng import capture_rng, restore_rng
@@ -248,9 +249,14 @@ def _check_same_epochs(path: Path, payload: dict[str, Any], state: State) -> Non
 def _load_model_weights(model: torch.nn.Module, path: Path) -> None:
     try:
         if path.suffix == ".safetensors":
+            from safetensors import SafetensorError
             from safetensors.torch import load_model
 
-            load_model(model, path)  # knows which tensors save_model stored once for tied weights
+            verify_digest(path)
+            try:
+                load_model(model, path)  # knows which tensors save_model stored once for tied weights
+            except SafetensorError as error:
+                raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {error}") from None
         else:
             model.load_state_dict(read_model_weights(path))
     except RuntimeError as error:
