@@ -218,7 +218,8 @@ def _average(
         provenance["weights"] = list(weights)
     out_dtype = getattr(torch, dtype) if dtype else None
     with removed_on_failure(output):  # a full disk, or a failed batch-norm pass: no partial output stays
-        written = average_checkpoints(inputs, output, weights, out_dtype, keys, _size(max_shard_size), provenance)
+        # The text as given: a trailing '/' says folder, which a Path forgets.
+        written = average_checkpoints(inputs, output_text, weights, out_dtype, keys, _size(max_shard_size), provenance)
         if parts is not None:
             from composer_swa.averaging.finish import recompute_batch_norm_in_output
 
