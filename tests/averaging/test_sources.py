@@ -22,6 +22,8 @@ def raw_safetensors(path: Path, header: object, data: bytes = b"") -> Path:
 
 
 GOOD = {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+_CASE_NAMES = "no-dtype no-offsets not-object unknown-dtype bad-shape one-offset offsets-vs-shape truncated header-list metadata"
+CASES = _CASE_NAMES.split()
 
 
 @pytest.mark.parametrize(
@@ -38,10 +40,9 @@ GOOD = {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
         ([1, 2, 3], b"", r"its header is a JSON list, not an object of tensors"),
         ({"__metadata__": [1], **GOOD}, bytes(8), r"__metadata__ is \[1\], not an object of strings"),
     ],
-    ids=["no-dtype", "no-offsets", "entry-not-object", "unknown-dtype", "bad-shape", "one-offset", "offsets-vs-shape",
-         "truncated", "header-list", "metadata-list"],  # fmt: skip
+    ids=CASES,
 )
-def test_a_malformed_header_is_refused_naming_the_file_and_tensor(header: object, data: bytes, message: str, tmp_path: Path) -> None:
+def test_a_malformed_header_is_refused_naming_file_and_tensor(header: object, data: bytes, message: str, tmp_path: Path) -> None:
     path = raw_safetensors(tmp_path / "bad.safetensors", header, data)
 
     with pytest.raises(SourceError, match=r"'.*bad\.safetensors'.*" + message):

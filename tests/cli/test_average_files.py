@@ -14,7 +14,8 @@ from safetensors.torch import load_file, save_file
 
 from composer_swa.averaging import writer
 from composer_swa.checkpoint.files import CHECKPOINT_FORMAT, write_checkpoint
-from tests.cli.test_average import CONFIG, finetunes, invoke  # noqa: F401 - finetunes is a fixture
+from composer_swa.config import build_run, load_config
+from tests.cli.test_average import CONFIG, invoke
 
 PASSWD = b"root:x:0:0:root:/root:/bin/bash\n"
 
@@ -74,8 +75,12 @@ def test_dry_run_reports_a_shape_difference_by_tensor_name(tmp_path: Path) -> No
     assert "[0] 1.000000  1.000000" in out  # the tensors that agree ("b") are still compared
 
 
-def test_greedy_with_a_config_whose_model_does_not_match_lists_the_differences(finetunes: Any, tmp_path: Path) -> None:
-    _, _, paths = finetunes
+def test_greedy_with_a_config_whose_model_does_not_match_lists_the_differences(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text(CONFIG)
+    model = build_run(load_config(tmp_path / "run.yaml")).model
+    paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
+    for path in paths:
+        torch.save(model.state_dict(), path)
     other = tmp_path / "other.yaml"
     other.write_text(CONFIG.replace("hidden: [8]", "hidden: [4]"))
 
