@@ -145,13 +145,10 @@ def _average(
     max_shard_size: str, dry_run: bool,
 ) -> None:  # fmt: skip
     import torch
-    import yaml
 
     from composer_swa.averaging import recipes
     from composer_swa.averaging.merge import average_checkpoints, normalize_weights
-    from composer_swa.averaging.order import chronological
     from composer_swa.averaging.output import check_output, removed_on_failure
-    from composer_swa.averaging.soups import greedy_soup, read_category_scores, soce, weighted_soup
     from composer_swa.cli.average_parts import check_fits_model, evaluator, read_all, run_parts
 
     if dry_run:
@@ -162,12 +159,16 @@ def _average(
     output = check_output(output_text, inputs)
     given: list[float] | None = _parse_weights(weights_text) if weights_text else None
     if weights_from is not None and method != "layerwise":
+        import yaml
+
         loaded = yaml.safe_load(weights_from.read_text())
         if not isinstance(loaded, list):
             raise click.UsageError(f"{weights_from}: expected a list of weights, one per input")
         given = [float(w) for w in loaded]
     method = method or ("weighted" if given else "uniform")
     if method in _ORDERED:
+        from composer_swa.averaging.order import chronological
+
         ordered, note = chronological(inputs, method, keep_order)
         inputs = tuple(ordered)
         click.echo(note)
@@ -188,6 +189,8 @@ def _average(
     elif method == "decay":
         weights = recipes.decay_emulating_weights(count, decay_shape)
     elif method == "greedy":
+        from composer_swa.averaging.soups import greedy_soup
+
         if parts is None:
             raise click.UsageError("--method greedy needs --config naming the model and its held-out data (data.eval)")
         candidates = [read_all(path) for path in inputs]
@@ -197,6 +200,8 @@ def _average(
         weights = [1.0 / len(result.chosen) if k in result.chosen else 0.0 for k in range(count)]
         provenance |= {"chosen": result.chosen, "held_out": result.score, "individual": result.individual_scores}
     elif method == "soce":
+        from composer_swa.averaging.soups import read_category_scores, soce, weighted_soup
+
         if scores is None:
             raise click.UsageError("--method soce needs --scores FILE.csv (candidate,<category>,... one row per input)")
         names, categories, table = read_category_scores(scores)
