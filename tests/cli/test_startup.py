@@ -38,3 +38,4 @@ def test_the_package_names_still_resolve() -> None:
     assert set(composer_swa.__all__) <= set(dir(composer_swa))
     with pytest.raises(AttributeError, match=r"module 'composer_swa' has no attribute 'Trainr'"):
         _ = composer_swa.Trainr  # type: ignore[attr-defined]
+    assert composer_swa.checkpoint.CheckpointError.__name__ == "CheckpointError"  # submodules load on first use too
