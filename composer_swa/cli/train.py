@@ -14,6 +14,7 @@ import click
 
 # Only what --help needs is imported here (click, the light event types); torch, the trainer and the
 # config schemas load inside the commands, so `swa-train --help` starts fast.
+from composer_swa.cli.launch import launch_local_processes
 from composer_swa.events import Callback, Event
 
 if TYPE_CHECKING:
@@ -165,8 +166,6 @@ def run(
         folder = run_dir or (Path(config.trainer.run_dir) if config.trainer.run_dir else _default_run_dir(config_path))
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
             arguments = [config_path, *(f"--set={override}" for override in overrides), f"--run-dir={folder}"]
-            from composer_swa.cli.launch import launch_local_processes
-
             sys.exit(launch_local_processes(nproc, arguments + (["--baseline"] if baseline else [])))
         info = join_process_group(resolve_device(config.trainer.device))
         folder = Path(all_gather_objects(str(folder))[0])  # process 0's clock names the folder
