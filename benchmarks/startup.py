@@ -7,7 +7,8 @@
    safetensors, averages them in memory and saves. Target: ≤ 0.6 ×.
 
 Contenders alternate within each round (A B, then B A...); each line gives the median of the per-round
-ratios and their spread (min-max), as the machines here are noisy. Run it on a quiet machine (load < 2).
+ratios and their spread (min-max), as the machines here are noisy, for wall time and for CPU time
+(user + system, which waiting for a core does not inflate). Run it on a quiet machine (load < 2).
 
 Run: ``python -m benchmarks.startup [--rounds 7] [--layers 7] [--vocab 50257]``; ``--layers 1 --vocab 8192``
 makes small checkpoints for a quick run.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,31 +48,42 @@ def command(name: str, module: str) -> list[str]:
     return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
 
 
-def wall(arguments: list[str]) -> float:
-    """Seconds from start to exit of a fresh process (its output discarded; a failure stops the benchmark)."""
+def wall(arguments: list[str]) -> tuple[float, float]:
+    """Wall seconds from start to exit of a fresh process, and the CPU seconds it used (user + system).
+
+    CPU time is the steadier figure on a shared machine: waiting for a core does not count in it.
+    Output is discarded; a failure stops the benchmark.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(arguments, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def compare(contenders: dict[str, list[str]], reference: str, rounds: int) -> dict[str, list[float]]:
-    """Per-round wall times of each contender (one warm-up each first), alternating the order every round."""
+def compare(contenders: dict[str, list[str]], reference: str, rounds: int) -> None:
+    """Prints each contender's wall and CPU time against ``reference``'s: medians of per-round ratios, and their spread.
+
+    One warm-up run each first; the order alternates every round (A B, then B A...).
+    """
     for arguments in contenders.values():
         wall(arguments)
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
     names = list(contenders)
     for round_index in range(rounds):
         for name in names if round_index % 2 == 0 else list(reversed(names)):
             samples[name].append(wall(contenders[name]))
-    for name, seconds in samples.items():
+    for name in names:
         if name == reference:
             continue
-        ratios = [a / b for a, b in zip(seconds, samples[reference])]
-        print(
-            f"  {name:22s} {statistics.median(seconds):6.3f} s vs {reference} {statistics.median(samples[reference]):6.3f} s:"
-            f" {statistics.median(ratios):.3f}x (per-round ratios {min(ratios):.3f}-{max(ratios):.3f})"
-        )
-    return samples
+        for kind, index in (("wall", 0), ("cpu", 1)):
+            ours, theirs = [s[index] for s in samples[name]], [s[index] for s in samples[reference]]
+            ratios = [a / b for a, b in zip(ours, theirs)]
+            print(
+                f"  {name:20s} {kind:4s} {statistics.median(ours):6.3f} s vs {reference} {statistics.median(theirs):6.3f} s:"
+                f" {statistics.median(ratios):.3f}x (per-round ratios {min(ratios):.3f}-{max(ratios):.3f})"
+            )
 
 
 def main() -> None:
