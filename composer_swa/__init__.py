@@ -1,15 +1,25 @@
 """composer_swa: weight averaging done right, on an event-driven algorithm engine for PyTorch.
 
+The names below load on first use (``from composer_swa import Trainer`` imports the trainer then),
+so that a command such as ``swa-average`` imports only what it uses.
+
 Example:
     >>> from composer_swa import SWA, Trainer
     >>> swa = SWA(swa_start="0.7dur", swa_end="1.0dur", update_interval="5ba")
 """
 
-from composer_swa.algorithms import EMA, LAWA, SWA, SWATS, GradientClipping
-from composer_swa.events import Algorithm, AlgorithmConflictError, Callback, Engine, Event
-from composer_swa.state import State
-from composer_swa.time import BatchResolver, Time, Timestamp, TimeUnit
-from composer_swa.trainer import Trainer
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from composer_swa._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from composer_swa.algorithms import EMA, LAWA, SWA, SWATS, GradientClipping
+    from composer_swa.events import Algorithm, AlgorithmConflictError, Callback, Engine, Event
+    from composer_swa.state import State
+    from composer_swa.time import BatchResolver, Time, Timestamp, TimeUnit
+    from composer_swa.trainer import Trainer
 
 __version__ = "0.1.0"
 
@@ -32,3 +42,15 @@ __all__ = [
     "Trainer",
     "__version__",
 ]
+
+# Where each public name lives; imported the first time it is asked for.
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        **dict.fromkeys(("EMA", "LAWA", "SWA", "SWATS", "GradientClipping"), "composer_swa.algorithms"),
+        **dict.fromkeys(("Algorithm", "AlgorithmConflictError", "Callback", "Engine", "Event"), "composer_swa.events"),
+        "State": "composer_swa.state",
+        **dict.fromkeys(("BatchResolver", "Time", "Timestamp", "TimeUnit"), "composer_swa.time"),
+        "Trainer": "composer_swa.trainer",
+    },
+)

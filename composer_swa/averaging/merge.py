@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 
 from composer_swa.averaging.inputs import open_sources
+from composer_swa.averaging.output import check_output, removed_on_failure
 from composer_swa.averaging.sources import TensorInfo, TensorSource
 from composer_swa.averaging.writer import OutputTensor, write_safetensors_stream
 
@@ -152,7 +153,8 @@ def average_checkpoints(
         inputs: Safetensors files, sharded indexes, model folders, composer_swa checkpoints, or
             ``torch.save`` state dicts (read weights-only).
         output: A ``.safetensors`` file, or a folder (sharded above ``max_shard_bytes``; the first
-            model folder's config and tokenizer files are copied into it).
+            model folder's config and tokenizer files are copied into it). Not an input; a failed
+            write (a full disk) leaves nothing behind.
         weights: One weight per input, or a function from a tensor name to them (layer-wise
             weights); ``None`` is the uniform average. Weights are used as given: normalize first.
         dtype: Output dtype of floating tensors; default: the inputs'.
@@ -164,6 +166,7 @@ def average_checkpoints(
 
     Raises:
         IncompatibleCheckpoints: Listing every key, shape and dtype difference.
+        ValueError: ``output`` is an input, or neither a ``.safetensors`` file nor a folder.
 
     Example:
         >>> import tempfile
@@ -179,6 +182,7 @@ def average_checkpoints(
 
     if not inputs:
         raise ValueError("give at least one input checkpoint")
+    output = check_output(output, inputs)
     sources = open_sources(inputs, target)
     try:
         report = check_compatibility(sources, keys)
@@ -202,11 +206,11 @@ def average_checkpoints(
             "inputs": json.dumps([str(s.path) for s in sources]),
             "weights": json.dumps(None if weights is None or callable(weights) else list(weights)),
         } | {key: value if isinstance(value, str) else json.dumps(value) for key, value in (provenance or {}).items()}
-        output = Path(output)
-        written = write_safetensors_stream(tensors, output, metadata, max_shard_bytes)
-        folder_input = next((s.folder for s in sources if s.folder is not None), None)
-        if output.suffix != ".safetensors" and folder_input is not None:
-            _copy_model_files(folder_input, output)
+        with removed_on_failure(output):  # a full disk mid-way leaves no shard behind
+            written = write_safetensors_stream(tensors, output, metadata, max_shard_bytes)
+            folder_input = next((s.folder for s in sources if s.folder is not None), None)
+            if output.suffix != ".safetensors" and folder_input is not None:
+                _copy_model_files(folder_input, output)
         return written
     finally:
         for source in sources:
@@ -221,7 +225,10 @@ def _copy_model_files(source: Path, output: Path) -> None:
 
 
 def cosine_similarities(inputs: Sequence[str | Path], keys: KeyPolicy = "intersection") -> list[list[float]]:
-    """Cosine similarity between the inputs' floating weights, flattened and concatenated (streamed)."""
+    """Cosine similarity between the inputs' floating weights, flattened and concatenated (streamed).
+
+    Tensors that not every input has, or whose shapes differ, are left out.
+    """
     sources = open_sources(inputs)
     try:
         report = check_compatibility(sources, keys)
@@ -230,6 +237,8 @@ def cosine_similarities(inputs: Sequence[str | Path], keys: KeyPolicy = "interse
         for name in report.names:
             if not report.infos[name].dtype.is_floating_point or len(report.present[name]) < count:
                 continue
+            if any(source.infos[name].shape != report.infos[name].shape for source in sources):
+                continue  # a shape difference, which the compatibility report names; there is nothing to compare
             for start, stop in _slices(report.infos[name].numel):
                 stacked = torch.stack([source.read(name, start, stop).to(torch.float64) for source in sources])
                 dots += stacked @ stacked.T

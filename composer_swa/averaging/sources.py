@@ -55,24 +55,68 @@ class _SafetensorsFile:
     """One safetensors file: its header parsed, its tensors read by byte offset."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.file: BufferedReader = open(path, "rb")  # noqa: SIM115 - closed by TensorSource.close
+        from composer_swa.checkpoint.files import CheckpointError, verify_digest
+
         try:
-            (length,) = struct.unpack("<Q", self.file.read(8))
-            header = json.loads(self.file.read(length))
-        except (struct.error, json.JSONDecodeError, UnicodeDecodeError) as error:
-            self.file.close()
-            raise SourceError(f"{str(path)!r} is not a safetensors file (its header does not parse: {error})") from None
-        self.data_start = 8 + length
+            verify_digest(path)
+        except CheckpointError as error:
+            raise SourceError(str(error)) from None
+        self.path = path
         self.file_size = path.stat().st_size
         self._map: mmap.mmap | None = None
         self._view: torch.Tensor | None = None
-        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
-        self.entries: dict[str, tuple[TensorInfo, int]] = {}
-        for name, entry in header.items():
-            if entry["dtype"] not in SAFETENSORS_DTYPES:
-                raise SourceError(f"{str(path)!r}: tensor {name!r} has dtype {entry['dtype']}, which this tool cannot read")
-            self.entries[name] = (TensorInfo(SAFETENSORS_DTYPES[entry["dtype"]], tuple(entry["shape"])), entry["data_offsets"][0])
+        self.file: BufferedReader = open(path, "rb")  # noqa: SIM115 - closed by TensorSource.close
+        try:
+            header = self._read_header()
+            metadata = header.pop("__metadata__", None) or {}
+            if not isinstance(metadata, dict):
+                raise SourceError(f"{str(path)!r}: its header's __metadata__ is {metadata!r}, not an object of strings")
+            self.metadata: dict[str, str] = metadata
+            self.entries: dict[str, tuple[TensorInfo, int]] = {name: self._entry(name, e) for name, e in header.items()}
+        except SourceError:
+            self.file.close()
+            raise
+
+    def _read_header(self) -> dict[str, Any]:
+        """The JSON header, after checking that its length fits the file (garbage would ask for exabytes)."""
+        where = f"{str(self.path)!r} is not a safetensors file"
+        prefix = self.file.read(8)
+        if len(prefix) < 8:
+            raise SourceError(f"{where}: it has {len(prefix)} bytes, fewer than the 8 of a header length")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > self.file_size - 8:
+            raise SourceError(
+                f"{where}: its first 8 bytes give a header of {length} bytes, but the file has {self.file_size} bytes"
+            )
+        try:
+            header = json.loads(self.file.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise SourceError(f"{where} (its header does not parse as JSON: {error})") from None
+        if not isinstance(header, dict):
+            raise SourceError(f"{where}: its header is a JSON {type(header).__name__}, not an object of tensors")
+        self.data_start = 8 + length
+        return header
+
+    def _entry(self, name: str, entry: Any) -> tuple[TensorInfo, int]:
+        """One header entry checked: a known dtype, a shape, and data offsets that match it and fit the file."""
+        where = f"{str(self.path)!r}: tensor {name!r}"
+        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
+            raise SourceError(f"{where} needs 'dtype', 'shape' and 'data_offsets' in the header, got {entry!r}")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPES:
+            raise SourceError(f"{where} has dtype {dtype!r}, which this tool cannot read ({', '.join(SAFETENSORS_DTYPES)})")
+        if not isinstance(shape, list) or not all(type(size) is int and size >= 0 for size in shape):
+            raise SourceError(f"{where} has shape {shape!r}; a shape is a list of sizes >= 0")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int and o >= 0 for o in offsets)):
+            raise SourceError(f"{where} has data_offsets {offsets!r}; they are [begin, end] byte offsets")
+        info = TensorInfo(SAFETENSORS_DTYPES[dtype], tuple(shape))
+        begin, end = offsets
+        expected = info.numel * torch.empty((), dtype=info.dtype).element_size()
+        if end - begin != expected:
+            raise SourceError(f"{where} has data_offsets {offsets!r} ({end - begin} bytes), its shape {shape} needs {expected}")
+        if self.data_start + end > self.file_size:
+            raise SourceError(f"{str(self.path)!r} is truncated: tensor {name!r} ends past the end of the file")
+        return info, begin
 
     def read(self, name: str, start: int, stop: int) -> torch.Tensor:
         """Elements ``[start, stop)``, straight from the page cache: valid until this file's next read.

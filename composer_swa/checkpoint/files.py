@@ -28,12 +28,16 @@ __all__ = [
     "read_checkpoint",
     "read_model_weights",
     "remove_checkpoint",
+    "verify_digest",
     "write_checkpoint",
 ]
 
 CHECKPOINT_FORMAT = "composer_swa.checkpoint"
 CHECKPOINT_VERSION = 1
 _NAME = re.compile(r"^ep(?P<epoch>\d+)-ba(?P<batch>\d+)\.pt$")
+# How a torch.save file starts: a zip archive (torch >= 1.6), or a pickle (protocol 2+, the legacy format).
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = 0x80
 _WEIGHTS_ONLY_HINT = (
     "composer_swa checkpoints hold only tensors and plain containers, so this file was not written by "
     "composer_swa, or was altered"
@@ -96,6 +100,27 @@ def remove_checkpoint(path: Path) -> None:
     _digest_path(path).unlink(missing_ok=True)
 
 
+def verify_digest(path: Path | str) -> None:
+    """Checks ``path`` against the ``path.sha256`` beside it, when there is one (as ``sha256sum -c`` would).
+
+    Raises:
+        CheckpointError: The file's SHA-256 differs from the digest file's (a flipped byte, a partial
+            copy, or a digest of another file).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "w.pt"
+        >>> _ = path.write_bytes(b"weights")
+        >>> verify_digest(path)  # no digest beside it: nothing to check
+    """
+    path = Path(path)
+    digest_file = _digest_path(path)
+    if digest_file.is_file():
+        expected = digest_file.read_text(encoding="utf-8").split(maxsplit=1)[0] if digest_file.stat().st_size else ""
+        if _sha256(path) != expected:
+            raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: its SHA-256 differs from {digest_file.name}")
+
+
 def read_checkpoint(path: Path | str) -> dict[str, Any]:
     """Loads a checkpoint with ``torch.load(weights_only=True)`` after checking its digest, if it has one.
 
@@ -106,11 +131,7 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path (load_path, or save_folder)")
-    digest_file = _digest_path(path)
-    if digest_file.is_file():
-        expected = digest_file.read_text(encoding="utf-8").split(maxsplit=1)[0] if digest_file.stat().st_size else ""
-        if _sha256(path) != expected:
-            raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: its SHA-256 differs from {digest_file.name}")
+    verify_digest(path)
     payload = _load_weights_only(path)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
@@ -127,6 +148,7 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
 
 def _load_weights_only(path: Path, mmap: bool = False) -> Any:
     """``torch.load(weights_only=True)``, its failures turned into errors that name the file and the reason."""
+    _check_torch_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
@@ -137,17 +159,42 @@ def _load_weights_only(path: Path, mmap: bool = False) -> Any:
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(f"{str(path)!r} is truncated or corrupt: {error}") from None
+    except Exception as error:  # the unpickler fails on garbage with any error (IndexError, KeyError...)
+        raise CheckpointError(
+            f"{str(path)!r} is not a composer_swa checkpoint or torch.save file: it starts like one but does not "
+            f"unpickle ({type(error).__name__}: {error})"
+        ) from None
+
+
+def _check_torch_file(path: Path) -> None:
+    """Refuses a file that does not start as ``torch.save`` writes (a zip archive, or a pickle), naming it.
+
+    Without this, torch's unpickler reads text or foreign binaries as opcodes and fails with an
+    ``IndexError`` or ``KeyError`` that says nothing of the file.
+    """
+    with open(path, "rb") as file:
+        head = file.read(512)
+    if not head:
+        raise CheckpointError(f"{str(path)!r} is empty, not a composer_swa checkpoint or torch.save file")
+    if head.startswith(_ZIP_MAGIC) or head[0] == _PICKLE_PROTO or head[257:262] == b"ustar":  # ustar: torch's old tar format
+        return
+    raise CheckpointError(
+        f"{str(path)!r} is not a composer_swa checkpoint or torch.save file (it starts with {head[:16]!r}, "
+        "not a zip archive or a pickle); check the path"
+    )
 
 
 def read_model_weights(path: Path | str, mmap: bool = False) -> dict[str, torch.Tensor]:
     """Model weights from a ``.safetensors`` file, a composer_swa checkpoint, or a ``torch.save``'d state dict.
 
     A state dict nested under ``state_dict`` or ``model`` is found; nothing is unpickled beyond tensors.
-    With ``mmap``, a ``torch.save`` file's tensors are memory-mapped rather than read.
+    A ``.sha256`` digest beside the file is checked first. With ``mmap``, a ``torch.save`` file's
+    tensors are memory-mapped rather than read.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file {str(path)!r} does not exist; check load_path")
+    verify_digest(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file

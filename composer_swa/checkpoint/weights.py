@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from composer_swa.averaging.prefixes import describe_stripped, strip_prefix, wrapper_prefix
-from composer_swa.checkpoint.files import CheckpointError, read_model_weights
+from composer_swa.checkpoint.files import CheckpointError, read_model_weights, verify_digest
 
 __all__ = ["load_model_weights"]
 
@@ -21,7 +21,8 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> str | None:
     every name that shares them.
 
     Raises:
-        CheckpointError: The file cannot be read, or its weights do not fit the model.
+        CheckpointError: The file cannot be read, its ``.sha256`` digest does not match, or its weights
+            do not fit the model.
 
     Example:
         >>> import tempfile
@@ -36,6 +37,7 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> str | None:
         if path.suffix == ".safetensors":
             from safetensors import SafetensorError, safe_open
 
+            verify_digest(path)
             try:
                 with safe_open(str(path), framework="pt") as file:
                     names = list(file.keys())

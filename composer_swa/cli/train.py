@@ -8,20 +8,19 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import yaml
 
-from composer_swa.checkpoint import export_weights
+# Only what --help needs is imported here (click, the light event types); torch, the trainer and the
+# config schemas load inside the commands, so `swa-train --help` starts fast.
 from composer_swa.cli.launch import launch_local_processes
-from composer_swa.cli.run_folder import summarize_run, write_resolved_config, write_summary
-from composer_swa.config import ConfigError, RunConfig, RunParts, build_run, load_config
-from composer_swa.distributed import all_gather_objects, distributed_info, join_process_group
 from composer_swa.events import Callback, Event
-from composer_swa.loggers import Logger
-from composer_swa.state import State
-from composer_swa.trainer.checks import resolve_device
+
+if TYPE_CHECKING:
+    from composer_swa.config import ConfigError, RunConfig, RunParts
+    from composer_swa.loggers import Logger
+    from composer_swa.state import State
 
 __all__ = ["main"]
 
@@ -59,6 +58,9 @@ class _OpenRunFolder(Callback):
         self.opened = False
 
     def fit_start(self, state: State, logger: Logger) -> None:
+        from composer_swa.cli.run_folder import write_resolved_config
+        from composer_swa.distributed import distributed_info
+
         self.opened = True
         if not distributed_info().is_rank_zero:
             return
@@ -75,6 +77,8 @@ def _fail(error: Exception) -> None:
 
 def _refused_at_fit_start(config_path: str, error: Exception) -> ConfigError:
     """An algorithm refused the run once its times resolved (a window past the end, a conflict)."""
+    from composer_swa.config import ConfigError
+
     return ConfigError(config_path, [f"refused at FIT_START, once times resolved against the run: {error}"])
 
 
@@ -84,6 +88,10 @@ def _default_run_dir(config_path: str) -> Path:
 
 def _train(config: RunConfig, config_path: str, run_dir: Path) -> dict[str, Any]:
     """One run into ``run_dir``; returns its summary."""
+    from composer_swa.checkpoint import export_weights
+    from composer_swa.cli.run_folder import summarize_run, write_summary
+    from composer_swa.config import build_run
+
     parts = build_run(config, Path(config_path).resolve().parent)
     trainer = parts.trainer(loggers=[])  # the run folder's loggers join at FIT_START
     opener = _OpenRunFolder(run_dir, config, parts)
@@ -141,6 +149,12 @@ def run(
     nproc: int,
 ) -> None:
     """Train the run described by CONFIG."""
+    import yaml
+
+    from composer_swa.config import ConfigError, load_config
+    from composer_swa.distributed import all_gather_objects, join_process_group
+    from composer_swa.trainer.checks import resolve_device
+
     try:
         config = load_config(config_path, overrides)
         if print_config:
@@ -172,6 +186,8 @@ def run(
 
 
 def _describe_plan(config: RunConfig, config_path: str) -> None:
+    from composer_swa.config import build_run
+
     parts = build_run(config, Path(config_path).resolve().parent)
     trainer = parts.trainer(loggers=[])
     state = trainer.state

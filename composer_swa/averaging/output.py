@@ -1,0 +1,90 @@
+"""Where ``swa-average`` writes: the output checked before any work, and nothing left behind when a write fails.
+
+An output is a ``.safetensors`` file, or a folder (``model.safetensors``, or shards and their
+index). A name with another suffix (``out/x.txt``) is refused rather than made into a folder of
+that name, and so is an output that would overwrite one of the inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["check_output", "removed_on_failure"]
+
+# What a folder output holds: model.safetensors, model-00001-of-00002.safetensors, model.safetensors.index.json.
+_WRITTEN_IN_FOLDER = re.compile(r"^model(-\d+-of-\d+)?\.safetensors(\.index\.json)?$")
+
+
+def check_output(output: str | Path, inputs: Sequence[str | Path]) -> Path:
+    """The output path, after checking it names a ``.safetensors`` file or a folder, and no input.
+
+    A folder is an existing folder, a name ending in ``/``, or a new name without a suffix.
+
+    Raises:
+        ValueError: The output has another suffix, is an existing file that is not safetensors, or
+            would overwrite an input.
+
+    Example:
+        >>> check_output("soup/", ["a.safetensors", "b.safetensors"])
+        PosixPath('soup')
+        >>> check_output("a.safetensors", ["a.safetensors"])
+        Traceback (most recent call last):
+        ...
+        ValueError: -o 'a.safetensors' is input 0 ('a.safetensors'): averaging would overwrite it; choose another output
+    """
+    text = str(output)
+    path = Path(text)
+    is_file = path.suffix == ".safetensors" and not path.is_dir()
+    if not is_file and not path.is_dir():
+        if path.exists():
+            raise ValueError(
+                f"-o {text!r} is an existing file, not a .safetensors file or a folder; give a .safetensors file, or a folder"
+            )
+        if path.suffix and not text.endswith(("/", os.sep)):
+            raise ValueError(
+                f"-o {text!r} ends in {path.suffix!r}: the output is a .safetensors file, or a folder (an existing "
+                "one, a name without a suffix, or a name ending in '/'); for example -o averaged.safetensors or -o averaged/"
+            )
+    target = path.resolve()
+    for index, given in enumerate(inputs):
+        source = Path(given).resolve()
+        if source == target or (not is_file and source.parent == target and _WRITTEN_IN_FOLDER.match(source.name)):
+            raise ValueError(
+                f"-o {text!r} is input {index} ({str(given)!r}): averaging would overwrite it; choose another output"
+                if source == target
+                else f"-o {text!r} would overwrite input {index} ({str(given)!r}); choose another output folder"
+            )
+    return path
+
+
+@contextmanager
+def removed_on_failure(output: Path) -> Iterator[None]:
+    """Removes what the block wrote to ``output`` if it fails (a full disk, an interrupt), then re-raises.
+
+    Files the block added to ``output`` go, and so do folders it created (``output`` or its parents);
+    files that were there before stay.
+    """
+    is_folder = output.suffix != ".safetensors" or output.is_dir()
+    folder = output if is_folder else output.parent
+    created = next((p for p in reversed([folder, *folder.parents]) if not p.exists()), None)
+    before = set(output.iterdir()) if is_folder and output.is_dir() else None
+    file_existed = not is_folder and output.exists()
+    try:
+        yield
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        elif before is not None:
+            for path in set(output.iterdir()) - before:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        elif not is_folder and not file_existed:
+            output.unlink(missing_ok=True)
+        raise
