@@ -43,9 +43,10 @@ def _cache_folder() -> Path:
 
 
 def _how_to_get(folder: str) -> str:
+    names = ", ".join(_FILES["train"] + _FILES["test"])
     return (
         f"install Debian's package (apt-get install dataset-fashion-mnist, files in {str(_DEBIAN)!r}), or place the four "
-        f"files of the official release (https://github.com/zalandoresearch/fashion-mnist: {', '.join(_FILES['train'] + _FILES['test'])}) "
+        f"files of the official release (https://github.com/zalandoresearch/fashion-mnist: {names}) "
         f"in {folder!r} (or pass root=, or set {_ENV})"
     )
 
@@ -106,7 +107,9 @@ def read_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     images = _read_idx(images_path, _IMAGES_MAGIC, images_path.stat().st_mtime_ns)
     labels = _read_idx(labels_path, _LABELS_MAGIC, labels_path.stat().st_mtime_ns)
     if len(images) != len(labels):
-        raise ValueError(f"fashion_mnist: {str(images_path)!r} has {len(images)} images but {str(labels_path)!r} {len(labels)} labels")
+        raise ValueError(
+            f"fashion_mnist: {str(images_path)!r} has {len(images)} images but {str(labels_path)!r} {len(labels)} labels"
+        )
     if labels.size and labels.max() > 9:
         raise ValueError(f"fashion_mnist: {str(labels_path)!r} has label {int(labels.max())}, expected 0-9")
     return images, labels

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 __all__ = ["FashionCNN"]
@@ -30,7 +32,7 @@ class FashionCNN(torch.nn.Module):
             raise ValueError(f"channels must be an int >= 1, got {channels!r}")
         layers: list[torch.nn.Module] = []
         widths = (1, channels, 2 * channels, 4 * channels)
-        for in_channels, out_channels in zip(widths, widths[1:]):
+        for in_channels, out_channels in itertools.pairwise(widths):
             # No convolution bias: the batch norm that follows has its own shift.
             layers += [
                 torch.nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),

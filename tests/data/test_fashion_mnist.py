@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from composer_swa import SWA, Trainer
 from composer_swa.checkpoint import TrainingPreempted, list_checkpoints
+from composer_swa.config import build_run, validate_config
 from composer_swa.data import FashionMNIST, fashion_mnist
 from composer_swa.models import FashionCNN
 from tests.checkpoint.resume_run import SignalSelf, final_weights
@@ -83,9 +84,7 @@ def test_small_files_written_here_are_read_back(tmp_path: Path) -> None:
         (lambda raw: gzip.compress(idx_bytes(2051, np.zeros((5, 28, 28)))), "has 5 images but .* 6 labels"),
     ],
 )
-def test_a_damaged_or_wrong_images_file_is_a_clear_error(
-    tmp_path: Path, damage: Callable[[bytes], bytes], message: str
-) -> None:
+def test_a_damaged_or_wrong_images_file_is_a_clear_error(tmp_path: Path, damage: Callable[[bytes], bytes], message: str) -> None:
     write_folder(tmp_path)
     path = tmp_path / FILES[0]
     path.write_bytes(damage(gzip.decompress(path.read_bytes())))
@@ -106,7 +105,8 @@ def test_a_wrong_labels_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_missing_files_name_both_ways_to_get_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(FileNotFoundError, match="no Fashion-MNIST files in .*nowhere.*apt-get install dataset-fashion-mnist.*zalandoresearch/fashion-mnist"):
+    both_ways = r"no Fashion-MNIST files in .*nowhere.*apt-get install dataset-fashion-mnist.*zalandoresearch/fashion-mnist"
+    with pytest.raises(FileNotFoundError, match=both_ways):
         fashion_mnist(root=str(tmp_path / "nowhere"))
     write_folder(tmp_path)
     (tmp_path / FILES[3]).unlink()
@@ -115,7 +115,7 @@ def test_missing_files_name_both_ways_to_get_them(tmp_path: Path, monkeypatch: p
     # Without root: the environment variable, else Debian's folder, else the cache folder.
     monkeypatch.setattr(fashion_module, "_DEBIAN", tmp_path / "no-debian")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    with pytest.raises(FileNotFoundError, match="no-debian' or '.*cache/composer_swa/fashion-mnist'; install"):
+    with pytest.raises(FileNotFoundError, match=r"no-debian' or '.*cache/composer_swa/fashion-mnist'; install"):
         fashion_mnist()
     write_folder(tmp_path / "cache" / "composer_swa" / "fashion-mnist", train=3)
     assert len(fashion_mnist()) == 3
@@ -215,3 +215,21 @@ def test_a_run_with_augmentation_stopped_mid_epoch_resumes_exactly(tmp_path: Pat
     resumed.fit()
 
     assert_equal_weights(final_weights(resumed), final_weights(reference))
+
+
+def test_a_config_names_the_dataset_and_the_model(tmp_path: Path) -> None:
+    write_folder(tmp_path, train=20)
+    run = {
+        "model": {"name": "fashion_cnn", "channels": 4},
+        "data": {
+            "train": {"name": "fashion_mnist", "root": str(tmp_path), "subset": 10, "augment": True, "batch_size": 5},
+            "eval": {"name": "fashion_mnist", "root": str(tmp_path), "split": "test", "batch_size": 5},
+        },
+        "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True},
+        "trainer": {"max_duration": "1ep", "progress_bar": False},
+    }
+    parts = build_run(validate_config(run, "t"))
+    assert isinstance(parts.model, FashionCNN) and parts.model.classifier.out_features == 10
+    assert len(parts.train_dataloader.dataset) == 10 and parts.train_dataloader.dataset.augment  # type: ignore[arg-type, attr-defined]
+    images, _ = next(iter(parts.train_dataloader))
+    assert images.shape == (5, 1, 28, 28) and parts.model(images).shape == (5, 10)
