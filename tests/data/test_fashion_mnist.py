@@ -22,7 +22,6 @@ from tests.checkpoint.resume_run import SignalSelf, final_weights
 from tests.checkpoint.test_resume import assert_equal_weights
 
 fashion_module = importlib.import_module("composer_swa.data.fashion_mnist")  # the package's attribute is the function
-REAL = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist; .ci/run installs it
 FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
 
@@ -51,11 +50,12 @@ def write_folder(folder: Path, train: int = 6, test: int = 4, seed: int = 0) -> 
 
 
 def test_the_real_files_read_as_numpy_reads_them() -> None:
+    real = fashion_module.resolve_root()  # Debian's dataset-fashion-mnist, which .ci/run installs, or the cache folder
     train, test = fashion_mnist("train"), fashion_mnist("test")
     assert (len(train), len(test)) == (60000, 10000)
-    reference = numpy_idx(REAL / FILES[0], 16).reshape(60000, 28, 28)
+    reference = numpy_idx(real / FILES[0], 16).reshape(60000, 28, 28)
     assert train.images.dtype == torch.uint8 and np.array_equal(train.images.numpy(), reference)
-    assert train.labels.dtype == torch.int64 and np.array_equal(train.labels.numpy(), numpy_idx(REAL / FILES[1], 8))
+    assert train.labels.dtype == torch.int64 and np.array_equal(train.labels.numpy(), numpy_idx(real / FILES[1], 8))
     assert train.labels.bincount().tolist() == [6000] * 10 and test.labels.bincount().tolist() == [1000] * 10
     # The normalisation constants are the training pixels' own mean and std.
     pixels = reference / 255.0
@@ -113,6 +113,7 @@ def test_missing_files_name_both_ways_to_get_them(tmp_path: Path, monkeypatch: p
     with pytest.raises(FileNotFoundError, match=f"'{tmp_path}' lacks t10k-labels-idx1-ubyte.gz; install Debian's package"):
         fashion_mnist(root=str(tmp_path))
     # Without root: the environment variable, else Debian's folder, else the cache folder.
+    monkeypatch.delenv("COMPOSER_SWA_FASHION_MNIST", raising=False)
     monkeypatch.setattr(fashion_module, "_DEBIAN", tmp_path / "no-debian")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(FileNotFoundError, match=r"no-debian' or '.*cache/composer_swa/fashion-mnist'; install"):
