@@ -10,6 +10,8 @@ torch's default generator inside ``__getitem__``: in the main process that is th
 Trainer seeds and checkpoints, and in a ``DataLoader`` worker it is seeded per epoch from the
 loader's generator (``base_seed + worker_id``). Either way a resumed run re-draws the same
 augmentations, because the Trainer restores those generators and re-draws the consumed batches.
+(A key of (seed, epoch, index) would need the epoch, which a map-style dataset is never told, or a
+custom sampler in every ``DataLoader``, which ``DistributedSampler`` sharding would replace.)
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def fashion_mnist(
         root: The folder of the four ``*-ubyte.gz`` files; by default see the module's docstring.
         subset: Keep this many images, the first ``subset`` of a permutation seeded with ``seed``
             (in file order; a larger subset of one seed contains the smaller).
-        seed: Seeds the subset.
+        seed: Seeds the subset. Augmentation follows the run's seed (see the module's docstring).
         augment: Random shift (up to 2 pixels, zero padding) and horizontal flip per draw.
 
     Raises:
