@@ -10,10 +10,16 @@ from typing import Any
 import torch
 
 from composer_swa.algorithms import EMA, LAWA, SWA, SWATS
-from composer_swa.data import char_text, fashion_mnist, mnist1d, synthetic_classification
+from composer_swa.data.char_text import char_text  # the modules', not the package's: see below
+from composer_swa.data.fashion_mnist import fashion_mnist
+from composer_swa.data.mnist1d import mnist1d
+from composer_swa.data.synthetic import synthetic_classification
 from composer_swa.loggers import ConsoleLogger, JSONLinesLogger, TensorBoardLogger
 from composer_swa.models import MLP, CharGPT, FashionCNN, MNIST1DConvNet
 from composer_swa.time import Time, TimeUnit, as_time
+
+# The datasets come from their modules because a module named like its function (char_text) replaces
+# the function as composer_swa.data's attribute whenever it is imported anew (pytest's doctests do).
 
 __all__ = ["ALGORITHMS", "DATASETS", "LOGGERS", "MODELS", "OPTIMIZERS", "SCHEDULERS", "warmup_cosine"]
 

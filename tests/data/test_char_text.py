@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from composer_swa.config import build_run, validate_config
-from composer_swa.data import char_text
-from composer_swa.data.char_text import CharTextDataset, _encoded_corpus, encode
+from composer_swa.data.char_text import CharTextDataset, _encoded_corpus, char_text, encode
 from composer_swa.models import CharGPT
 
 

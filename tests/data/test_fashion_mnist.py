@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from composer_swa import SWA, Trainer
 from composer_swa.checkpoint import TrainingPreempted, list_checkpoints
 from composer_swa.config import build_run, validate_config
-from composer_swa.data import FashionMNIST, fashion_mnist
+from composer_swa.data.fashion_mnist import FashionMNIST, fashion_mnist
 from composer_swa.models import FashionCNN
 from tests.checkpoint.resume_run import SignalSelf, final_weights
 from tests.checkpoint.test_resume import assert_equal_weights
