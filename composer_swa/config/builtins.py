@@ -10,10 +10,16 @@ from typing import Any
 import torch
 
 from composer_swa.algorithms import EMA, LAWA, SWA, SWATS, GradientClipping
-from composer_swa.data import char_text, mnist1d, synthetic_classification
+from composer_swa.data.char_text import char_text  # the modules', not the package's: see below
+from composer_swa.data.fashion_mnist import fashion_mnist
+from composer_swa.data.mnist1d import mnist1d
+from composer_swa.data.synthetic import synthetic_classification
 from composer_swa.loggers import ConsoleLogger, JSONLinesLogger, TensorBoardLogger
-from composer_swa.models import MLP, CharGPT, MNIST1DConvNet
+from composer_swa.models import MLP, CharGPT, FashionCNN, MNIST1DConvNet
 from composer_swa.time import Time, TimeUnit, as_time
+
+# The datasets come from their modules because a module named like its function (char_text) replaces
+# the function as composer_swa.data's attribute whenever it is imported anew (pytest's doctests do).
 
 __all__ = ["ALGORITHMS", "DATASETS", "LOGGERS", "MODELS", "OPTIMIZERS", "SCHEDULERS", "warmup_cosine"]
 
@@ -55,8 +61,18 @@ def _subclasses(namespace: Any, base: type, exclude: set[str]) -> dict[str, Call
     }
 
 
-DATASETS: dict[str, Callable[..., Any]] = {"synthetic": synthetic_classification, "mnist1d": mnist1d, "char_text": char_text}
-MODELS: dict[str, Callable[..., Any]] = {"mlp": MLP, "mnist1d_cnn": MNIST1DConvNet, "char_gpt": CharGPT}
+DATASETS: dict[str, Callable[..., Any]] = {
+    "synthetic": synthetic_classification,
+    "mnist1d": mnist1d,
+    "char_text": char_text,
+    "fashion_mnist": fashion_mnist,
+}
+MODELS: dict[str, Callable[..., Any]] = {
+    "mlp": MLP,
+    "mnist1d_cnn": MNIST1DConvNet,
+    "char_gpt": CharGPT,
+    "fashion_cnn": FashionCNN,
+}
 OPTIMIZERS = _subclasses(torch.optim, torch.optim.Optimizer, set())
 # Schedulers whose arguments are functions or other schedulers cannot come from YAML.
 SCHEDULERS = _subclasses(

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from composer_swa.data import char_text, synthetic_classification
+from composer_swa.data.char_text import char_text
+from composer_swa.data.synthetic import synthetic_classification
 
 
 def test_char_text_targets_are_the_inputs_shifted_by_one(tmp_path: Path) -> None:
