@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import sys
 import time
 from datetime import datetime
@@ -62,9 +63,17 @@ class _OpenRunFolder(Callback):
         self.opened = True
         if not distributed_info().is_rank_zero:
             return
+        # The loggers first: one that cannot be built (a missing package) leaves no run folder behind.
+        created = not self.run_dir.exists()
+        try:
+            destinations = self.parts.loggers(self.run_dir)
+        except ConfigError:
+            if created:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved_config(self.config, self.run_dir / "config.yaml")
-        logger.destinations[:] = self.parts.loggers(self.run_dir)
+        logger.destinations[:] = destinations
         logger.log_message(f"run folder: {self.run_dir}", step=state.timestamp.batch_count)
 
 
@@ -84,7 +93,7 @@ def _default_run_dir(config_path: str) -> Path:
 
 def _train(config: RunConfig, config_path: str, run_dir: Path) -> dict[str, Any]:
     """One run into ``run_dir``; returns its summary."""
-    parts = build_run(config, Path(config_path).resolve().parent)
+    parts = build_run(config, Path(config_path).resolve().parent, source=config_path)
     trainer = parts.trainer(loggers=[])  # the run folder's loggers join at FIT_START
     opener = _OpenRunFolder(run_dir, config, parts)
     trainer.state.callbacks.insert(0, opener)
@@ -172,7 +181,7 @@ def run(
 
 
 def _describe_plan(config: RunConfig, config_path: str) -> None:
-    parts = build_run(config, Path(config_path).resolve().parent)
+    parts = build_run(config, Path(config_path).resolve().parent, source=config_path)
     trainer = parts.trainer(loggers=[])
     state = trainer.state
     parameters = sum(p.numel() for p in state.model.parameters())
