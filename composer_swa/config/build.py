@@ -124,10 +124,12 @@ def _loader(path: str, component: BaseModel, train: bool, config_dir: Path | Non
     if not isinstance(dataset, Dataset) and not hasattr(dataset, "__getitem__"):
         raise ConfigError("the config", [f"{path}: {_name(component)} returned {type(dataset).__name__}, not a torch Dataset"])
     options: LoaderOptions = component  # type: ignore[assignment]
+    problems = loader_problems(path, dataset, options.batch_size, options.drop_last)
+    if problems:
+        raise ConfigError("the config", problems)
     shuffle = train if options.shuffle is None else options.shuffle
-    return DataLoader(
-        dataset, batch_size=options.batch_size, shuffle=shuffle, num_workers=options.num_workers, drop_last=options.drop_last
-    )
+    loader_options = {"batch_size": options.batch_size, "shuffle": shuffle, "num_workers": options.num_workers}
+    return _construct(path, DataLoader, loader_options | {"drop_last": options.drop_last}, dataset)  # type: ignore[no-any-return]
 
 
 def _model(config: RunConfig, dataset: Any, config_dir: Path | None) -> torch.nn.Module:
@@ -172,9 +174,6 @@ def _build(config: RunConfig, config_dir: Path | None) -> RunParts:
         seed_everything(config.trainer.seed)
     train = _loader("data.train", config.data.train, True, config_dir)
     evaluation = _loader("data.eval", config.data.eval, False, config_dir) if config.data.eval is not None else None
-    problems = loader_problems("data.train", train) + (loader_problems("data.eval", evaluation) if evaluation else [])
-    if problems:
-        raise ConfigError("the config", problems + logger_problems(config))
     model = _model(config, train.dataset, config_dir)
     problems = time_problems(config, model, train, evaluation is not None) + logger_problems(config)
     if problems:

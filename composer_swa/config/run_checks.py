@@ -30,14 +30,14 @@ def _length(sized: Any) -> int | None:
         return None
 
 
-def loader_problems(path: str, loader: DataLoader[Any]) -> list[str]:
+def loader_problems(path: str, dataset: Any, batch_size: int, drop_last: bool) -> list[str]:
     """An empty dataset, or a ``batch_size`` that leaves no batch (``drop_last: true``)."""
-    samples = _length(loader.dataset)
+    samples = _length(dataset)
     if samples == 0:
         return [f"{path}: the dataset is empty (0 samples); check its arguments"]
-    if samples is not None and _length(loader) == 0:
+    if samples is not None and drop_last and batch_size > samples:
         return [
-            f"{path}.batch_size: {loader.batch_size} is more than the dataset's {samples} samples, and drop_last is true, "
+            f"{path}.batch_size: {batch_size} is more than the dataset's {samples} samples, and drop_last is true, "
             f"so there is no batch; lower batch_size or set drop_last: false"
         ]
     return []
