@@ -135,7 +135,9 @@ class Time:
             )
         unit_text, number_text = match.group("unit"), match.group("number")
         if unit_text not in {unit.value for unit in TimeUnit}:
-            raise ValueError(f"invalid time string {quoted}: unknown unit {_quote(unit_text)}; allowed units are {_ALLOWED_UNITS}")
+            raise ValueError(
+                f"invalid time string {quoted}: unknown unit {_quote(unit_text)}; allowed units are {_ALLOWED_UNITS}"
+            )
         try:
             float(number_text)  # Python's number syntax: underscores only between digits
             number = Decimal(number_text)  # the exact value

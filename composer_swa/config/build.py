@@ -64,7 +64,7 @@ class RunParts:
             "callbacks": self.callbacks,
             "loggers": self.loggers(None) if loggers is None else loggers,
         }
-        arguments |= settings.model_dump(include=_TRAINER_KEYS)
+        arguments |= settings.model_dump(include=set(_TRAINER_KEYS))
         # The config's checks ran; what the Trainer still refuses (an unreadable load_path...) is
         # reported like any other config problem, not as a traceback.
         trainer: Trainer = _construct(
@@ -129,7 +129,8 @@ def _loader(path: str, component: BaseModel, train: bool, config_dir: Path | Non
         raise ConfigError("the config", problems)
     shuffle = train if options.shuffle is None else options.shuffle
     loader_options = {"batch_size": options.batch_size, "shuffle": shuffle, "num_workers": options.num_workers}
-    return _construct(path, DataLoader, loader_options | {"drop_last": options.drop_last}, dataset)  # type: ignore[no-any-return]
+    loader: DataLoader[Any] = _construct(path, DataLoader, loader_options | {"drop_last": options.drop_last}, dataset)
+    return loader
 
 
 def _model(config: RunConfig, dataset: Any, config_dir: Path | None) -> torch.nn.Module:

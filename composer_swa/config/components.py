@@ -19,8 +19,8 @@ from typing import Annotated, Any, ClassVar, Union
 
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Tag,

@@ -53,8 +53,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[([0-9]+)\]")
 
 
-def _shorten(text: str) -> str:
-    return repr(text) if len(text) <= 80 else f"{text[:60]!r}... ({len(text):,} characters)"
+def _shorten(value: object) -> str:
+    """``repr(value)``, at most about 80 characters: error messages quote inputs, which may be huge."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's digit limit for str()
+        return "a huge integer"
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
 
 def _path_part(key: str, index: str) -> str | int:
@@ -137,11 +142,13 @@ def _yaml_path(location: tuple[str | int, ...]) -> str:
 def _describe(error: Any) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "unknown_component" and isinstance(error.get("input"), dict):
-        message += f"; got {error['input'].get('name')!r}"
+        message += f"; got {_shorten(error['input'].get('name'))}"
     elif error["type"] == "missing":
         message = "required, but missing"
     elif not isinstance(error.get("input"), (dict, list)) and error["type"] not in ("value_error", "assertion_error"):
-        message += f" (got {error['input']!r})"
+        message += f" (got {_shorten(error['input'])})"
+    if len(message) > 1000:  # a message that quotes a huge input must not become huge itself
+        message = f"{message[:500]}... ({len(message):,} characters)"
     return f"{_yaml_path(error['loc'])}: {message}"
 
 

@@ -87,7 +87,9 @@ class TrainerConfig(_Strict):
     def _check_max_duration(cls, value: str | int) -> str | int:
         duration = as_time(value, "max_duration")
         if duration.unit is TimeUnit.DURATION:
-            raise ValueError(f"max_duration cannot be in 'dur' (a fraction of itself), got {value!r}; use 'ep', 'ba', 'sp' or 'tok'")
+            raise ValueError(
+                f"max_duration cannot be in 'dur' (a fraction of itself), got {value!r}; use 'ep', 'ba', 'sp' or 'tok'"
+            )
         if duration.value <= 0:
             raise ValueError(f"max_duration must be at least one unit of training, got {value!r}")
         return value

@@ -96,7 +96,9 @@ class _Loader(yaml.SafeLoader):
                     f"(line {mark.line + 1}, column {mark.column + 1})"
                 )
             alias = self.check_event(yaml.AliasEvent)  # an alias's node has its own path, where its anchor is
-            node: Node = super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
+            if node is None:  # PyYAML composes a node for every event it accepts here
+                raise YamlRefused(f"{_render(self._path)}: no value")
             if not alias:
                 self._paths[id(node)] = tuple(self._path)
         finally:
@@ -141,11 +143,11 @@ class _Loader(yaml.SafeLoader):
             raise
         except (ValueError, TypeError, KeyError, OverflowError) as error:  # PyYAML's own constructors
             tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-            value = _short(node.value) if isinstance(node.value, str) else f"this {node.id}"
+            value = _short(node.value) if isinstance(node.value, str) else f"this {type(node).__name__}"
             detail = f": {error}" if not isinstance(error, KeyError) else ""
             raise self.refuse(node, f"cannot read {value} as {tag}{detail}") from None
 
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             if key_node.tag == _MERGE:  # `<<: *base`: merged keys may be overridden, that is the point

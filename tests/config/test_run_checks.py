@@ -86,7 +86,9 @@ def test_an_optimizer_argument_torch_types_as_a_tensor_union_is_checked() -> Non
         ({"samples": 40}, {"save_folder": "never", "save_interval": "7tok"}, "trainer.save_interval: cannot resolve 7tok"),
     ],
 )  # fmt: skip
-def test_problems_found_while_building_name_the_key(data: dict[str, object], trainer_keys: dict[str, object], expected: str) -> None:
+def test_problems_found_while_building_name_the_key(
+    data: dict[str, object], trainer_keys: dict[str, object], expected: str
+) -> None:
     train = {"name": "synthetic", "features": 3, "classes": 5} | data
     run = config(data={"train": train}, trainer={"max_duration": "4ep", "progress_bar": False} | trainer_keys)
     assert problems(run, build=True)[0].startswith(expected)
