@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import Enum
 from fractions import Fraction
 from functools import cached_property
@@ -43,14 +44,25 @@ class TimeUnit(str, Enum):
 
 
 _ALLOWED_UNITS = ", ".join(f"'{unit.value}'" for unit in TimeUnit)
+#: The largest count of an integer unit: an int64, as checkpoints and tensors hold counters.
+MAX_COUNT = 2**63 - 1
 _TIME_PATTERN = re.compile(r"^\s*(?P<number>[-+]?[0-9_.]+(?:e[-+]?[0-9_]+)?)\s*(?P<unit>[a-z]+)\s*$")
 
 
 def _parse_unit(unit: TimeUnit | str) -> TimeUnit:
     try:
         return TimeUnit(unit.lower() if isinstance(unit, str) else unit)
-    except ValueError:
-        raise ValueError(f"unknown time unit {unit!r}; allowed units are {_ALLOWED_UNITS}") from None
+    except (ValueError, TypeError):
+        raise ValueError(f"unknown time unit {_quote(unit)}; allowed units are {_ALLOWED_UNITS}") from None
+
+
+def _quote(value: object) -> str:
+    """``repr(value)``, shortened: a huge input must not make a huge message (or, for an int, fail to print)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4,300-digit limit for str()
+        return f"an integer of about {int(getattr(value, 'bit_length', lambda: 0)() * math.log10(2)):,} digits"
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text):,} characters)"
 
 
 class Time:
@@ -80,18 +92,24 @@ class Time:
     def __init__(self, value: int | float, unit: TimeUnit | str) -> None:
         parsed_unit = _parse_unit(unit)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"Time value must be a number, got {value!r}")
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"Time value must be a finite number >= 0, got {value!r} {parsed_unit.value!r}")
+            raise TypeError(f"Time value must be a number, got {_quote(value)}")
+        # An int is never passed through math.isfinite or float(): both overflow past 1e308.
+        if (isinstance(value, float) and not math.isfinite(value)) or value < 0:
+            raise ValueError(f"Time value must be a finite number >= 0, got {_quote(value)} {parsed_unit.value!r}")
         if parsed_unit.is_integral:
-            if value != int(value):
+            if isinstance(value, float) and not value.is_integer():
                 raise TypeError(
                     f"time unit {parsed_unit.value!r} counts whole units, got the fraction {value!r}; "
                     f"use an integer, or 'dur' for a fraction of the run"
                 )
+            if value > MAX_COUNT:
+                raise ValueError(f"Time value {_quote(value)} {parsed_unit.value!r} is past the largest count, 2**63 - 1")
             value = int(value)
         else:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ValueError(f"Time value {_quote(value)} 'dur' is too large for a fraction of the run") from None
         self._value: int | float = value
         self._unit = parsed_unit
 
@@ -99,37 +117,49 @@ class Time:
     def from_timestring(cls, timestring: str) -> Time:
         """Parses ``"<number><unit>"``, e.g. ``"0.7dur"``, ``"5ba"``, ``"1e3ba"``, ``"2_000tok"``.
 
+        Counts are read exactly (``"9007199254740993ba"`` is that many batches, not the nearest float).
+
         Raises:
-            ValueError: If the string is not a number followed by a known unit; the message quotes
-                the string and lists the allowed units.
+            ValueError: If the string is not a number followed by a known unit, or the number is out
+                of range; the message quotes the string and lists the allowed units.
             TypeError: If an integer unit is given a fraction, e.g. ``"1.5ep"``.
         """
         if not isinstance(timestring, str):
-            raise TypeError(f"a time string must be a str, got {timestring!r}")
+            raise TypeError(f"a time string must be a str, got {_quote(timestring)}")
+        quoted = _quote(timestring)
         match = _TIME_PATTERN.match(timestring.lower())
         if match is None:
             raise ValueError(
-                f"invalid time string {timestring!r}: expected a number followed by a unit, "
+                f"invalid time string {quoted}: expected a number followed by a unit, "
                 f"like '0.7dur', '5ba' or '2_000tok'; allowed units are {_ALLOWED_UNITS}"
             )
-        unit_text = match.group("unit")
+        unit_text, number_text = match.group("unit"), match.group("number")
         if unit_text not in {unit.value for unit in TimeUnit}:
             raise ValueError(
-                f"invalid time string {timestring!r}: unknown unit {unit_text!r}; allowed units are {_ALLOWED_UNITS}"
+                f"invalid time string {quoted}: unknown unit {_quote(unit_text)}; allowed units are {_ALLOWED_UNITS}"
             )
         try:
-            number = float(match.group("number"))
-        except ValueError:
+            float(number_text)  # Python's number syntax: underscores only between digits
+            number = Decimal(number_text)  # the exact value
+        except (ValueError, ArithmeticError):
             raise ValueError(
-                f"invalid time string {timestring!r}: {match.group('number')!r} is not a number; "
+                f"invalid time string {quoted}: {_quote(number_text)} is not a number; "
                 f"expected a number followed by one of {_ALLOWED_UNITS}"
             ) from None
         if number < 0:
-            raise ValueError(f"invalid time string {timestring!r}: time cannot be negative")
+            raise ValueError(f"invalid time string {quoted}: time cannot be negative")
+        unit = TimeUnit(unit_text)
+        if unit.is_integral and number != number.to_integral_value():
+            raise TypeError(
+                f"invalid time string {quoted}: time unit {unit.value!r} counts whole units, got the fraction "
+                f"{_quote(number_text)}; use an integer, or 'dur' for a fraction of the run"
+            )
+        if unit.is_integral and number > MAX_COUNT:  # checked before int(): 1e999999999 has a billion digits
+            raise ValueError(f"invalid time string {quoted}: {_quote(number_text)} is past the largest count, 2**63 - 1")
         try:
-            return cls(number, unit_text)
-        except TypeError as error:
-            raise TypeError(f"invalid time string {timestring!r}: {error}") from None
+            return cls(int(number) if unit.is_integral else float(number), unit)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"invalid time string {quoted}: {error}") from None
 
     @property
     def value(self) -> int | float:
@@ -150,18 +180,36 @@ class Time:
         return other
 
     def __add__(self, other: Time) -> Time:
-        return Time(self._value + self._same_unit(other, "add")._value, self._unit)
+        total = self._value + self._same_unit(other, "add")._value
+        return self._result(total, f"{self} + {other}")
 
     def __sub__(self, other: Time) -> Time:
         difference = self._value - self._same_unit(other, "subtract")._value
         if difference < 0:
             raise ValueError(f"{self} - {other} is negative; time cannot be negative")
-        return Time(difference, self._unit)
+        return self._result(difference, f"{self} - {other}")
 
     def __mul__(self, factor: int | float) -> Time:
-        return Time(self._value * factor, self._unit)
+        # Checked first: `Time(10**9, "ba") * "ab"` would build a 2 GB string before Time() refused it.
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+            raise TypeError(f"cannot multiply {self} by {_quote(factor)}: the factor must be an int or a float")
+        if isinstance(factor, float) and not math.isfinite(factor):
+            raise ValueError(f"cannot multiply {self} by {factor!r}: the factor must be finite")
+        product: int | float
+        if self._unit.is_integral:  # exact, so a count stays an exact integer (no rounding through a float)
+            exact = Fraction(self._value) * Fraction(factor)
+            product = exact.numerator if exact.denominator == 1 else float(exact) if abs(exact) <= MAX_COUNT else math.inf
+        else:
+            product = self._value * factor if abs(factor) < 2**1000 else math.inf  # float(huge int) overflows
+        return self._result(product, f"{self} * {_quote(factor)}")
 
     __rmul__ = __mul__
+
+    def _result(self, value: int | float, expression: str) -> Time:
+        try:
+            return Time(value, self._unit)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{expression}: {error}") from None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Time) and self._unit is other._unit and self._value == other._value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import sys
 import time
 from datetime import datetime
@@ -64,9 +65,17 @@ class _OpenRunFolder(Callback):
         self.opened = True
         if not distributed_info().is_rank_zero:
             return
+        # The loggers first: one that cannot be built (a missing package) leaves no run folder behind.
+        created = not self.run_dir.exists()
+        try:
+            destinations = self.parts.loggers(self.run_dir)
+        except ConfigError:
+            if created:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved_config(self.config, self.run_dir / "config.yaml")
-        logger.destinations[:] = self.parts.loggers(self.run_dir)
+        logger.destinations[:] = destinations
         logger.log_message(f"run folder: {self.run_dir}", step=state.timestamp.batch_count)
 
 
@@ -92,7 +101,7 @@ def _train(config: RunConfig, config_path: str, run_dir: Path) -> dict[str, Any]
     from composer_swa.cli.run_folder import summarize_run, write_summary
     from composer_swa.config import build_run
 
-    parts = build_run(config, Path(config_path).resolve().parent)
+    parts = build_run(config, Path(config_path).resolve().parent, source=config_path)
     trainer = parts.trainer(loggers=[])  # the run folder's loggers join at FIT_START
     opener = _OpenRunFolder(run_dir, config, parts)
     trainer.state.callbacks.insert(0, opener)
@@ -188,7 +197,7 @@ def run(
 def _describe_plan(config: RunConfig, config_path: str) -> None:
     from composer_swa.config import build_run
 
-    parts = build_run(config, Path(config_path).resolve().parent)
+    parts = build_run(config, Path(config_path).resolve().parent, source=config_path)
     trainer = parts.trainer(loggers=[])
     state = trainer.state
     parameters = sum(p.numel() for p in state.model.parameters())

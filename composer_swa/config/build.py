@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 from composer_swa.config.builtins import ALGORITHMS, DATASETS, LOGGERS, MODELS, OPTIMIZERS, SCHEDULERS
 from composer_swa.config.components import ImportedComponent
 from composer_swa.config.loading import ConfigError
-from composer_swa.config.schema import LoaderOptions, RunConfig
+from composer_swa.config.run_checks import loader_problems, logger_problems, time_problems
+from composer_swa.config.schema import LoaderOptions, RunConfig, TrainerConfig
 from composer_swa.events import Algorithm, Callback
 from composer_swa.state import State
 from composer_swa.trainer import Trainer
@@ -26,6 +27,13 @@ __all__ = ["RunParts", "build_run"]
 #: Dataset attributes that fill a model's arguments of the same name when the config leaves them out.
 _FROM_DATASET = ("in_features", "num_classes", "vocab_size", "block_size")
 _LOADER_KEYS = frozenset(LoaderOptions.model_fields)
+#: The TrainerConfig keys passed to the Trainer as they are (the seed is applied by build_run, the run
+#: folder is the CLI's, max_duration goes by position).
+_TRAINER_KEYS = (frozenset(inspect.signature(Trainer).parameters) & frozenset(TrainerConfig.model_fields)) - {
+    "max_duration",
+    "seed",
+    "run_dir",
+}
 _DEFAULT_PATHS = {"jsonl": "metrics.jsonl", "tensorboard": "tensorboard"}
 
 
@@ -42,36 +50,27 @@ class RunParts:
     algorithms: list[Algorithm]
     callbacks: list[Callback]
     config_dir: Path | None = None
+    #: The config's name in error messages (its file).
+    source: str = "the config"
 
     def trainer(self, loggers: list[Any] | None = None) -> Trainer:
         """The Trainer; ``loggers`` defaults to :meth:`loggers` without a run folder (the console)."""
         settings = self.config.trainer
-        return Trainer(
-            self.model,
-            self.train_dataloader,
-            settings.max_duration,
-            eval_dataloader=self.eval_dataloader,
-            optimizers=self.optimizer,
-            schedulers=self.scheduler,
-            algorithms=self.algorithms,
-            callbacks=self.callbacks,
-            eval_interval=settings.eval_interval,
-            device=settings.device,
-            precision=settings.precision,
-            grad_accum=settings.grad_accum,
-            progress_bar=settings.progress_bar,
-            step_schedulers_every_batch=settings.step_schedulers_every_batch,
-            log_interval=settings.log_interval,
-            save_folder=settings.save_folder,
-            save_interval=settings.save_interval,
-            save_num_checkpoints_to_keep=settings.save_num_checkpoints_to_keep,
-            autoresume=settings.autoresume,
-            load_path=settings.load_path,
-            load_weights_only=settings.load_weights_only,
-            parallelism=settings.parallelism,
-            sync_batch_norm=settings.sync_batch_norm,
-            loggers=self.loggers(None) if loggers is None else loggers,
+        arguments = {
+            "eval_dataloader": self.eval_dataloader,
+            "optimizers": self.optimizer,
+            "schedulers": self.scheduler,
+            "algorithms": self.algorithms,
+            "callbacks": self.callbacks,
+            "loggers": self.loggers(None) if loggers is None else loggers,
+        }
+        arguments |= settings.model_dump(include=set(_TRAINER_KEYS))
+        # The config's checks ran; what the Trainer still refuses (an unreadable load_path...) is
+        # reported like any other config problem, not as a traceback.
+        trainer: Trainer = _construct(
+            "trainer", Trainer, arguments, self.model, self.train_dataloader, settings.max_duration, source=self.source
         )
+        return trainer
 
     def loggers(self, run_dir: Path | None) -> list[Any]:
         """The config's loggers; with ``run_dir``, relative paths go inside it (default: console + metrics.jsonl)."""
@@ -85,7 +84,8 @@ class RunParts:
                 kwargs["path"] = run_dir / kwargs["path"]
             elif run_dir is not None and _name(logger).lower() in _DEFAULT_PATHS and "path" not in kwargs:
                 kwargs["path"] = run_dir / _DEFAULT_PATHS[_name(logger).lower()]
-            loggers.append(_construct(f"loggers[{index}]", _factory(logger, LOGGERS, self.config_dir), kwargs))
+            factory = _factory(logger, LOGGERS, self.config_dir)
+            loggers.append(_construct(f"loggers[{index}]", factory, kwargs, source=self.source))
         return loggers
 
 
@@ -110,11 +110,13 @@ def _factory(component: BaseModel, registry: dict[str, Callable[..., Any]], conf
     return registry[name.lower()]
 
 
-def _construct(path: str, factory: Callable[..., Any], kwargs: dict[str, Any], *args: Any) -> Any:
+def _construct(path: str, factory: Callable[..., Any], kwargs: dict[str, Any], *args: Any, source: str = "the config") -> Any:
     try:
         return factory(*args, **kwargs)
+    except ConfigError:
+        raise
     except Exception as error:  # the user's code may raise anything; report where it came from
-        raise ConfigError("the config", [f"{path}: building it raised {type(error).__name__}: {error}"]) from error
+        raise ConfigError(source, [f"{path}: building it raised {type(error).__name__}: {error}"]) from error
 
 
 def _loader(path: str, component: BaseModel, train: bool, config_dir: Path | None) -> DataLoader[Any]:
@@ -122,10 +124,13 @@ def _loader(path: str, component: BaseModel, train: bool, config_dir: Path | Non
     if not isinstance(dataset, Dataset) and not hasattr(dataset, "__getitem__"):
         raise ConfigError("the config", [f"{path}: {_name(component)} returned {type(dataset).__name__}, not a torch Dataset"])
     options: LoaderOptions = component  # type: ignore[assignment]
+    problems = loader_problems(path, dataset, options.batch_size, options.drop_last)
+    if problems:
+        raise ConfigError("the config", problems)
     shuffle = train if options.shuffle is None else options.shuffle
-    return DataLoader(
-        dataset, batch_size=options.batch_size, shuffle=shuffle, num_workers=options.num_workers, drop_last=options.drop_last
-    )
+    loader_options = {"batch_size": options.batch_size, "shuffle": shuffle, "num_workers": options.num_workers}
+    loader: DataLoader[Any] = _construct(path, DataLoader, loader_options | {"drop_last": options.drop_last}, dataset)
+    return loader
 
 
 def _model(config: RunConfig, dataset: Any, config_dir: Path | None) -> torch.nn.Module:
@@ -146,19 +151,34 @@ def _model(config: RunConfig, dataset: Any, config_dir: Path | None) -> torch.nn
     return model
 
 
-def build_run(config: RunConfig, config_dir: Path | None = None) -> RunParts:
+def build_run(config: RunConfig, config_dir: Path | None = None, source: str = "the config") -> RunParts:
     """Builds datasets, model, optimizer, scheduler, algorithms and callbacks; writes nothing.
 
     The seed is applied first, so the model's initial weights and the data order depend on it alone.
+    ``source`` names the config (its file) in errors.
 
     Raises:
         ConfigError: Naming the component whose construction failed, and why.
     """
+    try:
+        parts = _build(config, config_dir)
+    except ConfigError as error:
+        if error.source == source:
+            raise
+        raise ConfigError(source, error.problems) from error
+    parts.source = source
+    return parts
+
+
+def _build(config: RunConfig, config_dir: Path | None) -> RunParts:
     if config.trainer.seed is not None:
         seed_everything(config.trainer.seed)
     train = _loader("data.train", config.data.train, True, config_dir)
     evaluation = _loader("data.eval", config.data.eval, False, config_dir) if config.data.eval is not None else None
     model = _model(config, train.dataset, config_dir)
+    problems = time_problems(config, model, train, evaluation is not None) + logger_problems(config)
+    if problems:
+        raise ConfigError("the config", problems)
     optimizer = _construct(
         "optimizer", _factory(config.optimizer, OPTIMIZERS, config_dir), _kwargs(config.optimizer), model.parameters()
     )

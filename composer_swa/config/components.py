@@ -11,14 +11,16 @@ import difflib
 import importlib
 import inspect
 import sys
+import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, ClassVar, Union
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Tag,
@@ -28,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from composer_swa.time import Time
+from composer_swa.time import Time, TimeUnit
 
 __all__ = ["ImportedComponent", "component_union", "import_callable", "signature_model"]
 
@@ -38,12 +40,25 @@ _NOT_FROM_YAML = frozenset({"params", "optimizer", "total_batches"})
 
 
 def _check_time(value: str | int) -> str | int:
-    if isinstance(value, str):
-        Time.from_timestring(value)  # raises ValueError naming the string and the allowed units
+    # TypeError (a fraction in a whole unit, "0.5ep") must become ValueError: pydantic reports only
+    # ValueError and AssertionError as validation errors, and lets anything else out as a traceback.
+    try:
+        if isinstance(value, str):
+            Time.from_timestring(value)  # names the string and the allowed units
+        else:
+            Time(value, TimeUnit.BATCH)  # an int is batches; refuses a negative one
+    except TypeError as error:
+        raise ValueError(str(error)) from None
     return value
 
 
-TimeString = Annotated[str | int, AfterValidator(_check_time)]
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"a time is a string like '5ba' or an int of batches, got {value!r}")
+    return value
+
+
+TimeString = Annotated[str | int, BeforeValidator(_not_bool), AfterValidator(_check_time)]
 
 
 def _yaml_type(annotation: Any) -> Any:
@@ -53,11 +68,37 @@ def _yaml_type(annotation: Any) -> Any:
     args = typing.get_args(annotation)
     if Time in args:
         return TimeString | None if type(None) in args else TimeString
+    usable = _with_schema(annotation)
+    return Any if usable is None else usable
+
+
+def _with_schema(annotation: Any) -> Any:
+    """``annotation`` without the parts pydantic has no schema for, or None if nothing is left.
+
+    torch annotates ``lr: float | Tensor`` and ``betas: tuple[float | Tensor, float | Tensor]``; YAML
+    cannot give a Tensor, so these become ``float`` and ``tuple[float, float]``, and ``lr: 0.1x`` is
+    refused with its YAML path instead of failing inside the optimizer.
+    """
     try:
         TypeAdapter(annotation)
-    except Exception:  # torch's annotations (Tensor, ParamsT) have no schema; accept what YAML gives
-        return Any
-    return annotation
+        return annotation
+    except Exception:  # no schema (Tensor, ParamsT), or a form pydantic does not take
+        pass
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Union or origin is types.UnionType:
+        kept = [usable for usable in map(_with_schema, args) if usable is not None]
+        return Union[tuple(kept)] if kept else None  # noqa: UP007 - a runtime tuple of members
+    if origin is None or not args:
+        return None
+    mapped = [arg if arg is Ellipsis else _with_schema(arg) for arg in args]
+    if any(arg is None for arg in mapped):
+        return None
+    try:
+        rebuilt = origin[tuple(mapped)]
+        TypeAdapter(rebuilt)
+    except Exception:
+        return None
+    return rebuilt
 
 
 def _parameters(factory: Callable[..., Any]) -> tuple[list[inspect.Parameter], dict[str, Any]]:
@@ -166,6 +207,8 @@ class ImportedComponent(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     name: str
+    #: Keys the component takes besides the callable's arguments (a dataset's loader keys).
+    also_takes: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="after")
     def _imports(self, info: ValidationInfo) -> ImportedComponent:
@@ -184,9 +227,9 @@ class ImportedComponent(BaseModel):
         names = {p.name for p in parameters} - skip
         unknown = sorted(set(self.kwargs) - names)
         if unknown and not accepts_any:
-            raise ValueError(
-                f"{self.name} takes no argument {', '.join(map(repr, unknown))}; it takes: {', '.join(sorted(names))}"
-            )
+            takes = ", ".join(sorted(names)) or "no arguments"
+            also = f"; and the keys {', '.join(sorted(self.also_takes))}" if self.also_takes else ""
+            raise ValueError(f"{self.name} takes no argument {', '.join(map(repr, unknown))}; it takes: {takes}{also}")
         return factory
 
 

@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from composer_swa.config.schema import RunConfig
+from composer_swa.config.yaml_reader import YamlRefused, read_yaml_text
 
 __all__ = ["ConfigError", "apply_overrides", "load_config", "read_yaml", "validate_config"]
 
@@ -29,28 +30,15 @@ class ConfigError(ValueError):
         super().__init__(f"{source} is not a valid config:\n" + "\n".join(f"  {problem}" for problem in problems))
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key!r} appears twice in one mapping", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML file; a missing file or bad YAML is a :class:`ConfigError` with the line."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(str(file), [f"no such file: {str(file)!r}; give the path to a YAML config"])
     try:
-        data = yaml.load(file.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        data = read_yaml_text(file.read_text(encoding="utf-8"))
+    except YamlRefused as error:
+        raise ConfigError(str(file), [str(error)]) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
@@ -62,7 +50,26 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[([0-9]+)\]")
+
+
+def _shorten(value: object) -> str:
+    """``repr(value)``, at most about 80 characters: error messages quote inputs, which may be huge."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's digit limit for str()
+        return "a huge integer"
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
+
+
+def _path_part(key: str, index: str) -> str | int:
+    """One part of a ``--set`` key path: a list index (``[0]`` or ``.0``) or a mapping key."""
+    digits = index or (key if key.isascii() and key.isdigit() else "")
+    if not digits:
+        return key
+    if len(digits) > 9:
+        raise ValueError(f"the list index {_shorten(digits)} is too large")
+    return int(digits)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict[str, Any]:
@@ -77,16 +84,22 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
     problems = []
     for override in overrides:
         key_path, sep, raw = override.partition("=")
-        parts: list[str | int] = [
-            int(index) if index else (int(key) if key.isdigit() else key) for key, index in _PATH_PART.findall(key_path)
-        ]
+        shown = _shorten(override)
+        try:
+            parts = [_path_part(key, index) for key, index in _PATH_PART.findall(key_path)]
+        except ValueError as error:
+            problems.append(f"--set {shown}: {error}")
+            continue
         if not sep or not parts:
-            problems.append(f"--set {override!r}: expected key.path=value, e.g. trainer.seed=1")
+            problems.append(f"--set {shown}: expected key.path=value, e.g. trainer.seed=1")
             continue
         try:
-            value = yaml.safe_load(raw)
+            value = read_yaml_text(raw, prefix=parts)
+        except YamlRefused as error:
+            problems.append(f"--set {shown}: {error}")
+            continue
         except yaml.YAMLError as error:
-            problems.append(f"--set {override!r}: the value is not valid YAML ({error})")
+            problems.append(f"--set {shown}: the value is not valid YAML ({error})")
             continue
         target: Any = data
         for position, part in enumerate(parts):
@@ -98,12 +111,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
                 elif part == len(target):
                     target.append({} if not last else None)
                 elif part > len(target):
-                    problems.append(f"--set {override!r}: {here} is past the end of a list of {len(target)}")
+                    problems.append(f"--set {shown}: {here} is past the end of a list of {len(target)}")
                     break
             elif not isinstance(target, dict):
                 target = None
             if target is None:
-                problems.append(f"--set {override!r}: {here} goes inside something that is not a mapping or list")
+                problems.append(f"--set {shown}: {here} goes inside something that is not a mapping or list")
                 break
             if last:
                 target[part] = value
@@ -129,11 +142,13 @@ def _yaml_path(location: tuple[str | int, ...]) -> str:
 def _describe(error: Any) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "unknown_component" and isinstance(error.get("input"), dict):
-        message += f"; got {error['input'].get('name')!r}"
+        message += f"; got {_shorten(error['input'].get('name'))}"
     elif error["type"] == "missing":
         message = "required, but missing"
     elif not isinstance(error.get("input"), (dict, list)) and error["type"] not in ("value_error", "assertion_error"):
-        message += f" (got {error['input']!r})"
+        message += f" (got {_shorten(error['input'])})"
+    if len(message) > 1000:  # a message that quotes a huge input must not become huge itself
+        message = f"{message[:500]}... ({len(message):,} characters)"
     return f"{_yaml_path(error['loc'])}: {message}"
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from composer_swa.checkpoint import Checkpointer
 from composer_swa.config.builtins import ALGORITHMS, DATASETS, LOGGERS, MODELS, OPTIMIZERS, SCHEDULERS
 from composer_swa.config.components import ImportedComponent, TimeString, _Strict, component_union, signature_model
+from composer_swa.time import TimeUnit, as_time
 
 __all__ = ["DataConfig", "LoaderOptions", "RunConfig", "TrainerConfig"]
 
@@ -23,7 +24,20 @@ class LoaderOptions(_Strict):
 
 
 class ImportedDataset(ImportedComponent, LoaderOptions):
-    """A user's dataset factory by import path, plus the loader keys."""
+    """A user's dataset factory by import path: its own keyword arguments, plus the loader keys.
+
+    ``{name: "mymodule:make_dataset", split: train, n: 2000, batch_size: 64}`` calls
+    ``make_dataset(split="train", n=2000)`` and batches the result by 64. Keys that are not loader
+    keys are checked against the factory's signature when the config is validated.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    also_takes: ClassVar[frozenset[str]] = frozenset(LoaderOptions.model_fields)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        return data  # not the loader's: the factory's keyword arguments (ImportedComponent checks them)
 
 
 def _models(registry: dict[str, Any], kind: str, **options: Any) -> dict[str, Any]:
@@ -51,7 +65,7 @@ class TrainerConfig(_Strict):
 
     max_duration: TimeString
     eval_interval: TimeString = "1ep"
-    seed: int | None = 0
+    seed: int | None = Field(0, ge=-(2**63), le=2**64 - 1)  # the range torch.manual_seed takes
     device: str | None = None
     precision: str | None = None
     grad_accum: int = Field(1, ge=1)
@@ -67,6 +81,38 @@ class TrainerConfig(_Strict):
     load_weights_only: bool = False
     parallelism: Literal["ddp", "fsdp"] | None = None  # under torchrun / --nproc; None means "ddp" there
     sync_batch_norm: bool = False
+
+    @field_validator("max_duration")
+    @classmethod
+    def _check_max_duration(cls, value: str | int) -> str | int:
+        duration = as_time(value, "max_duration")
+        if duration.unit is TimeUnit.DURATION:
+            raise ValueError(
+                f"max_duration cannot be in 'dur' (a fraction of itself), got {value!r}; use 'ep', 'ba', 'sp' or 'tok'"
+            )
+        if duration.value <= 0:
+            raise ValueError(f"max_duration must be at least one unit of training, got {value!r}")
+        return value
+
+    # The Trainer's own checks of device and precision, here so the error names the YAML key before
+    # anything is built (imported when used: the trainer package is heavy).
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str | None) -> str | None:
+        from composer_swa.trainer.checks import resolve_device
+
+        resolve_device(value)
+        return value
+
+    @field_validator("precision")
+    @classmethod
+    def _check_precision(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from composer_swa.trainer.checks import resolve_device
+        from composer_swa.trainer.precision import check_precision
+
+        if "device" in info.data:  # else the device is wrong, and reported
+            check_precision(value, resolve_device(info.data["device"]))
+        return value
 
     @model_validator(mode="after")
     def _check_checkpointing(self) -> TrainerConfig:
