@@ -60,6 +60,7 @@ class _OpenRunFolder(Callback):
 
     def fit_start(self, state: State, logger: Logger) -> None:
         from composer_swa.cli.run_folder import write_resolved_config
+        from composer_swa.config import ConfigError
         from composer_swa.distributed import distributed_info
 
         self.opened = True
