@@ -83,7 +83,7 @@ def format_table(summaries: dict[str, dict[str, Any]]) -> str:
         for index, (weights, metrics) in enumerate(by_weights.items()):
             mark = " *" if weights == summary.get("final_weights") and len(by_weights) > 1 else ""
             rows.append((f"{label}: {weights}{mark}", metrics, f"{summary['seconds']:.1f}" if index == 0 else ""))
-    metrics = sorted({key for _, values in rows for key in values})
+    metrics = sorted({key for _, values, _ in rows for key in values})
     cells = [["", *metrics, "time (s)"]]
     cells += [[name, *(_number(values.get(m)) for m in metrics), seconds] for name, values, seconds in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]

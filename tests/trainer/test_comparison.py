@@ -15,8 +15,10 @@ from composer_swa.trainer.comparison import evaluate_every_weights, final_weight
 from tests.conftest import make_loader, mlp
 
 
-def _by_hand(weights: dict[str, torch.Tensor], train_inputs: torch.Tensor, eval_set: tuple[torch.Tensor, torch.Tensor], refresh: bool) -> dict[str, float]:
-    """Loads ``weights`` into a fresh MLP and evaluates it with NumPy; ``refresh`` recomputes batch norm from the training inputs."""
+def _by_hand(
+    weights: dict[str, torch.Tensor], train_inputs: torch.Tensor, eval_set: tuple[torch.Tensor, ...], refresh: bool
+) -> dict[str, float]:
+    """``weights`` in a fresh MLP, evaluated with NumPy; ``refresh``: batch norm recomputed from the training inputs."""
     model = mlp(batch_norm=True, seed=123)
     model.load_state_dict(weights)
     if refresh:  # the BN layer's input is the first Linear's output: its exact mean and unbiased variance
@@ -30,7 +32,8 @@ def _by_hand(weights: dict[str, torch.Tensor], train_inputs: torch.Tensor, eval_
     log_probs = logits - logits.max(axis=1, keepdims=True)
     log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
     labels = targets.numpy()
-    return {"eval/loss": float(-log_probs[np.arange(len(labels)), labels].mean()), "eval/accuracy": float((logits.argmax(1) == labels).mean())}
+    loss = -log_probs[np.arange(len(labels)), labels].mean()
+    return {"eval/loss": float(loss), "eval/accuracy": float((logits.argmax(1) == labels).mean())}
 
 
 def test_every_average_and_the_live_weights_match_a_hand_evaluation(tmp_path: Path) -> None:
