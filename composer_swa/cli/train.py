@@ -225,14 +225,14 @@ def _describe_plan(config: RunConfig, config_path: str) -> None:
 
 
 @main.command("plot")
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="PNG to write (default: RUN_DIR/curves.png).")
-def plot(run_dir: Path, output: Path | None) -> None:
-    """Plot the loss and accuracy curves of RUN_DIR, with the averaging windows shaded."""
+@click.argument("run_dirs", metavar="RUN_DIR [RUN_DIR ...]", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="PNG to write (default: the first RUN_DIR/curves.png).")
+def plot(run_dirs: tuple[Path, ...], output: Path | None) -> None:
+    """Plot loss (log scale), accuracy and learning rate of every run in RUN_DIRs (with their sub-runs) on shared axes."""
     from composer_swa.cli.plot import plot_run
 
     try:
-        click.echo(plot_run(run_dir, output))
+        click.echo(plot_run(list(run_dirs), output))
     except (FileNotFoundError, ImportError, ValueError) as error:
         _fail(error)
 
