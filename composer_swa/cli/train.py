@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import sys
@@ -29,11 +28,13 @@ _EXAMPLES = """\b
 Examples:
   swa-train examples/mnist1d_swa.yaml
   swa-train examples/mnist1d_swa.yaml --baseline          # also run it without algorithms
+  swa-train constant.yaml cosine.yaml --jobs 2            # two configs at once, one table
   swa-train examples/mnist1d_swa.yaml --set trainer.seed=3 --set algorithms[0].swa_lr=0.01
   swa-train examples/mnist1d_swa.yaml --print-config      # every default filled in
   swa-train examples/mnist1d_swa.yaml --dry-run           # build everything, train nothing
   swa-train examples/mnist1d_swa.yaml --nproc 2           # 2 processes on this machine (DDP)
   swa-train plot runs/mnist1d_swa-20261121-120000
+  swa-train plot runs/compare-20261121-120000             # every run in it, on the same axes
 """
 
 
@@ -99,6 +100,7 @@ def _default_run_dir(config_path: str) -> Path:
 def _train(config: RunConfig, config_path: str, run_dir: Path) -> dict[str, Any]:
     """One run into ``run_dir``; returns its summary."""
     from composer_swa.checkpoint import export_weights
+    from composer_swa.cli.compare import comparison_summary
     from composer_swa.cli.run_folder import summarize_run, write_summary
     from composer_swa.config import build_run
 
@@ -116,29 +118,30 @@ def _train(config: RunConfig, config_path: str, run_dir: Path) -> dict[str, Any]
         raise _refused_at_fit_start(config_path, error) from error
     finally:
         trainer.logger.close()
-    summary = summarize_run(trainer, config_path, run_dir, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    summary = {**summarize_run(trainer, config_path, run_dir, seconds), **comparison_summary(trainer)}
     export_weights(trainer.state, run_dir, extra={"config": config_path})  # every process: FSDP2 gathers shards
     if trainer.distributed.is_rank_zero:
         write_summary(summary, run_dir / "summary.json")
     return summary
 
 
-def _table(columns: dict[str, dict[str, Any]]) -> str:
-    metrics = sorted({key for summary in columns.values() for key in summary["final_metrics"]})
-    rows = [["", *columns]]
-    rows += [[metric, *(f"{s['final_metrics'].get(metric, float('nan')):.4f}" for s in columns.values())] for metric in metrics]
-    rows.append(["time (s)", *(f"{s['seconds']:.1f}" for s in columns.values())])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)
-
-
 @main.command("run", epilog=_EXAMPLES)
-@click.argument("config_path", metavar="CONFIG")
+@click.argument("config_paths", metavar="CONFIG [CONFIG ...]", nargs=-1, required=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a config value (YAML syntax).")
 @click.option("--dry-run", is_flag=True, help="Validate and build everything, print the plan, train nothing.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config (every default filled in) and exit.")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Run folder (default: trainer.run_dir, else runs/NAME-TIME).")
-@click.option("--baseline", is_flag=True, help="Also run the same config without algorithms, into RUN_DIR/baseline.")
+@click.option("--baseline", is_flag=True, help="Also run each config without algorithms, into its folder's baseline/.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train this many runs (configs, baselines) at once, in separate processes with cores/JOBS threads each.",
+)
+@click.option("--child", is_flag=True, hidden=True, help="Started by --jobs: train, write the folder, print no table.")
+@click.option("--threads", type=click.IntRange(min=1), hidden=True, help="torch.set_num_threads for this process.")
 @click.option("--plot", "plot_after", is_flag=True, help="Write curves.png into the run folder at the end (needs matplotlib).")
 @click.option(
     "--nproc",
@@ -149,50 +152,86 @@ def _table(columns: dict[str, dict[str, Any]]) -> str:
     "For several machines run `torchrun ... -m composer_swa.cli.train CONFIG` on each instead.",
 )
 def run(
-    config_path: str,
+    config_paths: tuple[str, ...],
     overrides: tuple[str, ...],
     dry_run: bool,
     print_config: bool,
     run_dir: Path | None,
     baseline: bool,
+    jobs: int,
+    child: bool,
+    threads: int | None,
     plot_after: bool,
     nproc: int,
 ) -> None:
-    """Train the run described by CONFIG."""
+    """Train the run described by CONFIG; with several CONFIGs, train each and compare them in one table."""
+    import torch
     import yaml
 
+    from composer_swa.cli.compare import format_table, plan_runs, run_in_processes
     from composer_swa.config import ConfigError, load_config
     from composer_swa.distributed import all_gather_objects, join_process_group
     from composer_swa.trainer.checks import resolve_device
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
-        config = load_config(config_path, overrides)
-        if print_config:
-            click.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), nl=False)
+        configs = [(path, load_config(path, overrides)) for path in config_paths]
+        if print_config or dry_run:
+            for path, config in configs:
+                if print_config:
+                    click.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), nl=False)
+                else:
+                    _describe_plan(config, path)
             return
-        if dry_run:
-            _describe_plan(config, config_path)
-            return
-        folder = run_dir or (Path(config.trainer.run_dir) if config.trainer.run_dir else _default_run_dir(config_path))
+        config_path, config = configs[0]
+        if len(configs) > 1:
+            folder = run_dir or Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
+        else:
+            folder = run_dir or (Path(config.trainer.run_dir) if config.trainer.run_dir else _default_run_dir(config_path))
+        runs = plan_runs(configs, folder, baseline)
+        if nproc > 1 and (len(configs) > 1 or jobs > 1):
+            message = f"--nproc {nproc} trains one config in several processes; give one config and no --jobs"
+            message += f" (got {len(configs)} configs, --jobs {jobs})"
+            _fail(ValueError(message))
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
             arguments = [config_path, *(f"--set={override}" for override in overrides), f"--run-dir={folder}"]
             sys.exit(launch_local_processes(nproc, arguments + (["--baseline"] if baseline else [])))
-        info = join_process_group(resolve_device(config.trainer.device))
-        folder = Path(all_gather_objects(str(folder))[0])  # process 0's clock names the folder
-        columns = {"with algorithms" if baseline else "run": _train(config, config_path, folder)}
-        if baseline:
-            plain = copy.deepcopy(config)
-            plain.algorithms = []
-            columns["baseline (no algorithms)"] = _train(plain, config_path, folder / "baseline")
+        if len(runs) > 1:
+            for planned in runs:  # a refusal at FIT_START of any run stops them all before anything is written
+                _check_fit_start(planned.config, planned.config_path)
+        if jobs > 1 and len(runs) > 1:
+            columns = run_in_processes(runs, overrides, jobs)
+            rank_zero = True
+        else:
+            info = join_process_group(resolve_device(config.trainer.device))
+            folder = Path(all_gather_objects(str(folder))[0])  # process 0's clock names the folder
+            runs = plan_runs(configs, folder, baseline)
+            columns = {planned.label: _train(planned.config, planned.config_path, planned.run_dir) for planned in runs}
+            rank_zero = info.is_rank_zero
     except ConfigError as error:
         _fail(error)
-    if not info.is_rank_zero:
+    if not rank_zero or child:
         return
-    click.echo(f"\nrun folder: {folder}\n{_table(columns)}")
+    click.echo(f"\nrun folder: {folder}\n{format_table(columns)}")
     if plot_after:
         from composer_swa.cli.plot import plot_run
 
         click.echo(f"curves: {plot_run(folder)}")
+
+
+def _check_fit_start(config: RunConfig, config_path: str, trainer: Any = None) -> None:
+    """Runs FIT_START on a freshly built run: resolves the algorithms' times and checks conflicts, trains nothing."""
+    if trainer is None:
+        if not config.algorithms:
+            return  # nothing that FIT_START could refuse
+        from composer_swa.config import build_run
+
+        trainer = build_run(config, Path(config_path).resolve().parent, source=config_path).trainer(loggers=[])
+    try:
+        trainer.engine.run_event(Event.FIT_START)
+    except (ValueError, TypeError) as error:
+        raise _refused_at_fit_start(config_path, error) from error
 
 
 def _describe_plan(config: RunConfig, config_path: str) -> None:
@@ -210,22 +249,19 @@ def _describe_plan(config: RunConfig, config_path: str) -> None:
     scheduler = type(parts.scheduler).__name__ if parts.scheduler else "none"
     click.echo(f"optimizer:  {type(parts.optimizer).__name__}; scheduler: {scheduler}")
     click.echo(f"algorithms: {', '.join(a.name for a in parts.algorithms) or 'none'}")
-    try:
-        trainer.engine.run_event(Event.FIT_START)  # resolves the algorithms' times and checks conflicts
-    except (ValueError, TypeError) as error:
-        raise _refused_at_fit_start(config_path, error) from error
+    _check_fit_start(config, config_path, trainer)
     click.echo("dry run: FIT_START checks passed; nothing trained, nothing written")
 
 
 @main.command("plot")
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="PNG to write (default: RUN_DIR/curves.png).")
-def plot(run_dir: Path, output: Path | None) -> None:
-    """Plot the loss and accuracy curves of RUN_DIR, with the averaging windows shaded."""
+@click.argument("run_dirs", metavar="RUN_DIR [RUN_DIR ...]", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="PNG to write (default: the first RUN_DIR/curves.png).")
+def plot(run_dirs: tuple[Path, ...], output: Path | None) -> None:
+    """Plot loss (log scale), accuracy and learning rate of every run in RUN_DIRs (with their sub-runs) on shared axes."""
     from composer_swa.cli.plot import plot_run
 
     try:
-        click.echo(plot_run(run_dir, output))
+        click.echo(plot_run(list(run_dirs), output))
     except (FileNotFoundError, ImportError, ValueError) as error:
         _fail(error)
 
