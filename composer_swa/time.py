@@ -77,8 +77,10 @@ class Time:
         unit: A :class:`TimeUnit` or its string value, case-insensitive.
 
     Raises:
-        ValueError: On an unknown unit or a negative value.
-        TypeError: On a fractional value for an integer unit, e.g. ``Time(1.5, "ep")``.
+        ValueError: On an unknown unit, a negative or non-finite value, or a count past ``MAX_COUNT``
+            (2**63 - 1); integers are never rounded through a float.
+        TypeError: On a fractional value for an integer unit, e.g. ``Time(1.5, "ep")``, or a value
+            (or factor) that is not a number.
 
     Example:
         >>> Time(2, "ep") < Time(3, "ep")

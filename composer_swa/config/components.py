@@ -25,6 +25,7 @@ from pydantic import (
     Discriminator,
     Tag,
     TypeAdapter,
+    ValidationError,
     ValidationInfo,
     create_model,
     model_validator,
@@ -230,7 +231,39 @@ class ImportedComponent(BaseModel):
             takes = ", ".join(sorted(names)) or "no arguments"
             also = f"; and the keys {', '.join(sorted(self.also_takes))}" if self.also_takes else ""
             raise ValueError(f"{self.name} takes no argument {', '.join(map(repr, unknown))}; it takes: {takes}{also}")
+        problems = _type_problems(factory, {key: value for key, value in self.kwargs.items() if key in names})
+        if problems:
+            raise ValueError("; ".join(problems))
         return factory
+
+
+def _type_problems(factory: Callable[..., Any], kwargs: dict[str, Any]) -> list[str]:
+    """``kwargs`` checked against the annotations of ``factory``, each problem naming its key.
+
+    A user's ``max_norm: float`` given ``"x"`` is reported as ``max_norm: Input should be a valid
+    number``, not as the TypeError the user's code would raise deep inside. Unannotated arguments,
+    and types pydantic has no schema for, take anything.
+    """
+    parameters, hints = _parameters(factory)
+    fields: dict[str, Any] = {p.name: (_yaml_type(hints.get(p.name, Any)), ...) for p in parameters if p.name in kwargs}
+    if not fields:
+        return []
+    try:
+        create_model("arguments", __config__=ConfigDict(arbitrary_types_allowed=True), **fields).model_validate(kwargs)
+    except ValidationError as error:
+        return [f"{_key(e['loc'])}: {e['msg']} (got {_short(e['input'])})" for e in error.errors()]
+    except Exception:  # an annotation pydantic cannot build a model from: the factory checks its own arguments
+        return []
+    return []
+
+
+def _key(location: tuple[Any, ...]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text):,} characters)"
 
 
 def component_union(kind: str, models: dict[str, type[BaseModel]], imported: type[BaseModel] = ImportedComponent) -> Any:

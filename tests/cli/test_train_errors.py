@@ -125,3 +125,13 @@ def test_merge_keys_work_in_a_run(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = yaml.safe_load(result.output)["data"]
     assert data["eval"] == data["train"] | {"seed": 1, "batch_size": 32} and data["train"]["seed"] == 0
+
+
+def test_a_users_algorithm_argument_of_the_wrong_type_is_named() -> None:
+    # GradientClipping(max_norm: float): "x" used to reach `max_norm > 0` inside the user's code.
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    result = CliRunner().invoke(main, [str(examples / "custom_component.yaml"), "--set", "algorithms[0].max_norm=x", "--dry-run"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert (
+        "algorithms[0]: max_norm: Input should be a valid number, unable to parse string as a number (got 'x')" in result.output
+    )

@@ -66,3 +66,12 @@ def test_the_loader_keys_are_still_checked(my_data: Path) -> None:
     with pytest.raises(ConfigError) as error:
         validate_config(run({"name": "my_data:make_dataset", "split": "train", "batch_size": 0}), "run.yaml", my_data)
     assert error.value.problems == ["data.train.batch_size: Input should be greater than or equal to 1 (got 0)"]
+
+
+def test_the_factory_arguments_are_checked_against_its_annotations(my_data: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        validate_config(run({"name": "my_data:make_dataset", "split": ["train"], "n": "many"}), "run.yaml", my_data)
+    assert error.value.problems == [
+        "data.train: split: Input should be a valid string (got ['train']); "
+        "n: Input should be a valid integer, unable to parse string as an integer (got 'many')"
+    ]
