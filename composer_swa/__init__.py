@@ -16,9 +16,10 @@ from composer_swa._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from composer_swa.algorithms import EMA, LAWA, SWA, SWATS, GradientClipping
+    from composer_swa.batch_resolver import BatchResolver
     from composer_swa.events import Algorithm, AlgorithmConflictError, Callback, Engine, Event
     from composer_swa.state import State
-    from composer_swa.time import BatchResolver, Time, Timestamp, TimeUnit
+    from composer_swa.time import Time, Timestamp, TimeUnit
     from composer_swa.trainer import Trainer
 
 __version__ = "0.1.0"
@@ -50,7 +51,8 @@ __getattr__, __dir__ = lazy_attributes(
         **dict.fromkeys(("EMA", "LAWA", "SWA", "SWATS", "GradientClipping"), "composer_swa.algorithms"),
         **dict.fromkeys(("Algorithm", "AlgorithmConflictError", "Callback", "Engine", "Event"), "composer_swa.events"),
         "State": "composer_swa.state",
-        **dict.fromkeys(("BatchResolver", "Time", "Timestamp", "TimeUnit"), "composer_swa.time"),
+        "BatchResolver": "composer_swa.batch_resolver",
+        **dict.fromkeys(("Time", "Timestamp", "TimeUnit"), "composer_swa.time"),
         "Trainer": "composer_swa.trainer",
     },
 )

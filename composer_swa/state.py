@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from composer_swa.batch_resolver import BatchResolver
 from composer_swa.distributed.sharded import (
     load_model_state_dict,
     load_optimizer_state_dict,
@@ -15,7 +16,7 @@ from composer_swa.distributed.sharded import (
     optimizer_state_dict,
 )
 from composer_swa.events.arguments import load_with_arguments, state_with_arguments
-from composer_swa.time import BatchResolver, Time, Timestamp, as_time
+from composer_swa.time import Time, Timestamp, as_time
 
 if TYPE_CHECKING:
     from composer_swa.events.algorithm import Algorithm

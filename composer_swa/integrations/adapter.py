@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from composer_swa.batch_resolver import BatchResolver
 from composer_swa.integrations.runner import AlgorithmRunner, check_algorithms
-from composer_swa.time import BatchResolver
 
 if TYPE_CHECKING:
     from composer_swa.events import Algorithm, Callback

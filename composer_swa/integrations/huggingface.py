@@ -15,11 +15,12 @@ except ImportError as error:  # the core never imports this module; only this ad
         "composer_swa.integrations.HuggingFaceCallback needs transformers and accelerate: pip install 'composer_swa[hf]'"
     ) from error
 
+from composer_swa.batch_resolver import BatchResolver
 from composer_swa.checkpoint.files import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_checkpoint, write_checkpoint
 from composer_swa.events import Event
 from composer_swa.integrations.adapter import FrameworkAdapter
 from composer_swa.state import infer_tokens_per_sample
-from composer_swa.time import BatchResolver, Time, TimeUnit
+from composer_swa.time import Time, TimeUnit
 
 if TYPE_CHECKING:
     from transformers import TrainerControl, TrainerState, TrainingArguments

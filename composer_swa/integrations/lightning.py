@@ -12,9 +12,10 @@ except ImportError as error:  # the core never imports this module; only this ad
         "composer_swa.integrations.LightningCallback needs Lightning: pip install 'composer_swa[lightning]'"
     ) from error
 
+from composer_swa.batch_resolver import BatchResolver
 from composer_swa.integrations.adapter import FrameworkAdapter
 from composer_swa.state import infer_tokens_per_sample, unique_keys
-from composer_swa.time import BatchResolver, Time, TimeUnit
+from composer_swa.time import Time, TimeUnit
 
 __all__ = ["LightningCallback"]
 

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from composer_swa.batch_resolver import BatchResolver
 from composer_swa.compiled import split_compiled
 from composer_swa.events import Algorithm, Engine, Event
 from composer_swa.loggers import ConsoleLogger, Logger, LoggerDestination
 from composer_swa.state import State
-from composer_swa.time import BatchResolver, Time
+from composer_swa.time import Time
 
 if TYPE_CHECKING:
     from composer_swa.events import Callback

@@ -7,18 +7,9 @@ import pytest
 
 from composer_swa.config import ConfigError, build_run, validate_config
 from composer_swa.models import CharGPT
+from tests.config.helpers import config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def config(**sections: object) -> dict[str, object]:
-    base: dict[str, object] = {
-        "model": {"name": "mlp", "hidden": [8]},
-        "data": {"train": {"name": "synthetic", "samples": 40, "features": 3, "classes": 5, "batch_size": 8}},
-        "optimizer": {"name": "sgd", "lr": 0.1},
-        "trainer": {"max_duration": "4ep", "progress_bar": False},
-    }
-    return base | sections
 
 
 def test_model_arguments_come_from_the_dataset(tmp_path: Path) -> None:

@@ -9,16 +9,7 @@ import pytest
 import torch
 
 from composer_swa.config import ConfigError, build_run, validate_config
-
-
-def config(**sections: object) -> dict[str, object]:
-    base: dict[str, object] = {
-        "model": {"name": "mlp", "hidden": [8]},
-        "data": {"train": {"name": "synthetic", "samples": 40, "features": 3, "classes": 5, "batch_size": 8}},
-        "optimizer": {"name": "sgd", "lr": 0.1},
-        "trainer": {"max_duration": "4ep", "progress_bar": False},
-    }
-    return base | sections
+from tests.config.helpers import config
 
 
 def trainer(**keys: object) -> dict[str, object]:
