@@ -9,6 +9,8 @@ until its recompile limit) run eagerly, while the training step still calls the 
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 __all__ = ["split_compiled"]
@@ -25,6 +27,8 @@ def split_compiled(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Mo
         >>> split_compiled(linear) == (linear, None)
         True
     """
+    if "torch._dynamo" not in sys.modules:  # nothing was compiled; importing dynamo costs seconds
+        return model, None
     from torch._dynamo.eval_frame import OptimizedModule
 
     if not isinstance(model, OptimizedModule):

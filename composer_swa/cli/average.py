@@ -60,22 +60,38 @@ def _warnings_as_lines() -> Iterator[None]:
         yield
 
 
-def _layerwise(spec_path: Path | None, inputs: tuple[str, ...], default: list[float], target: list[str] | None) -> TensorWeights:
+def _read_weights_file(path: Path) -> Any:
+    """The YAML/JSON of ``--weights-from``, read within the config reader's bounds; a bad file is a usage error."""
     import yaml
 
+    from composer_swa.config.yaml_reader import read_yaml_text
+
+    try:
+        return read_yaml_text(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, ValueError, UnicodeDecodeError) as error:
+        raise click.UsageError(f"--weights-from {str(path)!r} is not readable YAML/JSON: {error}") from None
+
+
+def _layerwise(spec_path: Path | None, inputs: tuple[str, ...], default: list[float], target: list[str] | None) -> TensorWeights:
     from composer_swa.averaging.inputs import open_sources
     from composer_swa.averaging.recipes import layerwise_weights
 
     if spec_path is None:
         raise click.UsageError("--method layerwise needs --weights-from FILE with 'rules' and/or 'gradients'")
-    spec = yaml.safe_load(spec_path.read_text()) or {}
+    spec = _read_weights_file(spec_path) or {}
     if not isinstance(spec, dict):
         raise click.UsageError(f"{spec_path}: expected a mapping with 'default', 'rules' and/or 'gradients'")
     sources = open_sources(inputs, target)
     names = list(sources[0].infos)
     for source in sources:
         source.close()
-    rules = [(str(rule["pattern"]), [float(w) for w in rule["weights"]]) for rule in spec.get("rules", [])]
+    try:
+        rules = [(str(rule["pattern"]), [float(w) for w in rule["weights"]]) for rule in spec.get("rules", [])]
+    except (KeyError, TypeError, ValueError):
+        raise click.UsageError(
+            f"{spec_path}: each of 'rules' needs a 'pattern' (a regular expression) and 'weights' (one number per "
+            f"input), got {spec.get('rules')!r}"
+        ) from None
     return layerwise_weights(names, len(inputs), spec.get("default", default), rules, spec.get("gradients"))
 
 
@@ -176,11 +192,9 @@ def _average(
     output = check_output(output_text, inputs)
     given: list[float] | None = _parse_weights(weights_text) if weights_text else None
     if weights_from is not None and method != "layerwise":
-        import yaml
-
-        loaded = yaml.safe_load(weights_from.read_text())
-        if not isinstance(loaded, list):
-            raise click.UsageError(f"{weights_from}: expected a list of weights, one per input")
+        loaded = _read_weights_file(weights_from)
+        if not isinstance(loaded, list) or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in loaded):
+            raise click.UsageError(f"{weights_from}: expected a list of numbers, one weight per input, got {loaded!r}")
         given = [float(w) for w in loaded]
     method = method or ("weighted" if given else "uniform")
     if method in _ORDERED:

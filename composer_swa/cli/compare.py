@@ -60,9 +60,27 @@ def plan_runs(configs: Sequence[tuple[str, RunConfig]], folder: Path, baseline: 
 
 
 def _without_algorithms(config: RunConfig) -> RunConfig:
+    """The config without its algorithms; its checkpoints (if it saves any) go to ``save_folder/baseline``."""
     plain = config.model_copy(deep=True)
     plain.algorithms = []
+    if plain.trainer.save_folder is not None:
+        plain.trainer.save_folder = str(Path(plain.trainer.save_folder) / "baseline")
     return plain
+
+
+def check_save_folders(runs: Sequence[PlannedRun]) -> None:
+    """Refuses runs that would checkpoint into one folder (each run locks its own ``save_folder``)."""
+    owners: dict[Path, str] = {}
+    for planned in runs:
+        if planned.config.trainer.save_folder is None:
+            continue
+        folder = Path(planned.config.trainer.save_folder).resolve()  # as the Trainer reads it: from the working folder
+        if folder in owners:
+            raise ValueError(
+                f"runs {owners[folder]!r} and {planned.label!r} both checkpoint into trainer.save_folder="
+                f"{planned.config.trainer.save_folder!r}; give each config its own save_folder"
+            )
+        owners[folder] = planned.label
 
 
 def comparison_summary(trainer: Trainer) -> dict[str, Any]:
@@ -105,13 +123,15 @@ def run_in_processes(runs: list[PlannedRun], overrides: Sequence[str], jobs: int
     Raises:
         click.ClickException: When a run fails, naming it and its exit status (its output was shown).
     """
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, (os.cpu_count() or 1) // min(jobs, len(runs)))
     lock = threading.Lock()
 
     def train(run: PlannedRun) -> int:
         command = [sys.executable, "-m", "composer_swa.cli.train", "run", run.config_path, "--child", f"--threads={threads}"]
         command += [f"--set={override}" for override in overrides] + ["--set=trainer.progress_bar=false"]
         command += ["--set=algorithms=[]"] if run.baseline else []
+        if run.config.trainer.save_folder is not None:  # a baseline checkpoints into its own folder
+            command += [f"--set=trainer.save_folder={run.config.trainer.save_folder}"]
         command += [f"--run-dir={run.run_dir}"]
         environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment) as child:

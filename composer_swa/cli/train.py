@@ -168,10 +168,14 @@ def run(
     import torch
     import yaml
 
-    from composer_swa.cli.compare import format_table, plan_runs, run_in_processes
+    from composer_swa.checkpoint.atomic import DiskFullError
+    from composer_swa.checkpoint.finite import NonFiniteError
+    from composer_swa.checkpoint.folder_lock import SaveFolderInUseError
+    from composer_swa.cli.compare import check_save_folders, format_table, plan_runs, run_in_processes
     from composer_swa.config import ConfigError, load_config
     from composer_swa.distributed import all_gather_objects, join_process_group
     from composer_swa.trainer.checks import resolve_device
+    from composer_swa.trainer.guards import ModelStructureError
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -190,6 +194,7 @@ def run(
         else:
             folder = run_dir or (Path(config.trainer.run_dir) if config.trainer.run_dir else _default_run_dir(config_path))
         runs = plan_runs(configs, folder, baseline)
+        check_save_folders(runs)
         if nproc > 1 and (len(configs) > 1 or jobs > 1):
             message = f"--nproc {nproc} trains one config in several processes; give one config and no --jobs"
             message += f" (got {len(configs)} configs, --jobs {jobs})"
@@ -209,8 +214,11 @@ def run(
             runs = plan_runs(configs, folder, baseline)
             columns = {planned.label: _train(planned.config, planned.config_path, planned.run_dir) for planned in runs}
             rank_zero = info.is_rank_zero
-    except ConfigError as error:
+    except (ConfigError, ValueError, SaveFolderInUseError, DiskFullError) as error:  # a checkpoint, a folder, a disk
         _fail(error)
+    except (NonFiniteError, ModelStructureError) as error:  # the run failed: say why, without a traceback
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
     if not rank_zero or child:
         return
     click.echo(f"\nrun folder: {folder}\n{format_table(columns)}")

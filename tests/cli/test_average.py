@@ -152,3 +152,24 @@ def test_bad_inputs_exit_2_and_nothing_runs(finetunes: Any, tmp_path: Path) -> N
     assert code == 2 and "got 2 weights for 3 inputs" in out
     code, out = invoke(*paths, "--method", "greedy", "-o", tmp_path / "x.safetensors")
     assert code == 2 and "--method greedy needs --config" in out
+
+
+@pytest.mark.parametrize(
+    ("method", "text", "expected"),
+    [
+        ("weighted", "[1, 2\n", "is not readable YAML/JSON"),
+        ("weighted", "[1, null]\n", "expected a list of numbers"),
+        ("layerwise", "rules: [{weights: [1, 1]}]\n", "each of 'rules' needs a 'pattern'"),
+    ],
+)
+def test_a_bad_weights_file_is_one_message(tmp_path: Path, method: str, text: str, expected: str) -> None:
+    """--weights-from that is not YAML, holds a null weight or a rule without a pattern: exit 2, no traceback."""
+    inputs = []
+    for name in ("a", "b"):
+        save_file({"w": torch.ones(2)}, tmp_path / f"{name}.safetensors")
+        inputs.append(tmp_path / f"{name}.safetensors")
+    spec = tmp_path / "weights.yaml"
+    spec.write_text(text)
+    code, out = invoke(*inputs, "--method", method, "--weights-from", spec, "-o", tmp_path / "out.safetensors")
+    assert code == 2 and expected in out and "Traceback" not in out, out
+    assert not (tmp_path / "out.safetensors").exists()

@@ -135,3 +135,30 @@ def test_a_users_algorithm_argument_of_the_wrong_type_is_named() -> None:
     assert (
         "algorithms[0]: max_norm: Input should be a valid number, unable to parse string as a number (got 'x')" in result.output
     )
+
+
+def test_a_run_that_diverges_ends_with_one_message_naming_the_batch(tmp_path: Path) -> None:
+    """A NaN loss mid-run: exit 1, the NonFiniteError's message, no traceback (before: a traceback)."""
+    config = tmp_path / "run.yaml"
+    config.write_text(BASE.replace("lr: 0.1}", "lr: 1.0e+30}"))
+    result = CliRunner().invoke(main, [str(config), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert "Traceback" not in result.output and result.output.count("error:") == 1
+    assert "the training loss is" in result.output and "at batch" in result.output
+
+
+def test_runs_that_would_checkpoint_into_one_folder_are_refused_before_training(tmp_path: Path) -> None:
+    """Two configs with one save_folder would fight over its lock; a --baseline gets its own sub-folder."""
+    shared = BASE.replace("progress_bar: false}", f"progress_bar: false, save_folder: {tmp_path / 'ck'}}}")
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(shared)
+    second.write_text(shared)
+    result = CliRunner().invoke(main, [str(first), str(second), "--run-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "both checkpoint into trainer.save_folder" in result.output, result.output
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "ck").exists()
+    swa = shared + "algorithms: [{name: swa, swa_start: 0.5dur}]\n"
+    first.write_text(swa)
+    result = CliRunner().invoke(main, [str(first), "--baseline", "--run-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "ck").glob("*.pt")) == ["ep1-ba4.pt", "ep2-ba8.pt"]
+    assert sorted(p.name for p in (tmp_path / "ck" / "baseline").glob("*.pt")) == ["ep1-ba4.pt", "ep2-ba8.pt"]
