@@ -16,11 +16,13 @@ def lazy_attributes(package: str, where: dict[str, str]) -> tuple[Callable[[str]
     Any other name is tried as a submodule (``package.name``), as when the package imported everything eagerly.
 
     Example:
-        >>> getattr_, dir_ = lazy_attributes("json", {"loads": "json.decoder"})
-        >>> getattr_("JSONDecodeError")  # not listed: tried as json.JSONDecodeError, a submodule that does not exist
+        >>> getattr_, dir_ = lazy_attributes("json", {"JSONDecoder": "json.decoder"})
+        >>> getattr_("JSONDecoder").__module__
+        'json.decoder'
+        >>> getattr_("no_such_name")  # not listed, and no submodule json.no_such_name
         Traceback (most recent call last):
         ...
-        AttributeError: module 'json' has no attribute 'JSONDecodeError'
+        AttributeError: module 'json' has no attribute 'no_such_name'
     """
 
     def __getattr__(name: str) -> Any:

@@ -113,14 +113,14 @@ def owning_save_folder(folder: Path | None, device: torch.device) -> Iterator[li
         return
     rank_zero = distributed_info().is_rank_zero
     with ExitStack() as stack:
-        refused: SaveFolderInUseError | None = None
+        refused: OSError | SaveFolderInUseError | None = None
         if rank_zero and fcntl is not None:
             try:
                 stack.enter_context(_locked(folder))
-            except SaveFolderInUseError as error:
+            except (SaveFolderInUseError, OSError) as error:  # in use, or not writable: the others must hear of it
                 refused = error
         if any_rank(refused is not None, device):  # every process stops when process 0 could not lock
-            raise refused or SaveFolderInUseError(f"save_folder {str(folder)!r} is in use by another run (see process 0)")
+            raise refused or SaveFolderInUseError(f"save_folder {str(folder)!r} could not be locked (see process 0)")
         removed = clean_orphans(folder) if rank_zero else []
         yield (
             [f"removed {len(removed)} temporary file(s) left by interrupted writes: {[p.name for p in removed]}"]
