@@ -21,10 +21,10 @@ from composer_swa.checkpoint.files import (
     remove_checkpoint,
     write_checkpoint,
 )
-from composer_swa.checkpoint.finite import NonFiniteError, describe, first_non_finite, named_tensors
+from composer_swa.checkpoint.finite import check_finite, named_tensors
 from composer_swa.checkpoint.rng import capture_rng, restore_rng
 from composer_swa.checkpoint.weights import load_model_weights
-from composer_swa.distributed.process_group import all_gather_objects, any_rank, distributed_info
+from composer_swa.distributed.process_group import all_gather_objects, distributed_info
 from composer_swa.time import Time, TimeUnit, as_time
 
 if TYPE_CHECKING:
@@ -200,10 +200,7 @@ class Checkpointer:
         rng = capture_rng(state.train_dataloader)
         per_rank = all_gather_objects({"rng": rng, "epoch_rng": epoch_rng})
         model_state = state.state_dict()  # a collective under FSDP2: every process gathers its shards
-        found = first_non_finite(named_tensors(model_state))
-        if any_rank(found is not None, state.device):
-            detail = describe(*found) if found is not None else "a tensor on another process is not finite"
-            raise NonFiniteError(f"refusing to write checkpoint {path.name}: {detail}; the last finite checkpoint is kept")
+        check_finite(named_tensors(model_state), f"write checkpoint {path.name}", state.device)
         self.last_saved_batch = timestamp.batch_count
         if not distributed_info().is_rank_zero:
             self.last_saved_path = path

@@ -63,7 +63,7 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
             _write_safetensors(folder / "model.safetensors", model_weights, metadata)
     else:
         model_weights = state.model.state_dict()
-        check_finite(model_weights.items(), str(folder / "model.safetensors"))
+        check_finite(model_weights.items(), f"write {folder / 'model.safetensors'!s}")
         if writes:
             atomic_write(
                 folder / "model.safetensors",
@@ -100,7 +100,7 @@ def _own_copies(tensors: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    check_finite(tensors.items(), str(path))
+    check_finite(tensors.items(), f"write {path}")
     atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata), size_hint=_bytes(tensors))
 
 

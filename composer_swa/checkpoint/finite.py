@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
 
+from composer_swa.distributed.process_group import any_rank
 from composer_swa.distributed.sharded import local_tensor
 
 __all__ = ["NonFiniteError", "check_finite", "first_non_finite", "named_tensors"]
@@ -64,18 +65,30 @@ def describe(name: str, tensor: torch.Tensor) -> str:
     return f"{name!r} (shape {tuple(tensor.shape)}) holds {nans} NaN and {infinite} infinite value(s) of {tensor.numel()}"
 
 
-def check_finite(named: Iterable[tuple[str, torch.Tensor]], what: str) -> None:
-    """Raises :class:`NonFiniteError` naming the first non-finite floating tensor of ``what``.
+def check_finite(
+    named: Iterable[tuple[str, torch.Tensor]],
+    action: str,
+    device: torch.device | None = None,
+    before: Callable[[], None] = lambda: None,
+) -> None:
+    """Raises :class:`NonFiniteError` naming the first non-finite floating tensor, refusing ``action``.
+
+    With ``device``, the processes agree (one collective), so every process raises when one found a
+    non-finite tensor of its own (FSDP2 shards). ``before`` runs first on that path, to raise a more
+    telling error instead (the NaN loss that caused it).
 
     Example:
-        >>> check_finite([("w", torch.tensor([float("inf")]))], "the checkpoint")
+        >>> check_finite([("w", torch.tensor([float("inf")]))], "write the checkpoint")
         Traceback (most recent call last):
         ...
         composer_swa.checkpoint.finite.NonFiniteError: refusing to write the checkpoint: 'w' (shape (1,)) holds 0 NaN and 1 ...
     """
     found = first_non_finite(named)
-    if found is not None:
-        raise NonFiniteError(
-            f"refusing to write {what}: {describe(*found)}; training diverged (lower the learning rate, "
-            "clip gradients, or check the data for NaN); the last finite checkpoint is kept"
-        )
+    if not (any_rank(found is not None, device) if device is not None else found is not None):
+        return
+    before()
+    detail = describe(*found) if found is not None else "a tensor on another process is not finite"
+    raise NonFiniteError(
+        f"refusing to {action}: {detail}; training diverged (lower the learning rate, clip gradients, or check "
+        "the data for NaN); the last finite checkpoint is kept"
+    )

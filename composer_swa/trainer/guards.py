@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
-from composer_swa.checkpoint.finite import NonFiniteError, describe, first_non_finite
+from composer_swa.checkpoint.finite import NonFiniteError, check_finite
 from composer_swa.distributed import any_rank
 from composer_swa.distributed.sharded import is_dtensor
 
@@ -128,12 +128,13 @@ class RunGuard:
         if not any(isinstance(a, AveragingAlgorithm) and a.match(event, state) for a in state.algorithms):
             return
         self.check_structure()
-        found = first_non_finite(self.model.named_parameters())
         sharded = any(is_dtensor(parameter) for parameter in self.model.parameters())
-        if any_rank(found is not None, self.device) if sharded else found is not None:
-            self.check_losses()  # a NaN loss is the likelier cause, and names its batch
-            detail = describe(*found) if found is not None else "a weight on another process is not finite"
-            raise NonFiniteError(f"refusing to update the average at {state.timestamp}: the model's weight {detail}")
+        check_finite(
+            self.model.named_parameters(),
+            f"update the average at {state.timestamp}: the model's weight",
+            self.device if sharded else None,
+            before=self.check_losses,  # a NaN loss is the likelier cause, and names its batch
+        )
 
     def check_run(self) -> None:
         """The losses so far and the model's structure (before a checkpoint, an evaluation, the end)."""
