@@ -74,7 +74,8 @@ def check_compatibility(sources: Sequence[Any], keys: KeyPolicy = "strict") -> C
                     f"{name!r} has shape {list(first.shape)} in input {holders[0]}, {list(other.shape)} in input {k}"
                 )
             elif other.dtype != first.dtype:
-                differences.append(f"{name!r} has dtype {_text(first.dtype)} in input {holders[0]}, {_text(other.dtype)} in input {k}")
+                dtypes = f"{_text(first.dtype)} in input {holders[0]}, {_text(other.dtype)} in input {k}"
+                differences.append(f"{name!r} has dtype {dtypes}")
         kept.append(name)
     infos = {name: sources[present[name][0]].infos[name] for name in kept}
     return CompatibilityReport(kept, infos, {name: present[name] for name in kept}, differences)

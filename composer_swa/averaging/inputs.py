@@ -36,7 +36,9 @@ def open_sources(
         [['w'], ['w']]
     """
     if opener is None:
-        from composer_swa.averaging.sources import open_source as opener
+        from composer_swa.averaging.sources import open_source
+
+        opener = open_source
     sources: list[Any] = []
     reasons: dict[int, str] = {}
     try:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 import torch
 
+from composer_swa.averaging import safetensors_format
 from composer_swa.averaging.compatibility import (
     CompatibilityReport,
     IncompatibleCheckpoints,
@@ -24,7 +25,6 @@ from composer_swa.averaging.compatibility import (
 )
 from composer_swa.averaging.inputs import open_sources
 from composer_swa.averaging.output import check_output, copy_model_files, removed_on_failure
-from composer_swa.averaging import safetensors_format
 from composer_swa.averaging.recipes import TensorWeights, normalize_weights, scaled_weights, weights_for
 from composer_swa.averaging.safetensors_format import output_metadata, slices
 from composer_swa.averaging.sources import TensorInfo, TensorSource
@@ -39,6 +39,7 @@ __all__ = [
     "cosine_similarities",
     "normalize_weights",
 ]
+
 
 def _averaged_chunks(
     sources: Sequence[TensorSource], name: str, holders: list[int], weights: list[float]

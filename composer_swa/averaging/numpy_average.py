@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from composer_swa.averaging import safetensors_format
 from composer_swa.averaging.compatibility import KeyPolicy, require_compatible
 from composer_swa.averaging.inputs import open_sources
 from composer_swa.averaging.output import check_output, copy_model_files, removed_on_failure
 from composer_swa.averaging.prefixes import strip_prefix
-from composer_swa.averaging import safetensors_format
 from composer_swa.averaging.recipes import TensorWeights, scaled_weights, weights_for
 from composer_swa.averaging.safetensors_format import (
     DTYPES,
@@ -40,17 +40,13 @@ from composer_swa.averaging.safetensors_format import (
     write_stream,
 )
 
-__all__ = ["average_safetensors", "is_plain_safetensors"]
+__all__ = ["PlainSource", "average_safetensors", "is_plain_safetensors"]
 
 # How the bytes of each dtype are viewed (bfloat16 as its bits; float8 is left to torch).
 _RAW = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
         "I8": "i1", "U8": "u1", "BOOL": "u1"}  # fmt: skip
 _FLOATING = ("F64", "F32", "F16", "BF16")
 _OUTPUT_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
-
-
-class _Unsupported(Exception):
-    """An input holds a dtype NumPy cannot average (float8): the torch path takes it."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,7 @@ class _Info:
         return int(np.prod(self.shape, dtype=np.int64))
 
 
-class _Source:
+class PlainSource:
     """A safetensors input (file, shards or model folder) read as NumPy arrays, like ``TensorSource``."""
 
     def __init__(self, path: Path) -> None:
@@ -82,9 +78,8 @@ class _Source:
         self._where = {name: file for file in self._files for name in file.raw_entries}
         self.infos = {name: _Info(*file.raw_entries[name][:2]) for name, file in self._where.items()}
         self.stripped_prefix = ""
-        if any(info.dtype not in _RAW for info in self.infos.values()):
-            self.close()
-            raise _Unsupported(str(path))
+        #: False when a tensor is float8, which only the torch path averages.
+        self.averageable = all(info.dtype in _RAW for info in self.infos.values())
 
     def strip_prefix(self, prefix: str) -> None:
         if prefix:
@@ -148,7 +143,9 @@ class _Output:
         return self.chunks()
 
 
-def _averaged(sources: list[_Source], name: str, holders: list[int], weights: list[float], dtype: str) -> Iterator[np.ndarray]:
+def _averaged(
+    sources: list[PlainSource], name: str, holders: list[int], weights: list[float], dtype: str
+) -> Iterator[np.ndarray]:
     numel = sources[holders[0]].infos[name].numel
     accumulator_buffer = np.empty(min(numel, safetensors_format.CHUNK_ELEMENTS), np.float32)
     term_buffer = np.empty_like(accumulator_buffer) if len(holders) > 1 else accumulator_buffer
@@ -163,7 +160,7 @@ def _averaged(sources: list[_Source], name: str, holders: list[int], weights: li
         yield _narrow(accumulator, dtype)
 
 
-def _copied(source: _Source, name: str) -> Iterator[np.ndarray]:
+def _copied(source: PlainSource, name: str) -> Iterator[np.ndarray]:
     for start, stop in slices(source.infos[name].numel):
         yield source.read(name, start, stop)
 
@@ -193,11 +190,10 @@ def average_safetensors(
         [2.0, 4.0]
     """
     target = check_output(output, inputs)
+    sources: list[PlainSource] = open_sources(inputs, None, PlainSource)
     try:
-        sources: list[_Source] = open_sources(inputs, None, _Source)
-    except _Unsupported:
-        return None
-    try:
+        if not all(source.averageable for source in sources):
+            return None
         report = require_compatible(sources, keys)
         tensors = []
         for name in report.names:
@@ -219,4 +215,3 @@ def average_safetensors(
     finally:
         for source in sources:
             source.close()
-

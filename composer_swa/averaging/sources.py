@@ -47,7 +47,8 @@ class _SafetensorsFile(SafetensorsFile):
         super().__init__(path)
         self._view: torch.Tensor | None = None
         self.entries: dict[str, tuple[TensorInfo, int]] = {
-            name: (TensorInfo(SAFETENSORS_DTYPES[dtype], shape), begin) for name, (dtype, shape, begin) in self.raw_entries.items()
+            name: (TensorInfo(SAFETENSORS_DTYPES[dtype], shape), begin)
+            for name, (dtype, shape, begin) in self.raw_entries.items()
         }
 
     def read(self, name: str, start: int, stop: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from composer_swa.averaging import merge, safetensors_format
+from composer_swa.averaging import safetensors_format
 from composer_swa.averaging.inputs import open_sources
 from composer_swa.averaging.merge import IncompatibleCheckpoints, average_checkpoints, cosine_similarities, normalize_weights
 from composer_swa.averaging.recipes import layerwise_weights
