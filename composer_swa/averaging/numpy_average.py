@@ -151,13 +151,15 @@ def _averaged(
     term_buffer = np.empty_like(accumulator_buffer) if len(holders) > 1 else accumulator_buffer
     for start, stop in slices(numel):
         accumulator, term = accumulator_buffer[: stop - start], term_buffer[: stop - start]
-        for index, (k, weight) in enumerate(scaled_weights(weights, holders, len(sources))):
-            target = accumulator if index == 0 else term
-            _widen(sources[k].read(name, start, stop), sources[k].infos[name].dtype, target)
-            np.multiply(target, np.float32(weight), out=target)
-            if index > 0:
-                np.add(accumulator, term, out=accumulator)
-        yield _narrow(accumulator, dtype)
+        with np.errstate(all="ignore"):  # inf and NaN propagate silently, as in torch
+            for index, (k, weight) in enumerate(scaled_weights(weights, holders, len(sources))):
+                target = accumulator if index == 0 else term
+                _widen(sources[k].read(name, start, stop), sources[k].infos[name].dtype, target)
+                np.multiply(target, np.float32(weight), out=target)
+                if index > 0:
+                    np.add(accumulator, term, out=accumulator)
+            narrowed = _narrow(accumulator, dtype)
+        yield narrowed
 
 
 def _copied(source: PlainSource, name: str) -> Iterator[np.ndarray]:

@@ -137,7 +137,10 @@ class SafetensorsFile:
     def release(self) -> None:
         """Unmaps the last slice (views of it must be dropped first)."""
         if self._map is not None:
-            self._map.close()
+            try:
+                self._map.close()
+            except BufferError:  # an array still views it: the map closes when the last view goes
+                pass
             self._map = None
 
     def close(self) -> None:
