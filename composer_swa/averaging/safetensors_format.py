@@ -7,6 +7,7 @@ same files, refuse the same ones with the same messages, and write the same byte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import struct
@@ -137,10 +138,8 @@ class SafetensorsFile:
     def release(self) -> None:
         """Unmaps the last slice (views of it must be dropped first)."""
         if self._map is not None:
-            try:
+            with contextlib.suppress(BufferError):  # an array still views it: the map closes when the last view goes
                 self._map.close()
-            except BufferError:  # an array still views it: the map closes when the last view goes
-                pass
             self._map = None
 
     def close(self) -> None:
