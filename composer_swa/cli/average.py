@@ -193,7 +193,8 @@ def _average(
     count = len(inputs)
     weights: TensorWeights | None = None
     provenance: dict[str, object] = {"method": method}
-    plain = config is None and method in _PLAIN and is_plain_safetensors(inputs)
+    # Checked where needed, so that usage errors come first as before.
+    plain = lambda: config is None and method in _PLAIN and is_plain_safetensors(inputs)  # noqa: E731
     parts = None
     if config is not None:
         from composer_swa.cli.average_parts import check_fits_model, run_parts
@@ -208,7 +209,7 @@ def _average(
             raise click.UsageError("--method weighted needs --weights or --weights-from")
         weights = recipes.normalize_weights(given, normalize=not no_normalize)
     elif method == "layerwise":
-        weights = _layerwise(weights_from, inputs, given or [1.0] * count, target, PlainSource if plain else None)
+        weights = _layerwise(weights_from, inputs, given or [1.0] * count, target, PlainSource if plain() else None)
     elif method == "lawa":
         weights = recipes.last_k_weights(count, last_k if last_k is not None else count)
     elif method == "decay":
@@ -252,7 +253,7 @@ def _average(
     with removed_on_failure(output):  # a full disk, or a failed batch-norm pass: no partial output stays
         # The text as given: a trailing '/' says folder, which a Path forgets.
         written = None
-        if plain:
+        if plain():
             written = average_safetensors(inputs, output_text, weights, dtype, keys, max_shard_bytes, provenance)
         if written is None:  # torch.save inputs, float8 tensors, soups or --config
             import torch
