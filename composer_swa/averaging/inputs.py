@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 from composer_swa.averaging.prefixes import describe_stripped, wrapper_prefix
-from composer_swa.averaging.sources import TensorSource, open_source
 
 __all__ = ["open_sources"]
 
 
-def open_sources(paths: Sequence[str | Path], target: Collection[str] | None = None) -> list[TensorSource]:
+def open_sources(
+    paths: Sequence[str | Path], target: Collection[str] | None = None, opener: Callable[[Path], Any] | None = None
+) -> list[Any]:
     """Opens every input (see :func:`~composer_swa.averaging.sources.open_source`) and strips a wrapper
     prefix from an input's names only where a wrapper put it, with a warning that says so.
 
@@ -20,7 +22,8 @@ def open_sources(paths: Sequence[str | Path], target: Collection[str] | None = N
     must fit something that lacks it: ``target`` (the model's ``state_dict()`` keys) when given,
     else the other inputs. A ``torch.compile`` prefix (``_orig_mod.``) is always a wrapper's; a lone
     ``module.`` may be the model's own child (Composer's ``ComposerClassifier``), so inputs that all
-    carry it keep it.
+    carry it keep it. ``opener`` opens one input (default: torch's :func:`~composer_swa.averaging.sources.open_source`;
+    :mod:`~composer_swa.averaging.numpy_average` passes its own).
 
     Example:
         >>> import tempfile, torch
@@ -32,11 +35,15 @@ def open_sources(paths: Sequence[str | Path], target: Collection[str] | None = N
         >>> [list(source.infos) for source in sources]
         [['w'], ['w']]
     """
-    sources: list[TensorSource] = []
+    if opener is None:
+        from composer_swa.averaging.sources import open_source
+
+        opener = open_source
+    sources: list[Any] = []
     reasons: dict[int, str] = {}
     try:
         for path in paths:
-            sources.append(open_source(path))
+            sources.append(opener(Path(path)))
         for index, source in enumerate(sources):
             if target is None and (prefix := wrapper_prefix(list(source.infos))):
                 source.strip_prefix(prefix)

@@ -9,19 +9,24 @@ them, never averaged.
 from __future__ import annotations
 
 import functools
-import json
 import math
-import shutil
-import warnings
-from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
-from typing import Literal
 
 import torch
 
+from composer_swa.averaging import safetensors_format
+from composer_swa.averaging.compatibility import (
+    CompatibilityReport,
+    IncompatibleCheckpoints,
+    KeyPolicy,
+    check_compatibility,
+    require_compatible,
+)
 from composer_swa.averaging.inputs import open_sources
-from composer_swa.averaging.output import check_output, removed_on_failure
+from composer_swa.averaging.output import check_output, copy_model_files, removed_on_failure
+from composer_swa.averaging.recipes import TensorWeights, normalize_weights, scaled_weights, weights_for
+from composer_swa.averaging.safetensors_format import output_metadata, slices
 from composer_swa.averaging.sources import TensorInfo, TensorSource
 from composer_swa.averaging.writer import OutputTensor, write_safetensors_stream
 
@@ -35,105 +40,29 @@ __all__ = [
     "normalize_weights",
 ]
 
-KeyPolicy = Literal["strict", "union", "intersection"]
-#: Weights over the inputs: one list for every tensor, or a function of the tensor's name.
-TensorWeights = Sequence[float] | Callable[[str], Sequence[float]]
-_CHUNK_ELEMENTS = 1 << 21  # 8 MiB of fp32 per slice
-_WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".index.json")
-
-
-class IncompatibleCheckpoints(ValueError):
-    """The inputs differ in keys, shapes or dtypes; the message lists every difference."""
-
-
-@dataclass
-class CompatibilityReport:
-    """What the inputs share: the output's tensors, and every difference found."""
-
-    names: list[str]
-    infos: dict[str, TensorInfo]
-    present: dict[str, list[int]]
-    differences: list[str] = field(default_factory=list)
-
-    def text(self, paths: Sequence[str]) -> str:
-        lines = [f"{len(paths)} inputs, {len(self.names)} tensors to write"]
-        lines += [f"  [{k}] {path}" for k, path in enumerate(paths)]
-        lines += [f"  difference: {line}" for line in self.differences] or ["  no differences in keys, shapes or dtypes"]
-        return "\n".join(lines)
-
-
-def check_compatibility(sources: Sequence[TensorSource], keys: KeyPolicy = "strict") -> CompatibilityReport:
-    """Compares every input's tensors with the first's: keys (per ``keys``), shapes and dtypes.
-
-    ``strict`` counts a key missing anywhere as a difference; ``union`` averages each key over the
-    inputs that have it; ``intersection`` keeps only the keys all inputs have. Shapes and dtypes of
-    shared keys must always agree.
-    """
-    names: list[str] = []
-    for source in sources:
-        names += [name for name in source.infos if name not in set(names)]
-    present = {name: [k for k, source in enumerate(sources) if name in source.infos] for name in names}
-    differences = []
-    kept = []
-    for name in names:
-        holders = present[name]
-        if len(holders) < len(sources):
-            if keys == "intersection":
-                continue
-            if keys == "strict":
-                lacking = [k for k in range(len(sources)) if k not in holders]
-                differences.append(f"{name!r} is in inputs {holders} but not in {lacking}")
-                continue
-        first = sources[holders[0]].infos[name]
-        for k in holders[1:]:
-            other = sources[k].infos[name]
-            if other.shape != first.shape:
-                differences.append(
-                    f"{name!r} has shape {list(first.shape)} in input {holders[0]}, {list(other.shape)} in input {k}"
-                )
-            elif other.dtype != first.dtype:
-                differences.append(f"{name!r} has dtype {first.dtype} in input {holders[0]}, {other.dtype} in input {k}")
-        kept.append(name)
-    infos = {name: sources[present[name][0]].infos[name] for name in kept}
-    return CompatibilityReport(kept, infos, {name: present[name] for name in kept}, differences)
-
-
-def _weights_for(weights: TensorWeights | None, name: str, count: int) -> list[float]:
-    if weights is None:
-        return [1.0 / count] * count
-    values = list(weights(name) if callable(weights) else weights)
-    if len(values) != count:
-        raise ValueError(f"got {len(values)} weights for {count} inputs (tensor {name!r}); give one weight per input")
-    return values
-
-
-def _slices(numel: int) -> Iterator[tuple[int, int]]:
-    for start in range(0, numel, _CHUNK_ELEMENTS):
-        yield start, min(numel, start + _CHUNK_ELEMENTS)
-
 
 def _averaged_chunks(
     sources: Sequence[TensorSource], name: str, holders: list[int], weights: list[float]
 ) -> Iterator[torch.Tensor]:
-    total = sum(weights[k] for k in holders)
-    # With --union a key some inputs lack is averaged over those that have it, its weights rescaled.
-    scale = 1.0 if len(holders) == len(sources) or total == 0 else sum(weights) / total
     numel = sources[holders[0]].infos[name].numel
-    buffer = torch.empty(min(numel, _CHUNK_ELEMENTS), dtype=torch.float32)  # one accumulator, reused by every slice
-    for start, stop in _slices(numel):
-        accumulator = buffer[: stop - start]
-        for index, k in enumerate(holders):
-            piece = sources[k].read(name, start, stop)
-            weight = weights[k] * scale
-            if index == 0:
-                torch.mul(piece, weight, out=accumulator)
-            else:
-                accumulator.add_(piece, alpha=weight)  # mixed dtypes promote to the fp32 accumulator
+    # One accumulator and one term, reused by every slice. Each input is cast to fp32 and weighted apart
+    # from the sum (no fused multiply-add), so every element is the same sequence of IEEE fp32 roundings
+    # on any CPU, and numpy_average reproduces it bit for bit.
+    accumulator_buffer = torch.empty(min(numel, safetensors_format.CHUNK_ELEMENTS), dtype=torch.float32)
+    term_buffer = torch.empty_like(accumulator_buffer) if len(holders) > 1 else accumulator_buffer
+    for start, stop in slices(numel):
+        accumulator, term = accumulator_buffer[: stop - start], term_buffer[: stop - start]
+        for index, (k, weight) in enumerate(scaled_weights(weights, holders, len(sources))):
+            target = accumulator if index == 0 else term
+            target.copy_(sources[k].read(name, start, stop))
+            target.mul_(weight)
+            if index > 0:
+                accumulator.add_(term)
         yield accumulator
 
 
 def _copied_chunks(source: TensorSource, name: str) -> Iterator[torch.Tensor]:
-    for start, stop in _slices(source.infos[name].numel):
+    for start, stop in slices(source.infos[name].numel):
         yield source.read(name, start, stop)
 
 
@@ -178,50 +107,31 @@ def average_checkpoints(
         >>> load_file(folder / "avg.safetensors")["w"].tolist()
         [2.0, 4.0]
     """
-    import composer_swa
-
     if not inputs:
         raise ValueError("give at least one input checkpoint")
     output = check_output(output, inputs)
     sources = open_sources(inputs, target)
     try:
-        report = check_compatibility(sources, keys)
-        if report.differences:
-            raise IncompatibleCheckpoints(
-                f"the {len(sources)} inputs do not match ({len(report.differences)} differences; "
-                "--union/--intersection relax keys only):\n" + report.text([str(s.path) for s in sources])
-            )
+        report = require_compatible(sources, keys)
         tensors = []
         for name in report.names:
             info, holders = report.infos[name], report.present[name]
             if info.dtype.is_floating_point:
-                values = _weights_for(weights, name, len(sources))
+                values = weights_for(weights, name, len(sources))
                 chunks = functools.partial(_averaged_chunks, sources, name, holders, values)
                 tensors.append(OutputTensor(name, TensorInfo(dtype or info.dtype, info.shape), chunks))
             else:
                 tensors.append(OutputTensor(name, info, functools.partial(_copied_chunks, sources[holders[0]], name)))
-        metadata = {
-            "format": "pt",
-            "producer": f"composer_swa {composer_swa.__version__} swa-average",
-            "inputs": json.dumps([str(s.path) for s in sources]),
-            "weights": json.dumps(None if weights is None or callable(weights) else list(weights)),
-        } | {key: value if isinstance(value, str) else json.dumps(value) for key, value in (provenance or {}).items()}
+        metadata = output_metadata([str(s.path) for s in sources], weights, provenance)
         with removed_on_failure(output):  # a full disk mid-way leaves no shard behind
             written = write_safetensors_stream(tensors, output, metadata, max_shard_bytes)
             folder_input = next((s.folder for s in sources if s.folder is not None), None)
             if output.suffix != ".safetensors" and folder_input is not None:
-                _copy_model_files(folder_input, output)
+                copy_model_files(folder_input, output)
         return written
     finally:
         for source in sources:
             source.close()
-
-
-def _copy_model_files(source: Path, output: Path) -> None:
-    """Config, tokenizer and other small files of a model folder; never its weights."""
-    for path in source.iterdir():
-        if path.is_file() and not path.name.endswith(_WEIGHT_FILES) and not (output / path.name).exists():
-            shutil.copy2(path, output / path.name)
 
 
 def cosine_similarities(inputs: Sequence[str | Path], keys: KeyPolicy = "intersection") -> list[list[float]]:
@@ -239,7 +149,7 @@ def cosine_similarities(inputs: Sequence[str | Path], keys: KeyPolicy = "interse
                 continue
             if any(source.infos[name].shape != report.infos[name].shape for source in sources):
                 continue  # a shape difference, which the compatibility report names; there is nothing to compare
-            for start, stop in _slices(report.infos[name].numel):
+            for start, stop in slices(report.infos[name].numel):
                 stacked = torch.stack([source.read(name, start, stop).to(torch.float64) for source in sources])
                 dots += stacked @ stacked.T
         norms = dots.diagonal().sqrt()
@@ -250,25 +160,3 @@ def cosine_similarities(inputs: Sequence[str | Path], keys: KeyPolicy = "interse
     finally:
         for source in sources:
             source.close()
-
-
-def normalize_weights(weights: Sequence[float], normalize: bool = True) -> list[float]:
-    """Weights divided by their sum; without ``normalize``, as given, with a warning when unusual.
-
-    Example:
-        >>> normalize_weights([1, 1, 2])
-        [0.25, 0.25, 0.5]
-    """
-    values = [float(w) for w in weights]
-    if not values or any(not math.isfinite(w) for w in values):
-        raise ValueError(f"weights must be finite numbers, got {list(weights)!r}")
-    if normalize:
-        total = sum(values)
-        if total == 0:
-            raise ValueError(f"weights sum to 0 and cannot be normalized, got {values!r}")
-        return [w / total for w in values]
-    if any(w < 0 for w in values):
-        warnings.warn(f"negative weights {values!r}: the result extrapolates beyond the inputs", stacklevel=2)
-    if not math.isclose(sum(values), 1.0, rel_tol=1e-6):
-        warnings.warn(f"weights sum to {sum(values):g}, not 1: the result is scaled by that factor", stacklevel=2)
-    return values

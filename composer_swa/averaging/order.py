@@ -41,11 +41,14 @@ def stored_step(path: str | Path) -> int | None:
             return int(payload["state"]["timestamp"]["batch_count"])
         except (KeyError, TypeError, ValueError):
             return None
-    from composer_swa.averaging.sources import open_source
+    from composer_swa.averaging.safetensors_format import SafetensorsFile, safetensors_files
 
-    source = open_source(path)
-    source.close()
-    batch = source.metadata.get("batch", "")  # composer_swa's exports record the step they were written at
+    found = safetensors_files(path)
+    if found is None:
+        return None
+    first = SafetensorsFile(found[1][0])  # the metadata of an input is its first file's
+    first.close()
+    batch = first.metadata.get("batch", "")  # composer_swa's exports record the step they were written at
     return int(batch) if isinstance(batch, str) and batch.isdigit() else None
 
 

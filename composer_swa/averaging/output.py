@@ -14,10 +14,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["check_output", "removed_on_failure"]
+__all__ = ["check_output", "copy_model_files", "removed_on_failure"]
 
 # What a folder output holds: model.safetensors, model-00001-of-00002.safetensors, model.safetensors.index.json.
 _WRITTEN_IN_FOLDER = re.compile(r"^model(-\d+-of-\d+)?\.safetensors(\.index\.json)?$")
+_WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".index.json")
 
 
 def check_output(output: str | Path, inputs: Sequence[str | Path]) -> Path:
@@ -88,3 +89,10 @@ def removed_on_failure(output: Path) -> Iterator[None]:
         elif not is_folder and not file_existed:
             output.unlink(missing_ok=True)
         raise
+
+
+def copy_model_files(source: Path, output: Path) -> None:
+    """Config, tokenizer and other small files of a model folder, copied into a folder output; never its weights."""
+    for path in source.iterdir():
+        if path.is_file() and not path.name.endswith(_WEIGHT_FILES) and not (output / path.name).exists():
+            shutil.copy2(path, output / path.name)

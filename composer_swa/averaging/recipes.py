@@ -16,9 +16,21 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable, Sequence
 
-__all__ = ["DECAY_SHAPES", "decay_emulating_weights", "last_k_weights", "layer_index", "layerwise_weights"]
+__all__ = [
+    "DECAY_SHAPES",
+    "TensorWeights",
+    "decay_emulating_weights",
+    "last_k_weights",
+    "layer_index",
+    "layerwise_weights",
+    "normalize_weights",
+]
+
+#: Weights over the inputs: one list for every tensor, or a function of the tensor's name.
+TensorWeights = Sequence[float] | Callable[[str], Sequence[float]]
 
 DECAY_SHAPES: dict[str, Callable[[float], float]] = {"linear": lambda x: 1.0 - x, "1-sqrt": lambda x: 1.0 - math.sqrt(x)}
 _LAYER = re.compile(r"(?:^|\.)(\d+)(?:\.|$)")
@@ -117,3 +129,43 @@ def layerwise_weights(
         return [float(v) / total for v in values]
 
     return weigh
+
+
+def weights_for(weights: TensorWeights | None, name: str, count: int) -> list[float]:
+    """The weights of tensor ``name`` over ``count`` inputs (``None``: uniform), checked to be one per input."""
+    if weights is None:
+        return [1.0 / count] * count
+    values = list(weights(name) if callable(weights) else weights)
+    if len(values) != count:
+        raise ValueError(f"got {len(values)} weights for {count} inputs (tensor {name!r}); give one weight per input")
+    return values
+
+
+def scaled_weights(weights: list[float], holders: list[int], count: int) -> list[tuple[int, float]]:
+    """``(input, weight)`` for the inputs that hold a tensor: with --union a key some inputs lack is
+    averaged over those that have it, its weights rescaled to the same total."""
+    total = sum(weights[k] for k in holders)
+    scale = 1.0 if len(holders) == count or total == 0 else sum(weights) / total
+    return [(k, weights[k] * scale) for k in holders]
+
+
+def normalize_weights(weights: Sequence[float], normalize: bool = True) -> list[float]:
+    """Weights divided by their sum; without ``normalize``, as given, with a warning when unusual.
+
+    Example:
+        >>> normalize_weights([1, 1, 2])
+        [0.25, 0.25, 0.5]
+    """
+    values = [float(w) for w in weights]
+    if not values or any(not math.isfinite(w) for w in values):
+        raise ValueError(f"weights must be finite numbers, got {list(weights)!r}")
+    if normalize:
+        total = sum(values)
+        if total == 0:
+            raise ValueError(f"weights sum to 0 and cannot be normalized, got {values!r}")
+        return [w / total for w in values]
+    if any(w < 0 for w in values):
+        warnings.warn(f"negative weights {values!r}: the result extrapolates beyond the inputs", stacklevel=2)
+    if not math.isclose(sum(values), 1.0, rel_tol=1e-6):
+        warnings.warn(f"weights sum to {sum(values):g}, not 1: the result is scaled by that factor", stacklevel=2)
+    return values

@@ -9,31 +9,20 @@ files (``.pt``, ``.bin``, composer_swa checkpoints) are loaded weights-only and 
 from __future__ import annotations
 
 import json
-import mmap
-import struct
 import warnings
 import zipfile
 from dataclasses import dataclass
-from io import BufferedReader
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from composer_swa.averaging.prefixes import strip_prefix
+from composer_swa.averaging.safetensors_format import DTYPES, HF_WEIGHTS, SafetensorsFile, SourceError, safetensors_files
 
 __all__ = ["SAFETENSORS_DTYPES", "SourceError", "TensorInfo", "TensorSource", "describe", "open_source"]
 
-SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
-}  # fmt: skip
-_HF_WEIGHTS = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
-
-
-class SourceError(ValueError):
-    """An input that cannot be read as model weights; the message names it and says why."""
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {name: getattr(torch, attribute) for name, (attribute, _) in DTYPES.items()}
 
 
 @dataclass(frozen=True)
@@ -51,104 +40,32 @@ class TensorInfo:
         return count
 
 
-class _SafetensorsFile:
-    """One safetensors file: its header parsed, its tensors read by byte offset."""
+class _SafetensorsFile(SafetensorsFile):
+    """One safetensors file: its header parsed, its tensors read by byte offset as torch tensors."""
 
     def __init__(self, path: Path) -> None:
-        from composer_swa.checkpoint.files import CheckpointError, verify_digest
-
-        try:
-            verify_digest(path)
-        except CheckpointError as error:
-            raise SourceError(str(error)) from None
-        self.path = path
-        self.file_size = path.stat().st_size
-        self._map: mmap.mmap | None = None
+        super().__init__(path)
         self._view: torch.Tensor | None = None
-        self.file: BufferedReader = open(path, "rb")  # noqa: SIM115 - closed by TensorSource.close
-        try:
-            header = self._read_header()
-            metadata = header.pop("__metadata__", None) or {}
-            if not isinstance(metadata, dict):
-                raise SourceError(f"{str(path)!r}: its header's __metadata__ is {metadata!r}, not an object of strings")
-            self.metadata: dict[str, str] = metadata
-            self.entries: dict[str, tuple[TensorInfo, int]] = {name: self._entry(name, e) for name, e in header.items()}
-        except SourceError:
-            self.file.close()
-            raise
-
-    def _read_header(self) -> dict[str, Any]:
-        """The JSON header, after checking that its length fits the file (garbage would ask for exabytes)."""
-        where = f"{str(self.path)!r} is not a safetensors file"
-        prefix = self.file.read(8)
-        if len(prefix) < 8:
-            raise SourceError(f"{where}: it has {len(prefix)} bytes, fewer than the 8 of a header length")
-        (length,) = struct.unpack("<Q", prefix)
-        if length > self.file_size - 8:
-            raise SourceError(
-                f"{where}: its first 8 bytes give a header of {length} bytes, but the file has {self.file_size} bytes"
-            )
-        try:
-            header = json.loads(self.file.read(length))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise SourceError(f"{where} (its header does not parse as JSON: {error})") from None
-        if not isinstance(header, dict):
-            raise SourceError(f"{where}: its header is a JSON {type(header).__name__}, not an object of tensors")
-        self.data_start = 8 + length
-        return header
-
-    def _entry(self, name: str, entry: Any) -> tuple[TensorInfo, int]:
-        """One header entry checked: a known dtype, a shape, and data offsets that match it and fit the file."""
-        where = f"{str(self.path)!r}: tensor {name!r}"
-        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
-            raise SourceError(f"{where} needs 'dtype', 'shape' and 'data_offsets' in the header, got {entry!r}")
-        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPES:
-            raise SourceError(f"{where} has dtype {dtype!r}, which this tool cannot read ({', '.join(SAFETENSORS_DTYPES)})")
-        if not isinstance(shape, list) or not all(type(size) is int and size >= 0 for size in shape):
-            raise SourceError(f"{where} has shape {shape!r}; a shape is a list of sizes >= 0")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int and o >= 0 for o in offsets)):
-            raise SourceError(f"{where} has data_offsets {offsets!r}; they are [begin, end] byte offsets")
-        info = TensorInfo(SAFETENSORS_DTYPES[dtype], tuple(shape))
-        begin, end = offsets
-        expected = info.numel * torch.empty((), dtype=info.dtype).element_size()
-        if end - begin != expected:
-            raise SourceError(f"{where} has data_offsets {offsets!r} ({end - begin} bytes), its shape {shape} needs {expected}")
-        if self.data_start + end > self.file_size:
-            raise SourceError(f"{str(self.path)!r} is truncated: tensor {name!r} ends past the end of the file")
-        return info, begin
+        self.entries: dict[str, tuple[TensorInfo, int]] = {
+            name: (TensorInfo(SAFETENSORS_DTYPES[dtype], shape), begin)
+            for name, (dtype, shape, begin) in self.raw_entries.items()
+        }
 
     def read(self, name: str, start: int, stop: int) -> torch.Tensor:
-        """Elements ``[start, stop)``, straight from the page cache: valid until this file's next read.
-
-        The slice is memory-mapped on its own and unmapped at the next read, so resident memory holds
-        one slice per input, never the file.
-        """
-        info, offset = self.entries[name]
-        itemsize = torch.empty((), dtype=info.dtype).element_size()
-        size = (stop - start) * itemsize
-        self._release()
-        if size == 0:
+        """Elements ``[start, stop)``, straight from the page cache: valid until this file's next read."""
+        self._view = None  # the tensor must let go of the buffer before the map closes
+        buffer, offset, size = self.map_slice(name, start, stop)
+        info = self.entries[name][0]
+        if buffer is None:
             return torch.empty(0, dtype=info.dtype)
-        begin = self.data_start + offset + start * itemsize
-        aligned = begin - begin % mmap.ALLOCATIONGRANULARITY
-        if begin + size > self.file_size:
-            raise SourceError(f"{str(self.path)!r} is truncated: tensor {name!r} ends past the end of the file")
-        self._map = mmap.mmap(self.file.fileno(), begin + size - aligned, offset=aligned, access=mmap.ACCESS_READ)
         with warnings.catch_warnings():  # read-only memory: we never write through it
             warnings.simplefilter("ignore", UserWarning)
-            self._view = torch.frombuffer(self._map, dtype=torch.uint8, offset=begin - aligned, count=size)
+            self._view = torch.frombuffer(buffer, dtype=torch.uint8, offset=offset, count=size)
         return self._view.view(info.dtype)
 
-    def _release(self) -> None:
-        if self._map is not None:
-            self._view = None  # the tensor must let go of the buffer before the map closes
-            self._map.close()
-            self._map = None
-
-    def close(self) -> None:
-        self._release()
-        self.file.close()
+    def release(self) -> None:
+        self._view = None
+        super().release()
 
 
 class TensorSource:
@@ -219,37 +136,20 @@ def open_source(path: str | Path) -> TensorSource:
         [1.0, 1.0, 1.0, 1.0]
     """
     path = Path(path)
-    if not path.exists():
-        raise SourceError(f"input {str(path)!r} does not exist; check the path")
+    found = safetensors_files(path)
     if path.is_dir():
-        for name in _HF_WEIGHTS:
-            if (path / name).is_file():
-                source = open_source(path / name)
-                source.path, source.folder = path, path
-                return source
-        raise SourceError(f"folder {str(path)!r} holds none of {', '.join(_HF_WEIGHTS)}; pass a weights file instead")
-    if path.name.endswith(".index.json"):
-        return _open_sharded(path)
-    if path.suffix == ".safetensors":
-        return TensorSource(path, files=[_SafetensorsFile(path)])
+        weights = next(path / name for name in HF_WEIGHTS if (path / name).is_file())
+        source = open_source(weights)
+        source.path, source.folder = path, path
+        return source
+    if found is not None:
+        return TensorSource(path, files=[_SafetensorsFile(shard) for shard in found[1]])
+    if path.name.endswith(".index.json"):  # a pytorch_model.bin index: its shards are torch.save files
+        tensors: dict[str, torch.Tensor] = {}
+        for shard in sorted(set(json.loads(path.read_text())["weight_map"].values())):
+            tensors.update(_load_state_dict(path.parent / shard))
+        return TensorSource(path, tensors=tensors)
     return TensorSource(path, tensors=_load_state_dict(path))
-
-
-def _open_sharded(index: Path) -> TensorSource:
-    try:
-        weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise SourceError(f"{str(index)!r} is not a shard index (it needs a 'weight_map'): {error}") from None
-    missing = sorted({shard for shard in weight_map.values() if not (index.parent / shard).is_file()})
-    if missing:
-        raise SourceError(f"shard index {str(index)!r} names shards that are not there: {missing}")
-    shards = sorted(set(weight_map.values()))
-    if index.name.startswith("model.safetensors"):
-        return TensorSource(index, files=[_SafetensorsFile(index.parent / shard) for shard in shards])
-    tensors: dict[str, torch.Tensor] = {}
-    for shard in shards:
-        tensors.update(_load_state_dict(index.parent / shard))
-    return TensorSource(index, tensors=tensors)
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -1,23 +1,22 @@
-"""Writing safetensors as a stream: the header first (shapes are known up front), then tensor bytes in order.
+"""Writing torch tensors as a safetensors stream: the header first (shapes are known up front), then tensor bytes in order.
 
 Large outputs are split into shards no bigger than a cap, with a ``model.safetensors.index.json`` as
-Hugging Face writes it. Each file is written atomically.
+Hugging Face writes it (see :func:`~composer_swa.averaging.safetensors_format.write_stream`). Each file
+is written atomically.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 import torch
 
+from composer_swa.averaging.safetensors_format import write_stream
 from composer_swa.averaging.sources import SAFETENSORS_DTYPES, TensorInfo
-from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text
 
 __all__ = ["OutputTensor", "write_safetensors_stream"]
 
@@ -26,7 +25,7 @@ _DTYPE_NAMES = {dtype: name for name, dtype in SAFETENSORS_DTYPES.items()}
 
 @dataclass(frozen=True)
 class OutputTensor:
-    """One output tensor: its name and info, and how to produce its bytes, chunk after chunk."""
+    """One output tensor: its name and info, and how to produce its values, chunk after chunk."""
 
     name: str
     info: TensorInfo
@@ -36,34 +35,20 @@ class OutputTensor:
     def nbytes(self) -> int:
         return self.info.numel * torch.empty((), dtype=self.info.dtype).element_size()
 
+    @property
+    def dtype_name(self) -> str:
+        return _DTYPE_NAMES[self.info.dtype]
 
-def _header(tensors: list[OutputTensor], metadata: dict[str, str]) -> bytes:
-    entries: dict[str, object] = {"__metadata__": metadata} if metadata else {}
-    offset = 0
-    for tensor in tensors:
-        entries[tensor.name] = {
-            "dtype": _DTYPE_NAMES[tensor.info.dtype],
-            "shape": list(tensor.info.shape),
-            "data_offsets": [offset, offset + tensor.nbytes],
-        }
-        offset += tensor.nbytes
-    header = json.dumps(entries, separators=(",", ":")).encode()
-    header += b" " * (-len(header) % 8)  # the data section starts 8-byte aligned
-    return struct.pack("<Q", len(header)) + header
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.info.shape
 
-
-def _write_file(file: BinaryIO, tensors: list[OutputTensor], metadata: dict[str, str]) -> None:
-    file.write(_header(tensors, metadata))
-    for tensor in tensors:
-        written = 0
-        for chunk in tensor.chunks():
-            data = chunk.to(tensor.info.dtype).contiguous()
+    def byte_chunks(self) -> Iterator[Any]:
+        """Each chunk cast to the output dtype, as its own bytes (without a copy, and without NumPy for bfloat16)."""
+        for chunk in self.chunks():
+            data = chunk.to(self.info.dtype).contiguous()
             nbytes = data.numel() * data.element_size()
-            # The tensor's own bytes, without a copy (and without needing NumPy for bfloat16).
-            file.write((ctypes.c_char * nbytes).from_address(data.data_ptr()) if nbytes else b"")
-            written += nbytes
-        if written != tensor.nbytes:
-            raise RuntimeError(f"tensor {tensor.name!r} produced {written} bytes, its header says {tensor.nbytes}")
+            yield (ctypes.c_char * nbytes).from_address(data.data_ptr()) if nbytes else b""
 
 
 def write_safetensors_stream(
@@ -74,34 +59,4 @@ def write_safetensors_stream(
     A folder gets ``model.safetensors``, or, above ``max_shard_bytes``, ``model-0000K-of-0000N.safetensors``
     shards and ``model.safetensors.index.json``. A ``.safetensors`` path is never sharded.
     """
-    if output.suffix == ".safetensors" or max_shard_bytes is None:
-        shards = [tensors]
-    else:
-        shards, size = [[]], 0
-        for tensor in tensors:
-            if shards[-1] and size + tensor.nbytes > max_shard_bytes:
-                shards.append([])
-                size = 0
-            shards[-1].append(tensor)
-            size += tensor.nbytes
-    if output.suffix == ".safetensors":
-        paths = [output]
-    elif len(shards) == 1:
-        paths = [output / "model.safetensors"]
-    else:
-        paths = [output / f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors" for k in range(len(shards))]
-    for path, shard in zip(paths, shards):
-
-        def write(temporary: Path, shard: list[OutputTensor] = shard) -> None:
-            with open(temporary, "wb") as file:
-                _write_file(file, shard, metadata)
-
-        atomic_write(path, write)
-    if len(paths) > 1:
-        index = {
-            "metadata": {"total_size": sum(t.nbytes for t in tensors)},
-            "weight_map": {t.name: path.name for path, shard in zip(paths, shards) for t in shard},
-        }
-        atomic_write_text(output / "model.safetensors.index.json", json.dumps(index, indent=2) + "\n")
-        paths.append(output / "model.safetensors.index.json")
-    return paths
+    return write_stream(list(tensors), output, metadata, max_shard_bytes)

@@ -6,19 +6,26 @@ Example:
     3
 """
 
-from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text, fsync_folder
-from composer_swa.checkpoint.checkpointer import Checkpointer, skip_consumed_batches
-from composer_swa.checkpoint.export import export_weights
-from composer_swa.checkpoint.files import (
-    CheckpointError,
-    checkpoint_name,
-    list_checkpoints,
-    read_checkpoint,
-    read_model_weights,
-    write_checkpoint,
-)
-from composer_swa.checkpoint.preemption import PreemptionWatcher, TrainingPreempted
-from composer_swa.checkpoint.rng import capture_rng, restore_rng
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from composer_swa._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text, fsync_folder
+    from composer_swa.checkpoint.checkpointer import Checkpointer, skip_consumed_batches
+    from composer_swa.checkpoint.export import export_weights
+    from composer_swa.checkpoint.files import (
+        CheckpointError,
+        checkpoint_name,
+        list_checkpoints,
+        read_checkpoint,
+        read_model_weights,
+        write_checkpoint,
+    )
+    from composer_swa.checkpoint.preemption import PreemptionWatcher, TrainingPreempted
+    from composer_swa.checkpoint.rng import capture_rng, restore_rng
 
 __all__ = [
     "CheckpointError",
@@ -38,3 +45,26 @@ __all__ = [
     "skip_consumed_batches",
     "write_checkpoint",
 ]
+
+# Loaded on first use: swa-average reads safetensors digests without importing torch.
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        "CheckpointError": "composer_swa.checkpoint.files",
+        "Checkpointer": "composer_swa.checkpoint.checkpointer",
+        "PreemptionWatcher": "composer_swa.checkpoint.preemption",
+        "TrainingPreempted": "composer_swa.checkpoint.preemption",
+        "atomic_write": "composer_swa.checkpoint.atomic",
+        "atomic_write_text": "composer_swa.checkpoint.atomic",
+        "capture_rng": "composer_swa.checkpoint.rng",
+        "checkpoint_name": "composer_swa.checkpoint.files",
+        "export_weights": "composer_swa.checkpoint.export",
+        "fsync_folder": "composer_swa.checkpoint.atomic",
+        "list_checkpoints": "composer_swa.checkpoint.files",
+        "read_checkpoint": "composer_swa.checkpoint.files",
+        "read_model_weights": "composer_swa.checkpoint.files",
+        "restore_rng": "composer_swa.checkpoint.rng",
+        "skip_consumed_batches": "composer_swa.checkpoint.checkpointer",
+        "write_checkpoint": "composer_swa.checkpoint.files",
+    },
+)

@@ -8,7 +8,6 @@ notices both.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text
+from composer_swa.checkpoint.digest import CheckpointError, _digest_path, _sha256, verify_digest
 from composer_swa.checkpoint.finite import named_tensors
 
 __all__ = [
@@ -44,10 +44,6 @@ _WEIGHTS_ONLY_HINT = (
 )
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, truncated, corrupt, unsafe to unpickle, or from another run."""
-
-
 def checkpoint_name(epoch: int, batch: int) -> str:
     """The file name of the checkpoint after ``batch`` completed batches, in epoch ``epoch``.
 
@@ -64,18 +60,6 @@ def list_checkpoints(folder: Path) -> list[Path]:
         return []
     named = [(int(match["batch"]), path) for path in folder.iterdir() if (match := _NAME.match(path.name))]
     return [path for _, path in sorted(named)]
-
-
-def _digest_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_checkpoint(payload: dict[str, Any], path: Path) -> None:
@@ -98,27 +82,6 @@ def remove_checkpoint(path: Path) -> None:
     """Deletes a checkpoint and its digest."""
     path.unlink(missing_ok=True)
     _digest_path(path).unlink(missing_ok=True)
-
-
-def verify_digest(path: Path | str) -> None:
-    """Checks ``path`` against the ``path.sha256`` beside it, when there is one (as ``sha256sum -c`` would).
-
-    Raises:
-        CheckpointError: The file's SHA-256 differs from the digest file's (a flipped byte, a partial
-            copy, or a digest of another file).
-
-    Example:
-        >>> import tempfile
-        >>> path = Path(tempfile.mkdtemp()) / "w.pt"
-        >>> _ = path.write_bytes(b"weights")
-        >>> verify_digest(path)  # no digest beside it: nothing to check
-    """
-    path = Path(path)
-    digest_file = _digest_path(path)
-    if digest_file.is_file():
-        expected = digest_file.read_text(encoding="utf-8").split(maxsplit=1)[0] if digest_file.stat().st_size else ""
-        if _sha256(path) != expected:
-            raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: its SHA-256 differs from {digest_file.name}")
 
 
 def read_checkpoint(path: Path | str) -> dict[str, Any]:

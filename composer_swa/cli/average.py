@@ -24,6 +24,7 @@ _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
 _DTYPES = ("bfloat16", "float16", "float32")
 _METHODS = ("uniform", "weighted", "layerwise", "lawa", "decay", "greedy", "soce")
 _ORDERED = ("lawa", "decay")  # the methods that weigh inputs by position, oldest first
+_PLAIN = ("uniform", "weighted", "layerwise", "lawa", "decay")  # weights known without a model
 _EXAMPLES = """\b
 Examples:
   swa-average run/ep8.pt run/ep9.pt run/ep10.pt -o averaged.safetensors
@@ -72,7 +73,9 @@ def _read_weights_file(path: Path) -> Any:
         raise click.UsageError(f"--weights-from {str(path)!r} is not readable YAML/JSON: {error}") from None
 
 
-def _layerwise(spec_path: Path | None, inputs: tuple[str, ...], default: list[float], target: list[str] | None) -> TensorWeights:
+def _layerwise(
+    spec_path: Path | None, inputs: tuple[str, ...], default: list[float], target: list[str] | None, opener: Any
+) -> TensorWeights:
     from composer_swa.averaging.inputs import open_sources
     from composer_swa.averaging.recipes import layerwise_weights
 
@@ -81,7 +84,7 @@ def _layerwise(spec_path: Path | None, inputs: tuple[str, ...], default: list[fl
     spec = _read_weights_file(spec_path) or {}
     if not isinstance(spec, dict):
         raise click.UsageError(f"{spec_path}: expected a mapping with 'default', 'rules' and/or 'gradients'")
-    sources = open_sources(inputs, target)
+    sources = open_sources(inputs, target, opener)
     names = list(sources[0].infos)
     for source in sources:
         source.close()
@@ -177,12 +180,10 @@ def _average(
     scores: Path | None, threshold: float, step: float, config: Path | None, dtype: str | None, keys: Any,
     max_shard_size: str, dry_run: bool,
 ) -> None:  # fmt: skip
-    import torch
-
+    # Plain safetensors averages with known weights run on NumPy and never import torch (see numpy_average).
     from composer_swa.averaging import recipes
-    from composer_swa.averaging.merge import average_checkpoints, normalize_weights
+    from composer_swa.averaging.numpy_average import PlainSource, average_safetensors, is_plain_safetensors
     from composer_swa.averaging.output import check_output, removed_on_failure
-    from composer_swa.cli.average_parts import check_fits_model, evaluator, read_all, run_parts
 
     if dry_run:
         _dry_run(inputs, keys)
@@ -206,7 +207,13 @@ def _average(
     count = len(inputs)
     weights: TensorWeights | None = None
     provenance: dict[str, object] = {"method": method}
-    parts = run_parts(config)
+    # Checked where needed, so that usage errors come first as before.
+    plain = lambda: config is None and method in _PLAIN and is_plain_safetensors(inputs)  # noqa: E731
+    parts = None
+    if config is not None:
+        from composer_swa.cli.average_parts import check_fits_model, run_parts
+
+        parts = run_parts(config)
     # With --config the inputs must fit its model: a wrapper prefix is stripped only to fit its keys.
     target = list(parts.model.state_dict()) if parts is not None else None
     if parts is not None:
@@ -214,15 +221,16 @@ def _average(
     if method == "weighted":
         if given is None:
             raise click.UsageError("--method weighted needs --weights or --weights-from")
-        weights = normalize_weights(given, normalize=not no_normalize)
+        weights = recipes.normalize_weights(given, normalize=not no_normalize)
     elif method == "layerwise":
-        weights = _layerwise(weights_from, inputs, given or [1.0] * count, target)
+        weights = _layerwise(weights_from, inputs, given or [1.0] * count, target, PlainSource if plain() else None)
     elif method == "lawa":
         weights = recipes.last_k_weights(count, last_k if last_k is not None else count)
     elif method == "decay":
         weights = recipes.decay_emulating_weights(count, decay_shape)
     elif method == "greedy":
         from composer_swa.averaging.soups import greedy_soup
+        from composer_swa.cli.average_parts import evaluator, read_all
 
         if parts is None:
             raise click.UsageError("--method greedy needs --config naming the model and its held-out data (data.eval)")
@@ -234,6 +242,7 @@ def _average(
         provenance |= {"chosen": result.chosen, "held_out": result.score, "individual": result.individual_scores}
     elif method == "soce":
         from composer_swa.averaging.soups import read_category_scores, soce, weighted_soup
+        from composer_swa.cli.average_parts import evaluator, read_all
 
         if scores is None:
             raise click.UsageError("--method soce needs --scores FILE.csv (candidate,<category>,... one row per input)")
@@ -254,10 +263,19 @@ def _average(
         provenance |= {"experts": result_soce.experts, "aggregate": result_soce.aggregate}
     if weights is not None and not callable(weights):
         provenance["weights"] = list(weights)
-    out_dtype = getattr(torch, dtype) if dtype else None
+    max_shard_bytes = _size(max_shard_size)
     with removed_on_failure(output):  # a full disk, or a failed batch-norm pass: no partial output stays
         # The text as given: a trailing '/' says folder, which a Path forgets.
-        written = average_checkpoints(inputs, output_text, weights, out_dtype, keys, _size(max_shard_size), provenance, target)
+        written = None
+        if plain():
+            written = average_safetensors(inputs, output_text, weights, dtype, keys, max_shard_bytes, provenance)
+        if written is None:  # torch.save inputs, float8 tensors, soups or --config
+            import torch
+
+            from composer_swa.averaging.merge import average_checkpoints
+
+            out_dtype = getattr(torch, dtype) if dtype else None
+            written = average_checkpoints(inputs, output_text, weights, out_dtype, keys, max_shard_bytes, provenance, target)
         if parts is not None:
             from composer_swa.averaging.finish import recompute_batch_norm_in_output
 

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from composer_swa.averaging import merge
+from composer_swa.averaging import safetensors_format
 from composer_swa.averaging.inputs import open_sources
 from composer_swa.averaging.merge import IncompatibleCheckpoints, average_checkpoints, cosine_similarities, normalize_weights
 from composer_swa.averaging.recipes import layerwise_weights
@@ -60,7 +60,7 @@ def test_the_average_equals_numpy_and_integers_are_copied_from_the_first(tmp_pat
 def test_bf16_inputs_accumulate_in_fp32_and_keep_their_dtype_unless_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(merge, "_CHUNK_ELEMENTS", 8)  # many slices per tensor
+    monkeypatch.setattr(safetensors_format, "CHUNK_ELEMENTS", 8)  # many slices per tensor
     states = checkpoints(4, torch.bfloat16)
     paths = save_all(tmp_path, states)
     average_checkpoints(paths, tmp_path / "bf16.safetensors")
