@@ -14,6 +14,7 @@ import click
 
 # Only what --help needs is imported here: torch, the readers and the config schemas load when a command runs.
 from composer_swa.averaging.recipes import DECAY_SHAPES
+from composer_swa.cli.weights_files import layerwise_from_file, read_weights_file
 
 if TYPE_CHECKING:
     from composer_swa.averaging.merge import TensorWeights
@@ -59,43 +60,6 @@ def _warnings_as_lines() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         yield
-
-
-def _read_weights_file(path: Path) -> Any:
-    """The YAML/JSON of ``--weights-from``, read within the config reader's bounds; a bad file is a usage error."""
-    import yaml
-
-    from composer_swa.config.yaml_reader import read_yaml_text
-
-    try:
-        return read_yaml_text(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, ValueError, UnicodeDecodeError) as error:
-        raise click.UsageError(f"--weights-from {str(path)!r} is not readable YAML/JSON: {error}") from None
-
-
-def _layerwise(
-    spec_path: Path | None, inputs: tuple[str, ...], default: list[float], target: list[str] | None, opener: Any
-) -> TensorWeights:
-    from composer_swa.averaging.inputs import open_sources
-    from composer_swa.averaging.recipes import layerwise_weights
-
-    if spec_path is None:
-        raise click.UsageError("--method layerwise needs --weights-from FILE with 'rules' and/or 'gradients'")
-    spec = _read_weights_file(spec_path) or {}
-    if not isinstance(spec, dict):
-        raise click.UsageError(f"{spec_path}: expected a mapping with 'default', 'rules' and/or 'gradients'")
-    sources = open_sources(inputs, target, opener)
-    names = list(sources[0].infos)
-    for source in sources:
-        source.close()
-    try:
-        rules = [(str(rule["pattern"]), [float(w) for w in rule["weights"]]) for rule in spec.get("rules", [])]
-    except (KeyError, TypeError, ValueError):
-        raise click.UsageError(
-            f"{spec_path}: each of 'rules' needs a 'pattern' (a regular expression) and 'weights' (one number per "
-            f"input), got {spec.get('rules')!r}"
-        ) from None
-    return layerwise_weights(names, len(inputs), spec.get("default", default), rules, spec.get("gradients"))
 
 
 @click.command(epilog=_EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
@@ -193,7 +157,7 @@ def _average(
     output = check_output(output_text, inputs)
     given: list[float] | None = _parse_weights(weights_text) if weights_text else None
     if weights_from is not None and method != "layerwise":
-        loaded = _read_weights_file(weights_from)
+        loaded = read_weights_file(weights_from)
         if not isinstance(loaded, list) or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in loaded):
             raise click.UsageError(f"{weights_from}: expected a list of numbers, one weight per input, got {loaded!r}")
         given = [float(w) for w in loaded]
@@ -223,7 +187,7 @@ def _average(
             raise click.UsageError("--method weighted needs --weights or --weights-from")
         weights = recipes.normalize_weights(given, normalize=not no_normalize)
     elif method == "layerwise":
-        weights = _layerwise(weights_from, inputs, given or [1.0] * count, target, PlainSource if plain() else None)
+        weights = layerwise_from_file(weights_from, inputs, given or [1.0] * count, target, PlainSource if plain() else None)
     elif method == "lawa":
         weights = recipes.last_k_weights(count, last_k if last_k is not None else count)
     elif method == "decay":
