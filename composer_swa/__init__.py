@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from composer_swa.algorithms import EMA, LAWA, SWA, SWATS, GradientClipping
     from composer_swa.batch_resolver import BatchResolver
     from composer_swa.events import Algorithm, AlgorithmConflictError, Callback, Engine, Event
+    from composer_swa.schedule import Schedule
     from composer_swa.state import State
-    from composer_swa.time import Time, Timestamp, TimeUnit
+    from composer_swa.time import Time, TimeUnit
+    from composer_swa.timestamp import Timestamp
     from composer_swa.trainer import Trainer
 
 __version__ = "0.1.0"
@@ -36,6 +38,7 @@ __all__ = [
     "Engine",
     "Event",
     "GradientClipping",
+    "Schedule",
     "State",
     "Time",
     "TimeUnit",
@@ -52,7 +55,9 @@ __getattr__, __dir__ = lazy_attributes(
         **dict.fromkeys(("Algorithm", "AlgorithmConflictError", "Callback", "Engine", "Event"), "composer_swa.events"),
         "State": "composer_swa.state",
         "BatchResolver": "composer_swa.batch_resolver",
-        **dict.fromkeys(("Time", "Timestamp", "TimeUnit"), "composer_swa.time"),
+        **dict.fromkeys(("Time", "TimeUnit"), "composer_swa.time"),
+        "Timestamp": "composer_swa.timestamp",
+        "Schedule": "composer_swa.schedule",
         "Trainer": "composer_swa.trainer",
     },
 )

@@ -16,7 +16,8 @@ from composer_swa.distributed.sharded import (
     optimizer_state_dict,
 )
 from composer_swa.events.arguments import load_with_arguments, state_with_arguments
-from composer_swa.time import Time, Timestamp, as_time
+from composer_swa.time import Time, as_time
+from composer_swa.timestamp import Timestamp
 
 if TYPE_CHECKING:
     from composer_swa.events.algorithm import Algorithm

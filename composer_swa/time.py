@@ -1,4 +1,4 @@
-"""Training time: ``Time`` values such as ``"0.7dur"`` or ``"5ba"``, and the ``Timestamp`` of a run.
+"""Training time: ``Time`` values such as ``"0.7dur"`` or ``"5ba"`` (a run's position is :mod:`composer_swa.timestamp`).
 
 :class:`~composer_swa.batch_resolver.BatchResolver` turns a ``Time`` into a count of completed batches.
 
@@ -21,7 +21,7 @@ from decimal import Decimal
 from enum import Enum
 from fractions import Fraction
 
-__all__ = ["Time", "TimeUnit", "Timestamp", "as_time"]
+__all__ = ["Time", "TimeUnit", "as_time"]
 
 
 class TimeUnit(str, Enum):
@@ -245,65 +245,3 @@ def as_time(value: Time | str | int, argument: str = "time") -> Time:
     if isinstance(value, int) and not isinstance(value, bool):
         return Time(value, TimeUnit.BATCH)
     raise TypeError(f"{argument} must be a Time, a time string like '5ba', or an int of batches, got {value!r}")
-
-
-class Timestamp:
-    """Where a run stands: completed epochs, batches, samples and tokens.
-
-    The counters are plain ints updated in place on the hot path; the ``Time`` views are built on
-    access. At ``Event.BATCH_END`` the batch that just finished is already counted.
-
-    Example:
-        >>> stamp = Timestamp()
-        >>> stamp.advance_batch(samples=32, tokens=0)
-        >>> stamp.batch, stamp.sample
-        (Time(1, 'ba'), Time(32, 'sp'))
-    """
-
-    __slots__ = ("batch_count", "batch_in_epoch", "epoch_count", "sample_count", "token_count")
-
-    def __init__(self) -> None:
-        self.epoch_count = 0
-        self.batch_count = 0
-        self.sample_count = 0
-        self.token_count = 0
-        self.batch_in_epoch = 0
-
-    @property
-    def epoch(self) -> Time:
-        return Time(self.epoch_count, TimeUnit.EPOCH)
-
-    @property
-    def batch(self) -> Time:
-        return Time(self.batch_count, TimeUnit.BATCH)
-
-    @property
-    def sample(self) -> Time:
-        return Time(self.sample_count, TimeUnit.SAMPLE)
-
-    @property
-    def token(self) -> Time:
-        return Time(self.token_count, TimeUnit.TOKEN)
-
-    def advance_batch(self, samples: int, tokens: int) -> None:
-        self.batch_count += 1
-        self.batch_in_epoch += 1
-        self.sample_count += samples
-        self.token_count += tokens
-
-    def advance_epoch(self) -> None:
-        self.epoch_count += 1
-        self.batch_in_epoch = 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        for name in self.__slots__:
-            setattr(self, name, int(state[name]))
-
-    def __repr__(self) -> str:
-        return (
-            f"Timestamp(epoch={self.epoch_count}, batch={self.batch_count}, sample={self.sample_count}, "
-            f"token={self.token_count}, batch_in_epoch={self.batch_in_epoch})"
-        )
