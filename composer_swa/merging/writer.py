@@ -1,7 +1,7 @@
 """Writing torch tensors as a safetensors stream: the header first (shapes are known up front), then tensor bytes in order.
 
 Large outputs are split into shards no bigger than a cap, with a ``model.safetensors.index.json`` as
-Hugging Face writes it (see :func:`~composer_swa.averaging.safetensors_format.write_stream`). Each file
+Hugging Face writes it (see :func:`~composer_swa.merging.safetensors_format.write_stream`). Each file
 is written atomically.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from composer_swa.averaging.safetensors_format import write_stream
-from composer_swa.averaging.sources import SAFETENSORS_DTYPES, TensorInfo
+from composer_swa.merging.safetensors_format import write_stream
+from composer_swa.merging.sources import SAFETENSORS_DTYPES, TensorInfo
 
 __all__ = ["OutputTensor", "write_safetensors_stream"]
 

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
-from composer_swa.averaging.sources import TensorInfo, open_source
-from composer_swa.averaging.writer import OutputTensor, write_safetensors_stream
+from composer_swa.merging.sources import TensorInfo, open_source
+from composer_swa.merging.writer import OutputTensor, write_safetensors_stream
 
 __all__ = ["recompute_batch_norm_in_output"]
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from composer_swa.averaging.prefixes import strip_prefix
-from composer_swa.averaging.safetensors_format import DTYPES, HF_WEIGHTS, SafetensorsFile, SourceError, safetensors_files
+from composer_swa.checkpoint.prefixes import strip_prefix
+from composer_swa.merging.safetensors_format import DTYPES, HF_WEIGHTS, SafetensorsFile, SourceError, safetensors_files
 
 __all__ = ["SAFETENSORS_DTYPES", "SourceError", "TensorInfo", "TensorSource", "describe", "open_source"]
 
