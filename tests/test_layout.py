@@ -103,7 +103,10 @@ def test_no_import_cycle_between_subpackages() -> None:
 
     cycle = _cycle(edges)
 
-    where = [f"{a} -> {b}: {sorted(files.get((a, b), {'(through a top-level module)'}))}" for a, b in zip(cycle or [], (cycle or [])[1:])]
+    where = [
+        f"{a} -> {b}: {sorted(files.get((a, b), {'(through a top-level module)'}))}"
+        for a, b in zip(cycle or [], (cycle or [])[1:])
+    ]
     assert cycle is None, "import cycle " + " -> ".join(cycle or []) + "\n" + "\n".join(where)
 
 

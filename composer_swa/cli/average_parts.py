@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import click
 import torch
 
-from composer_swa.merging.inputs import open_sources
 from composer_swa.merging.compatibility import IncompatibleCheckpoints, KeyPolicy, check_compatibility
+from composer_swa.merging.inputs import open_sources
 
 if TYPE_CHECKING:
     from composer_swa.config import RunParts

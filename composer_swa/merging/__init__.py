@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from composer_swa.merging.merge import average_checkpoints, cosine_similarities
     from composer_swa.merging.methods import METHODS, MergeInputs, MergeOptions, Weighting, register_method
     from composer_swa.merging.recipes import decay_emulating_weights, last_k_weights, layerwise_weights, normalize_weights
-    from composer_swa.merging.soups import greedy_soup, soce, uniform_soup, weighted_soup
     from composer_swa.merging.safetensors_format import SourceError
+    from composer_swa.merging.soups import greedy_soup, soce, uniform_soup, weighted_soup
 
 __all__ = [
     "METHODS",
@@ -39,6 +39,7 @@ __all__ = [
     "MergeInputs",
     "MergeOptions",
     "SourceError",
+    "Weighting",
     "average_checkpoints",
     "check_compatibility",
     "cosine_similarities",
@@ -51,7 +52,6 @@ __all__ = [
     "soce",
     "uniform_soup",
     "weighted_soup",
-    "Weighting",
 ]
 
 __getattr__, __dir__ = lazy_attributes(

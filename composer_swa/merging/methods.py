@@ -13,8 +13,8 @@ Example:
     >>> inputs = MergeInputs(("a.safetensors", "b.safetensors", "c.safetensors"))
     >>> METHODS["lawa"].weigh(MergeOptions(last_k=2), inputs).weights
     [0.0, 0.5, 0.5]
-    >>> sorted(METHODS)
-    ['decay', 'greedy', 'layerwise', 'lawa', 'soce', 'uniform', 'weighted']
+    >>> list(METHODS)
+    ['uniform', 'weighted', 'layerwise', 'lawa', 'decay', 'greedy', 'soce']
 """
 
 from __future__ import annotations

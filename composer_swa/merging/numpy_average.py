@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from composer_swa.checkpoint.prefixes import strip_prefix
 from composer_swa.merging import safetensors_format
 from composer_swa.merging.compatibility import KeyPolicy, require_compatible
 from composer_swa.merging.inputs import open_sources
 from composer_swa.merging.output import check_output, copy_model_files, removed_on_failure
-from composer_swa.checkpoint.prefixes import strip_prefix
 from composer_swa.merging.recipes import TensorWeights, scaled_weights, weights_for
 from composer_swa.merging.safetensors_format import (
     DTYPES,
