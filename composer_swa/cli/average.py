@@ -148,12 +148,12 @@ def _average(command: _Command) -> None:
         raise click.UsageError(str(error)) from None
 
 
-def _options(command: _Command, method: str | None) -> MergeOptions:
+def _options(command: _Command) -> MergeOptions:
     """The method's options; ``--weights-from`` is a list of weights unless the method reads the file itself."""
     from composer_swa.merging.weights_files import read_weights_file
 
     given: list[float] | None = _parse_weights(command.weights_text) if command.weights_text else None
-    reads_file = method is not None and "weights_from" in METHODS[method].parameters
+    reads_file = command.method is not None and "weights_from" in METHODS[command.method].parameters
     if command.weights_from is not None and not reads_file:
         loaded = read_weights_file(command.weights_from)
         if not isinstance(loaded, list) or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in loaded):
@@ -176,7 +176,7 @@ def _run(command: _Command) -> None:
     if command.output is None:
         raise click.UsageError("give -o OUTPUT (a .safetensors file or a folder), or --dry-run")
     output = check_output(command.output, command.inputs)
-    options = _options(command, command.method)
+    options = _options(command)
     method: MergeMethod = METHODS[command.method or ("weighted" if options.weights else "uniform")]
     inputs = command.inputs
     if method.ordered:
