@@ -18,12 +18,12 @@ import torch
 from composer_swa.merging import safetensors_format
 from composer_swa.merging.compatibility import KeyPolicy, check_compatibility, require_compatible
 from composer_swa.merging.inputs import open_sources
-from composer_swa.merging.output import check_output, copy_model_files, removed_on_failure
+from composer_swa.merging.output import check_output, write_merged
 from composer_swa.merging.recipes import TensorWeights, scaled_weights, weights_for
-from composer_swa.merging.safetensors_format import output_metadata, slices
+from composer_swa.merging.safetensors_format import slices
 from composer_swa.merging.sources import TensorInfo, TensorSource
 from composer_swa.merging.weighted_sum import weighted_sum
-from composer_swa.merging.writer import OutputTensor, write_safetensors_stream
+from composer_swa.merging.writer import OutputTensor
 
 __all__ = ["average_checkpoints", "cosine_similarities"]
 
@@ -102,13 +102,7 @@ def average_checkpoints(
                 tensors.append(OutputTensor(name, TensorInfo(dtype or info.dtype, info.shape), chunks))
             else:
                 tensors.append(OutputTensor(name, info, functools.partial(_copied_chunks, sources[holders[0]], name)))
-        metadata = output_metadata([str(s.path) for s in sources], weights, provenance)
-        with removed_on_failure(output):  # a full disk mid-way leaves no shard behind
-            written = write_safetensors_stream(tensors, output, metadata, max_shard_bytes)
-            folder_input = next((s.folder for s in sources if s.folder is not None), None)
-            if output.suffix != ".safetensors" and folder_input is not None:
-                copy_model_files(folder_input, output)
-        return written
+        return write_merged(tensors, output, sources, weights, provenance, max_shard_bytes)
     finally:
         for source in sources:
             source.close()

@@ -29,15 +29,13 @@ from composer_swa.checkpoint.prefixes import strip_prefix
 from composer_swa.merging import safetensors_format
 from composer_swa.merging.compatibility import KeyPolicy, require_compatible
 from composer_swa.merging.inputs import open_sources
-from composer_swa.merging.output import check_output, copy_model_files, removed_on_failure
+from composer_swa.merging.output import check_output, write_merged
 from composer_swa.merging.recipes import TensorWeights, scaled_weights, weights_for
 from composer_swa.merging.safetensors_format import (
     DTYPES,
     SafetensorsFile,
-    output_metadata,
     safetensors_files,
     slices,
-    write_stream,
 )
 
 __all__ = ["PlainSource", "average_safetensors", "is_plain_safetensors"]
@@ -210,13 +208,7 @@ def average_safetensors(
                 tensors.append(_Output(name, out, info.shape, chunks))
             else:
                 tensors.append(_Output(name, info.dtype, info.shape, functools.partial(_copied, sources[holders[0]], name)))
-        metadata = output_metadata([str(s.path) for s in sources], weights, provenance)
-        with removed_on_failure(target):  # a full disk mid-way leaves no shard behind
-            written = write_stream(list(tensors), target, metadata, max_shard_bytes)
-            folder_input = next((s.folder for s in sources if s.folder is not None), None)
-            if target.suffix != ".safetensors" and folder_input is not None:
-                copy_model_files(folder_input, target)
-        return written
+        return write_merged(tensors, target, sources, weights, provenance, max_shard_bytes)
     finally:
         for source in sources:
             source.close()
