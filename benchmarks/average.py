@@ -38,7 +38,7 @@ states = [load_file(path) for path in sys.argv[2:]]
 average = {name: sum(state[name] for state in states) / len(states) for name in states[0]}
 save_file(average, sys.argv[1])
 """
-_OURS_IMPORTS = "from composer_swa.averaging.merge import average_checkpoints"
+_OURS_IMPORTS = "from composer_swa.merging.merge import average_checkpoints"
 _OURS = """
 average_checkpoints(sys.argv[2:], sys.argv[1])
 """

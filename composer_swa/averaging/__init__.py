@@ -1,6 +1,18 @@
-"""Weight averaging: the one kernel every average uses, model averages, and batch-norm statistics passes.
+"""Weight averaging during training: the one kernel every running average uses, model averages, and the batch-norm pass.
 
-The names below load on first use, so that ``swa-average`` reads its recipes without importing torch first.
+What runs after training (checkpoints merged from files, soups, recipes) is :mod:`composer_swa.merging`;
+it depends on this package, never the other way round.
+
+The names below load on first use, so that importing the package costs nothing until one is used.
+
+Example:
+    >>> import torch
+    >>> from composer_swa.averaging import ModelAverage
+    >>> model = torch.nn.Linear(2, 1)
+    >>> average = ModelAverage(model)
+    >>> average.copy_from_model()
+    >>> average.numel
+    3
 """
 
 from __future__ import annotations
@@ -10,25 +22,17 @@ from typing import TYPE_CHECKING
 from composer_swa._lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
+    from composer_swa.averaging.bn import recompute_batch_norm
     from composer_swa.averaging.kernel import FlatAverage
-    from composer_swa.averaging.model_average import ModelAverage, named_state_tensors
+    from composer_swa.averaging.model_average import ModelAverage
 
-__all__ = [
-    "FlatAverage",
-    "ModelAverage",
-    "batch_norm_layers",
-    "named_state_tensors",
-    "recompute_batch_norm",
-]
+__all__ = ["FlatAverage", "ModelAverage", "recompute_batch_norm"]
 
 __getattr__, __dir__ = lazy_attributes(
     __name__,
     {
         "FlatAverage": f"{__name__}.kernel",
         "ModelAverage": f"{__name__}.model_average",
-        "batch_norm_layers": f"{__name__}.bn",
-        "named_state_tensors": f"{__name__}.model_average",
         "recompute_batch_norm": f"{__name__}.bn",
     },
 )

@@ -1,9 +1,10 @@
 """The averaging kernel: an fp32 copy of many tensors in one flat buffer, moved toward live values.
 
-Every weight average in composer_swa (SWA's equal-weight mean, EMA, checkpoint averaging) is the
-same in-place interpolation ``average += weight * (source - average)``; only the weight differs:
+Every average kept during training (SWA's equal-weight mean, EMA, LAWA's window) is the same
+in-place interpolation ``average += weight * (source - average)``; only the weight differs:
 ``1 / (n + 1)`` for the running mean of SWA, ``1 - smoothing`` for EMA. This module does that one
-update as fast as memory allows:
+update as fast as memory allows (merges of saved checkpoints are a weighted sum instead; see
+:mod:`composer_swa.merging.weighted_sum` for why they do not interpolate):
 
 - Each group of tensors (same source device and dtype) is stored in one contiguous fp32 buffer;
   the per-tensor views alias it, so copying in and out is one multi-tensor op.

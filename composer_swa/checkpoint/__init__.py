@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from composer_swa._lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text, fsync_folder
     from composer_swa.checkpoint.checkpointer import Checkpointer, skip_consumed_batches
     from composer_swa.checkpoint.export import export_weights
     from composer_swa.checkpoint.files import (
@@ -32,12 +31,9 @@ __all__ = [
     "Checkpointer",
     "PreemptionWatcher",
     "TrainingPreempted",
-    "atomic_write",
-    "atomic_write_text",
     "capture_rng",
     "checkpoint_name",
     "export_weights",
-    "fsync_folder",
     "list_checkpoints",
     "read_checkpoint",
     "read_model_weights",
@@ -54,12 +50,9 @@ __getattr__, __dir__ = lazy_attributes(
         "Checkpointer": "composer_swa.checkpoint.checkpointer",
         "PreemptionWatcher": "composer_swa.checkpoint.preemption",
         "TrainingPreempted": "composer_swa.checkpoint.preemption",
-        "atomic_write": "composer_swa.checkpoint.atomic",
-        "atomic_write_text": "composer_swa.checkpoint.atomic",
         "capture_rng": "composer_swa.checkpoint.rng",
         "checkpoint_name": "composer_swa.checkpoint.files",
         "export_weights": "composer_swa.checkpoint.export",
-        "fsync_folder": "composer_swa.checkpoint.atomic",
         "list_checkpoints": "composer_swa.checkpoint.files",
         "read_checkpoint": "composer_swa.checkpoint.files",
         "read_model_weights": "composer_swa.checkpoint.files",

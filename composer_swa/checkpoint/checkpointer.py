@@ -192,7 +192,7 @@ class Checkpointer:
         Every process calls it; process 0 writes. A state holding a NaN or an infinity (the model, the
         optimizers, an average) is refused with :class:`~composer_swa.checkpoint.finite.NonFiniteError`
         before anything is written or pruned, so the newest checkpoint is always a finite one. A full
-        disk raises :class:`~composer_swa.checkpoint.atomic.DiskFullError` and prunes nothing.
+        disk raises :class:`~composer_swa.atomic_files.DiskFullError` and prunes nothing.
         """
         assert self.save_folder is not None
         timestamp = state.timestamp

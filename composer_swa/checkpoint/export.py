@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import save_file, save_model
 
-from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text
+from composer_swa.atomic_files import atomic_write, atomic_write_text
 from composer_swa.checkpoint.finite import check_finite
 from composer_swa.distributed.process_group import distributed_info
 from composer_swa.distributed.sharded import full_model_state_dict, full_tensor, local_tensor
@@ -28,7 +28,7 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
 
     Every file is written atomically, and only when each of its tensors is finite (else
     :class:`~composer_swa.checkpoint.finite.NonFiniteError`); a full disk raises
-    :class:`~composer_swa.checkpoint.atomic.DiskFullError` naming the file. Tied weights are stored
+    :class:`~composer_swa.atomic_files.DiskFullError` naming the file. Tied weights are stored
     once in ``model.safetensors`` (load it with ``safetensors.torch.load_model``); the other files hold
     every tensor under its own name.
 

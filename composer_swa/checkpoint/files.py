@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text
+from composer_swa.atomic_files import atomic_write, atomic_write_text
 from composer_swa.checkpoint.digest import CheckpointError, _digest_path, _sha256, verify_digest
 from composer_swa.checkpoint.finite import named_tensors
 

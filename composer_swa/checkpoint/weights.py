@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from composer_swa.averaging.prefixes import describe_stripped, strip_prefix, wrapper_prefix
 from composer_swa.checkpoint.files import CheckpointError, read_model_weights, verify_digest
+from composer_swa.checkpoint.prefixes import describe_stripped, strip_prefix, wrapper_prefix
 
 __all__ = ["load_model_weights"]
 

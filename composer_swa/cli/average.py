@@ -1,31 +1,30 @@
-"""``swa-average``: average checkpoints of one architecture into safetensors, by any of the recipes."""
+"""``swa-average``: average checkpoints of one architecture into safetensors, by any registered merge method."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import sys
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 # Only what --help needs is imported here: torch, the readers and the config schemas load when a command runs.
-from composer_swa.averaging.recipes import DECAY_SHAPES
-from composer_swa.cli.weights_files import layerwise_from_file, read_weights_file
+from composer_swa.merging.methods import METHODS, MergeInputs, MergeMethod, MergeOptions, OptionError
+from composer_swa.merging.recipes import DECAY_SHAPES
 
 if TYPE_CHECKING:
-    from composer_swa.averaging.merge import TensorWeights
+    from composer_swa.merging.compatibility import KeyPolicy
 
 __all__ = ["main"]
 
 _FILE = click.Path(path_type=Path, exists=True, dir_okay=False)
 _DTYPES = ("bfloat16", "float16", "float32")
-_METHODS = ("uniform", "weighted", "layerwise", "lawa", "decay", "greedy", "soce")
-_ORDERED = ("lawa", "decay")  # the methods that weigh inputs by position, oldest first
-_PLAIN = ("uniform", "weighted", "layerwise", "lawa", "decay")  # weights known without a model
 _EXAMPLES = """\b
 Examples:
   swa-average run/ep8.pt run/ep9.pt run/ep10.pt -o averaged.safetensors
@@ -36,6 +35,29 @@ Examples:
   swa-average m1/ m2/ m3/ --method soce --scores scores.csv -o soce/
   swa-average a.safetensors b.safetensors --dry-run       # compatibility report and cosine similarity
 """
+
+
+@dataclass(frozen=True)
+class _Command:
+    """The command line as given (the method's own options become a :class:`MergeOptions`)."""
+
+    inputs: tuple[str, ...]
+    output: str | None
+    method: str | None
+    weights_text: str | None
+    weights_from: Path | None
+    no_normalize: bool
+    last_k: int | None
+    decay_shape: str
+    keep_order: bool
+    scores: Path | None
+    threshold: float
+    step: float
+    config: Path | None
+    dtype: str | None
+    keys: KeyPolicy
+    max_shard_size: str
+    dry_run: bool
 
 
 def _fail(message: str) -> NoReturn:
@@ -70,7 +92,7 @@ def _warnings_as_lines() -> Iterator[None]:
     help="A .safetensors file, or a folder (an existing one, a name without a suffix, or ending in '/'): "
     "model.safetensors, or shards with an index. It must not be one of the inputs.",
 )
-@click.option("--method", type=click.Choice(_METHODS), default=None, help="Default: weighted with --weights, else uniform.")
+@click.option("--method", type=click.Choice(list(METHODS)), default=None, help="Default: weighted with --weights, else uniform.")
 @click.option("--weights", "weights_text", help="One weight per input: 3,1,1.")
 @click.option(
     "--weights-from",
@@ -100,158 +122,122 @@ def _warnings_as_lines() -> Iterator[None]:
 @click.option("--intersection", is_flag=True, help="Keep only keys every input has.")
 @click.option("--max-shard-size", default="5GB", show_default=True, help="Shard cap for a folder output: 500MB, 5GB.")
 @click.option("--dry-run", is_flag=True, help="Print the compatibility report and cosine similarities; write nothing.")
-def main(
-    inputs: tuple[str, ...],
-    output: str | None,
-    method: str | None,
-    weights_text: str | None,
-    weights_from: Path | None,
-    no_normalize: bool,
-    last_k: int | None,
-    decay_shape: str,
-    keep_order: bool,
-    scores: Path | None,
-    threshold: float,
-    step: float,
-    config: Path | None,
-    dtype: str | None,
-    union: bool,
-    intersection: bool,
-    max_shard_size: str,
-    dry_run: bool,
-) -> None:
+def main(**given: Any) -> None:
     """Average the checkpoints INPUT... (safetensors, sharded index, model folder, .pt/.bin, composer_swa checkpoint)."""
+    union, intersection = given.pop("union"), given.pop("intersection")
     if union and intersection:
         _fail("--union and --intersection contradict each other: give one (union averages each key over the inputs "
               "that have it, intersection keeps only the keys all have)")  # fmt: skip
-    keys = "union" if union else "intersection" if intersection else "strict"
+    command = _Command(**given, keys="union" if union else "intersection" if intersection else "strict")
     try:
-        _average(inputs, output, method, weights_text, weights_from, no_normalize, last_k, decay_shape, keep_order,
-                 scores, threshold, step, config, dtype, keys, max_shard_size, dry_run)  # fmt: skip
+        _average(command)
     except ValueError as error:  # SourceError, CheckpointError, IncompatibleCheckpoints and ConfigError among them
         _fail(str(error))
     except OSError as error:  # a full disk, a folder that cannot be written: what was written is removed
         if error.errno == errno.ENOSPC:
-            _fail(f"no space left on the device writing -o {output!r}; nothing was left behind. Free space, or choose "
-                  "another output")  # fmt: skip
+            _fail(f"no space left on the device writing -o {command.output!r}; nothing was left behind. Free space, or "
+                  "choose another output")  # fmt: skip
         _fail(f"{error.strerror or error}: {error.filename!r}" if error.filename else str(error))
 
 
 @_warnings_as_lines()
-def _average(
-    inputs: tuple[str, ...], output_text: str | None, method: str | None, weights_text: str | None,
-    weights_from: Path | None, no_normalize: bool, last_k: int | None, decay_shape: str, keep_order: bool,
-    scores: Path | None, threshold: float, step: float, config: Path | None, dtype: str | None, keys: Any,
-    max_shard_size: str, dry_run: bool,
-) -> None:  # fmt: skip
-    # Plain safetensors averages with known weights run on NumPy and never import torch (see numpy_average).
-    from composer_swa.averaging import recipes
-    from composer_swa.averaging.numpy_average import PlainSource, average_safetensors, is_plain_safetensors
-    from composer_swa.averaging.output import check_output, removed_on_failure
+def _average(command: _Command) -> None:
+    try:
+        _run(command)
+    except OptionError as error:
+        raise click.UsageError(str(error)) from None
 
-    if dry_run:
-        _dry_run(inputs, keys)
-        return
-    if output_text is None:
-        raise click.UsageError("give -o OUTPUT (a .safetensors file or a folder), or --dry-run")
-    output = check_output(output_text, inputs)
-    given: list[float] | None = _parse_weights(weights_text) if weights_text else None
-    if weights_from is not None and method != "layerwise":
-        loaded = read_weights_file(weights_from)
+
+def _options(command: _Command) -> MergeOptions:
+    """The method's options; ``--weights-from`` is a list of weights unless the method reads the file itself."""
+    from composer_swa.merging.weights_files import read_weights_file
+
+    given: list[float] | None = _parse_weights(command.weights_text) if command.weights_text else None
+    reads_file = command.method is not None and "weights_from" in METHODS[command.method].parameters
+    if command.weights_from is not None and not reads_file:
+        loaded = read_weights_file(command.weights_from)
         if not isinstance(loaded, list) or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in loaded):
-            raise click.UsageError(f"{weights_from}: expected a list of numbers, one weight per input, got {loaded!r}")
+            raise OptionError(f"{command.weights_from}: expected a list of numbers, one weight per input, got {loaded!r}")
         given = [float(w) for w in loaded]
-    method = method or ("weighted" if given else "uniform")
-    if method in _ORDERED:
-        from composer_swa.averaging.order import chronological
+    return MergeOptions(
+        given, command.weights_from, not command.no_normalize, command.last_k, command.decay_shape, command.scores,
+        command.threshold, command.step,
+    )  # fmt: skip
 
-        ordered, note = chronological(inputs, method, keep_order)
+
+def _run(command: _Command) -> None:
+    # Plain safetensors averages with known weights run on NumPy and never import torch (see numpy_average).
+    from composer_swa.merging.numpy_average import PlainSource, average_safetensors, is_plain_safetensors
+    from composer_swa.merging.output import check_output, removed_on_failure
+
+    if command.dry_run:
+        _dry_run(command.inputs, command.keys)
+        return
+    if command.output is None:
+        raise click.UsageError("give -o OUTPUT (a .safetensors file or a folder), or --dry-run")
+    output = check_output(command.output, command.inputs)
+    options = _options(command)
+    method: MergeMethod = METHODS[command.method or ("weighted" if options.weights else "uniform")]
+    inputs = command.inputs
+    if method.ordered:
+        from composer_swa.merging.order import chronological
+
+        ordered, note = chronological(inputs, method.name, command.keep_order)
         inputs = tuple(ordered)
         click.echo(note)
-    count = len(inputs)
-    weights: TensorWeights | None = None
-    provenance: dict[str, object] = {"method": method}
-    # Checked where needed, so that usage errors come first as before.
-    plain = lambda: config is None and method in _PLAIN and is_plain_safetensors(inputs)  # noqa: E731
     parts = None
-    if config is not None:
-        from composer_swa.cli.average_parts import check_fits_model, run_parts
+    if command.config is not None:
+        from composer_swa.cli.average_parts import check_fits_model, evaluator, run_parts
 
-        parts = run_parts(config)
+        parts = run_parts(command.config)
     # With --config the inputs must fit its model: a wrapper prefix is stripped only to fit its keys.
     target = list(parts.model.state_dict()) if parts is not None else None
     if parts is not None:
-        check_fits_model(inputs, keys, parts.model, config)
-    if method == "weighted":
-        if given is None:
-            raise click.UsageError("--method weighted needs --weights or --weights-from")
-        weights = recipes.normalize_weights(given, normalize=not no_normalize)
-    elif method == "layerwise":
-        weights = layerwise_from_file(weights_from, inputs, given or [1.0] * count, target, PlainSource if plain() else None)
-    elif method == "lawa":
-        weights = recipes.last_k_weights(count, last_k if last_k is not None else count)
-    elif method == "decay":
-        weights = recipes.decay_emulating_weights(count, decay_shape)
-    elif method == "greedy":
-        from composer_swa.averaging.soups import greedy_soup
-        from composer_swa.cli.average_parts import evaluator, read_all
+        check_fits_model(inputs, command.keys, parts.model, command.config)
+    # Checked when first needed, so that usage errors come first.
+    plain = functools.cache(lambda: command.config is None and not method.needs_torch and is_plain_safetensors(inputs))
 
-        if parts is None:
-            raise click.UsageError("--method greedy needs --config naming the model and its held-out data (data.eval)")
-        candidates = read_all(inputs, target)
-        result = greedy_soup(candidates, evaluator(parts))
-        for line in result.steps:
-            click.echo(f"greedy: {line}")
-        weights = [1.0 / len(result.chosen) if k in result.chosen else 0.0 for k in range(count)]
-        provenance |= {"chosen": result.chosen, "held_out": result.score, "individual": result.individual_scores}
-    elif method == "soce":
-        from composer_swa.averaging.soups import read_category_scores, soce, weighted_soup
-        from composer_swa.cli.average_parts import evaluator, read_all
+    def opener(path: Path) -> Any:
+        from composer_swa.merging.sources import open_source
 
-        if scores is None:
-            raise click.UsageError("--method soce needs --scores FILE.csv (candidate,<category>,... one row per input)")
-        names, categories, table = read_category_scores(scores)
-        if len(names) != count:
-            raise click.UsageError(
-                f"{scores} has {len(names)} candidates, {count} inputs were given; one row per input, in order"
-            )
-        evaluate = None
-        if parts is not None:
-            score_soup = evaluator(parts)
-            candidates = read_all(inputs, target)
-            evaluate = lambda w: score_soup(weighted_soup(candidates, w))  # noqa: E731
-        result_soce = soce(categories, table, evaluate, threshold, step)
-        for line in result_soce.steps:
-            click.echo(f"soce: {line}")
-        weights = result_soce.weights
-        provenance |= {"experts": result_soce.experts, "aggregate": result_soce.aggregate}
+        return PlainSource(path) if plain() else open_source(path)
+
+    scorer = functools.partial(evaluator, parts) if parts is not None else None
+    weighting = method.weigh(options, MergeInputs(inputs, target, opener, scorer))
+    for line in weighting.steps:
+        click.echo(f"{method.name}: {line}")
+    weights = weighting.weights
+    provenance: dict[str, object] = {"method": method.name, **weighting.provenance}
     if weights is not None and not callable(weights):
         provenance["weights"] = list(weights)
-    max_shard_bytes = _size(max_shard_size)
+    max_shard_bytes = _size(command.max_shard_size)
     with removed_on_failure(output):  # a full disk, or a failed batch-norm pass: no partial output stays
         # The text as given: a trailing '/' says folder, which a Path forgets.
         written = None
         if plain():
-            written = average_safetensors(inputs, output_text, weights, dtype, keys, max_shard_bytes, provenance)
+            written = average_safetensors(inputs, command.output, weights, command.dtype, command.keys, max_shard_bytes,
+                                          provenance)  # fmt: skip
         if written is None:  # torch.save inputs, float8 tensors, soups or --config
             import torch
 
-            from composer_swa.averaging.merge import average_checkpoints
+            from composer_swa.merging.merge import average_checkpoints
 
-            out_dtype = getattr(torch, dtype) if dtype else None
-            written = average_checkpoints(inputs, output_text, weights, out_dtype, keys, max_shard_bytes, provenance, target)
+            out_dtype = getattr(torch, command.dtype) if command.dtype else None
+            written = average_checkpoints(inputs, command.output, weights, out_dtype, command.keys, max_shard_bytes,
+                                          provenance, target)  # fmt: skip
         if parts is not None:
-            from composer_swa.averaging.finish import recompute_batch_norm_in_output
+            from composer_swa.merging.finish import recompute_batch_norm_in_output
 
             if (samples := recompute_batch_norm_in_output(written, parts.model, parts.train_dataloader)) is not None:
                 click.echo(f"batch-norm statistics recomputed over {samples} samples of data.train")
-    click.echo(f"wrote {', '.join(str(path) for path in written)} ({method} over {count} inputs)")
+    click.echo(f"wrote {', '.join(str(path) for path in written)} ({method.name} over {len(inputs)} inputs)")
 
 
-def _dry_run(inputs: tuple[str, ...], keys: Any) -> None:
+def _dry_run(inputs: tuple[str, ...], keys: KeyPolicy) -> None:
     """The compatibility report (every key, shape and dtype difference, by tensor name) and cosine similarities."""
-    from composer_swa.averaging.inputs import open_sources
-    from composer_swa.averaging.merge import check_compatibility, cosine_similarities
+    from composer_swa.merging.compatibility import check_compatibility
+    from composer_swa.merging.inputs import open_sources
+    from composer_swa.merging.merge import cosine_similarities
 
     sources = open_sources(inputs)
     report = check_compatibility(sources, keys)

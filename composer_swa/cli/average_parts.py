@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 import click
 import torch
 
-from composer_swa.averaging.inputs import open_sources
-from composer_swa.averaging.merge import IncompatibleCheckpoints, KeyPolicy, check_compatibility
+from composer_swa.merging.compatibility import IncompatibleCheckpoints, KeyPolicy, check_compatibility
+from composer_swa.merging.inputs import open_sources
 
 if TYPE_CHECKING:
     from composer_swa.config import RunParts
 
-__all__ = ["check_fits_model", "evaluator", "read_all", "run_parts"]
+__all__ = ["check_fits_model", "evaluator", "run_parts"]
 
 _LISTED = 10  # differences shown before "... and N more"
 
@@ -83,13 +83,3 @@ def evaluator(parts: RunParts) -> Callable[[dict[str, torch.Tensor]], float]:
         return float(metrics.get("eval/accuracy", -metrics["eval/loss"]))
 
     return evaluate
-
-
-def read_all(inputs: Sequence[str], target: list[str] | None) -> list[dict[str, torch.Tensor]]:
-    """Every tensor of every input, copied into memory (soups evaluate whole state dicts)."""
-    sources = open_sources(inputs, target)
-    try:
-        return [{name: src.read(name).reshape(info.shape).clone() for name, info in src.infos.items()} for src in sources]
-    finally:
-        for source in sources:
-            source.close()

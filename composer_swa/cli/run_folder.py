@@ -10,7 +10,7 @@ import torch
 import yaml
 
 import composer_swa
-from composer_swa.checkpoint import atomic_write_text
+from composer_swa.atomic_files import atomic_write_text
 from composer_swa.config import RunConfig
 from composer_swa.loggers.strict_json import strict_dumps
 from composer_swa.state import unique_keys

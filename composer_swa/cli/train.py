@@ -168,7 +168,7 @@ def run(
     import torch
     import yaml
 
-    from composer_swa.checkpoint.atomic import DiskFullError
+    from composer_swa.atomic_files import DiskFullError
     from composer_swa.checkpoint.finite import NonFiniteError
     from composer_swa.checkpoint.folder_lock import SaveFolderInUseError
     from composer_swa.cli.compare import check_save_folders, format_table, plan_runs, run_in_processes

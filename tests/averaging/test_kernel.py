@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from composer_swa.averaging import FlatAverage, ModelAverage, named_state_tensors
+from composer_swa.averaging import FlatAverage, ModelAverage
+from composer_swa.averaging.model_average import named_state_tensors
 
 
 def test_running_mean_matches_numpy() -> None:

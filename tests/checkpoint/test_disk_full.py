@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import torch
 
+from composer_swa.atomic_files import DiskFullError
 from composer_swa.checkpoint import export as export_module
 from composer_swa.checkpoint import files as checkpoint_files
 from composer_swa.checkpoint import list_checkpoints, write_checkpoint
-from composer_swa.checkpoint.atomic import DiskFullError
 from tests.checkpoint.resume_run import build
 
 PAYLOAD = {"format": "x", "weights": torch.zeros(1000)}  # 4000 bytes of tensor data

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import torch
 
+from composer_swa.atomic_files import atomic_write
 from composer_swa.checkpoint import (
     CheckpointError,
     TrainingPreempted,
-    atomic_write,
     list_checkpoints,
     read_checkpoint,
     write_checkpoint,

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from composer_swa.checkpoint import CheckpointError
 from composer_swa.checkpoint.weights import load_model_weights
 from tests.algorithms.test_names import ChildNamedModule
-from tests.averaging.test_inputs import OnlyChildModule, prefixed_weights
+from tests.merging.test_inputs import OnlyChildModule, prefixed_weights
 
 
 def test_load_weights_only_strips_a_prefix_on_every_key_and_keeps_a_child_named_module(tmp_path: Path) -> None:

@@ -13,14 +13,13 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from composer_swa.averaging.prefixes import strip_prefix
-from composer_swa.averaging.safetensors_format import DTYPES, HF_WEIGHTS, SafetensorsFile, SourceError, safetensors_files
+from composer_swa.checkpoint.prefixes import strip_prefix
+from composer_swa.merging.safetensors_format import DTYPES, HF_WEIGHTS, SafetensorsFile, SourceError, safetensors_files
 
-__all__ = ["SAFETENSORS_DTYPES", "SourceError", "TensorInfo", "TensorSource", "describe", "open_source"]
+__all__ = ["SAFETENSORS_DTYPES", "SourceError", "TensorInfo", "TensorSource", "open_source"]
 
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {name: getattr(torch, attribute) for name, (attribute, _) in DTYPES.items()}
 
@@ -160,10 +159,3 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except CheckpointError as error:
         raise SourceError(str(error)) from None
     return weights
-
-
-def describe(infos: dict[str, TensorInfo]) -> dict[str, Any]:
-    """Tensor count, elements and bytes of a source, for reports."""
-    numel = sum(info.numel for info in infos.values())
-    size = sum(info.numel * torch.empty((), dtype=info.dtype).element_size() for info in infos.values())
-    return {"tensors": len(infos), "elements": numel, "bytes": size}

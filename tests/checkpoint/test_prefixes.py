@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from composer_swa.averaging.prefixes import wrapper_prefix
+from composer_swa.checkpoint.prefixes import wrapper_prefix
 
 
 @pytest.mark.parametrize(

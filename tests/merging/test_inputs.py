@@ -9,8 +9,8 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-from composer_swa.averaging.inputs import open_sources
 from composer_swa.cli.average import main
+from composer_swa.merging.inputs import open_sources
 from tests.algorithms.test_names import ChildNamedModule
 
 

@@ -7,23 +7,23 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from composer_swa.averaging.prefixes import describe_stripped, wrapper_prefix
+from composer_swa.checkpoint.prefixes import describe_stripped, wrapper_prefix
 
-__all__ = ["open_sources"]
+__all__ = ["open_sources", "read_state_dicts"]
 
 
 def open_sources(
     paths: Sequence[str | Path], target: Collection[str] | None = None, opener: Callable[[Path], Any] | None = None
 ) -> list[Any]:
-    """Opens every input (see :func:`~composer_swa.averaging.sources.open_source`) and strips a wrapper
+    """Opens every input (see :func:`~composer_swa.merging.sources.open_source`) and strips a wrapper
     prefix from an input's names only where a wrapper put it, with a warning that says so.
 
     A prefix is stripped only when every key of that input carries it, and then only if the keys
     must fit something that lacks it: ``target`` (the model's ``state_dict()`` keys) when given,
     else the other inputs. A ``torch.compile`` prefix (``_orig_mod.``) is always a wrapper's; a lone
     ``module.`` may be the model's own child (Composer's ``ComposerClassifier``), so inputs that all
-    carry it keep it. ``opener`` opens one input (default: torch's :func:`~composer_swa.averaging.sources.open_source`;
-    :mod:`~composer_swa.averaging.numpy_average` passes its own).
+    carry it keep it. ``opener`` opens one input (default: torch's :func:`~composer_swa.merging.sources.open_source`;
+    :mod:`~composer_swa.merging.numpy_average` passes its own).
 
     Example:
         >>> import tempfile, torch
@@ -36,7 +36,7 @@ def open_sources(
         [['w'], ['w']]
     """
     if opener is None:
-        from composer_swa.averaging.sources import open_source
+        from composer_swa.merging.sources import open_source
 
         opener = open_source
     sources: list[Any] = []
@@ -62,3 +62,22 @@ def open_sources(
         source = sources[index]
         warnings.warn(describe_stripped(source.stripped_prefix, repr(str(source.path)), reason), stacklevel=2)
     return sources
+
+
+def read_state_dicts(paths: Sequence[str | Path], target: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """Every tensor of every input, copied into memory (soups score whole state dicts), named as by :func:`open_sources`.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from safetensors.torch import save_file
+        >>> path = Path(tempfile.mkdtemp()) / "w.safetensors"
+        >>> save_file({"w": torch.ones(2, 2)}, path)
+        >>> read_state_dicts([path])[0]["w"].shape
+        torch.Size([2, 2])
+    """
+    sources = open_sources(paths, target)
+    try:
+        return [{name: src.read(name).reshape(info.shape).clone() for name, info in src.infos.items()} for src in sources]
+    finally:
+        for source in sources:
+            source.close()

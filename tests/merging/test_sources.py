@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from composer_swa.averaging.sources import SourceError, open_source
+from composer_swa.merging.sources import SourceError, open_source
 
 
 def raw_safetensors(path: Path, header: object, data: bytes = b"") -> Path:

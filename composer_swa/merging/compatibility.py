@@ -1,7 +1,7 @@
 """Whether checkpoints can be averaged: every key, shape and dtype difference between the inputs, by tensor name.
 
 Torch-free: both ``swa-average`` back ends (torch, and NumPy for plain safetensors; see
-:mod:`composer_swa.averaging.numpy_average`) check their inputs here. An input is anything with
+:mod:`composer_swa.merging.numpy_average`) check their inputs here. An input is anything with
 ``infos``, a mapping from names to objects with ``shape`` and ``dtype`` (a ``torch.dtype``, or a
 safetensors dtype name).
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from composer_swa.averaging.safetensors_format import DTYPES
+from composer_swa.merging.safetensors_format import DTYPES
 
 __all__ = ["CompatibilityReport", "IncompatibleCheckpoints", "KeyPolicy", "check_compatibility", "require_compatible"]
 

@@ -12,10 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from composer_swa.averaging import safetensors_format
-from composer_swa.averaging.merge import IncompatibleCheckpoints, average_checkpoints
-from composer_swa.averaging.numpy_average import average_safetensors
-from composer_swa.averaging.recipes import layerwise_weights
+from composer_swa.merging import IncompatibleCheckpoints, average_checkpoints, safetensors_format
+from composer_swa.merging.numpy_average import average_safetensors
+from composer_swa.merging.recipes import layerwise_weights
 
 _TORCH = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 

@@ -1,7 +1,7 @@
 """The safetensors format without torch: headers read and checked, slices mapped, streams written.
 
 Both ``swa-average`` back ends (torch, and NumPy for plain safetensors averages; see
-:mod:`composer_swa.averaging.numpy_average`) read and write through this module, so they accept the
+:mod:`composer_swa.merging.numpy_average`) read and write through this module, so they accept the
 same files, refuse the same ones with the same messages, and write the same bytes.
 """
 
@@ -16,7 +16,7 @@ from io import BufferedReader
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from composer_swa.checkpoint.atomic import atomic_write, atomic_write_text
+from composer_swa.atomic_files import atomic_write, atomic_write_text
 
 __all__ = ["DTYPES", "SafetensorsFile", "SourceError", "StreamTensor", "safetensors_files", "write_stream"]
 

@@ -15,25 +15,29 @@ from pathlib import Path
 
 import torch
 
+from composer_swa.merging.recipes import scaled_weights
+from composer_swa.merging.weighted_sum import weighted_sum
+
 __all__ = ["GreedySoup", "Soce", "greedy_soup", "read_category_scores", "soce", "uniform_soup", "weighted_soup"]
 
 StateDict = Mapping[str, torch.Tensor]
 
 
 def weighted_soup(ingredients: Sequence[StateDict], weights: Sequence[float]) -> dict[str, torch.Tensor]:
-    """``Σ w_i θ_i`` over state dicts, in fp32 then cast back; integer tensors from the first.
+    """``Σ w_i θ_i`` over state dicts, in fp32 then cast back (as :func:`~composer_swa.merging.weighted_sum.weighted_sum`,
+    so the soup scored is the soup ``swa-average`` writes); integer tensors from the first.
 
     Example:
         >>> weighted_soup([{"w": torch.tensor([1.0])}, {"w": torch.tensor([3.0])}], [0.25, 0.75])["w"].tolist()
         [2.5]
     """
+    terms = scaled_weights(weights, list(range(len(ingredients))), len(ingredients))
     soup = {}
     for name, first in ingredients[0].items():
         if first.is_floating_point():
-            total = torch.zeros_like(first, dtype=torch.float32)
-            for ingredient, weight in zip(ingredients, weights):
-                if weight:
-                    total.add_(ingredient[name].to(torch.float32), alpha=weight)
+            total = torch.empty(first.shape, dtype=torch.float32)
+            scratch = torch.empty_like(total) if len(terms) > 1 else total
+            weighted_sum(((ingredients[k][name], weight) for k, weight in terms), total, scratch)
             soup[name] = total.to(first.dtype)
         else:
             soup[name] = first.clone()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from composer_swa.averaging.recipes import decay_emulating_weights, last_k_weights, layer_index
+from composer_swa.merging.recipes import decay_emulating_weights, last_k_weights, layer_index
 
 
 def test_last_k() -> None:

@@ -15,50 +15,30 @@ from pathlib import Path
 
 import torch
 
-from composer_swa.averaging import safetensors_format
-from composer_swa.averaging.compatibility import (
-    CompatibilityReport,
-    IncompatibleCheckpoints,
-    KeyPolicy,
-    check_compatibility,
-    require_compatible,
-)
-from composer_swa.averaging.inputs import open_sources
-from composer_swa.averaging.output import check_output, copy_model_files, removed_on_failure
-from composer_swa.averaging.recipes import TensorWeights, normalize_weights, scaled_weights, weights_for
-from composer_swa.averaging.safetensors_format import output_metadata, slices
-from composer_swa.averaging.sources import TensorInfo, TensorSource
-from composer_swa.averaging.writer import OutputTensor, write_safetensors_stream
+from composer_swa.merging import safetensors_format
+from composer_swa.merging.compatibility import KeyPolicy, check_compatibility, require_compatible
+from composer_swa.merging.inputs import open_sources
+from composer_swa.merging.output import check_output, write_merged
+from composer_swa.merging.recipes import TensorWeights, scaled_weights, weights_for
+from composer_swa.merging.safetensors_format import slices
+from composer_swa.merging.sources import TensorInfo, TensorSource
+from composer_swa.merging.weighted_sum import weighted_sum
+from composer_swa.merging.writer import OutputTensor
 
-__all__ = [
-    "CompatibilityReport",
-    "IncompatibleCheckpoints",
-    "TensorWeights",
-    "average_checkpoints",
-    "check_compatibility",
-    "cosine_similarities",
-    "normalize_weights",
-]
+__all__ = ["average_checkpoints", "cosine_similarities"]
 
 
 def _averaged_chunks(
     sources: Sequence[TensorSource], name: str, holders: list[int], weights: list[float]
 ) -> Iterator[torch.Tensor]:
     numel = sources[holders[0]].infos[name].numel
-    # One accumulator and one term, reused by every slice. Each input is cast to fp32 and weighted apart
-    # from the sum (no fused multiply-add), so every element is the same sequence of IEEE fp32 roundings
-    # on any CPU, and numpy_average reproduces it bit for bit.
+    terms = scaled_weights(weights, holders, len(sources))
+    # One accumulator and one term, reused by every slice (see weighted_sum for the arithmetic).
     accumulator_buffer = torch.empty(min(numel, safetensors_format.CHUNK_ELEMENTS), dtype=torch.float32)
-    term_buffer = torch.empty_like(accumulator_buffer) if len(holders) > 1 else accumulator_buffer
+    term_buffer = torch.empty_like(accumulator_buffer) if len(terms) > 1 else accumulator_buffer
     for start, stop in slices(numel):
-        accumulator, term = accumulator_buffer[: stop - start], term_buffer[: stop - start]
-        for index, (k, weight) in enumerate(scaled_weights(weights, holders, len(sources))):
-            target = accumulator if index == 0 else term
-            target.copy_(sources[k].read(name, start, stop))
-            target.mul_(weight)
-            if index > 0:
-                accumulator.add_(term)
-        yield accumulator
+        reads = ((sources[k].read(name, start, stop), weight) for k, weight in terms)
+        yield weighted_sum(reads, accumulator_buffer[: stop - start], term_buffer[: stop - start])
 
 
 def _copied_chunks(source: TensorSource, name: str) -> Iterator[torch.Tensor]:
@@ -122,13 +102,7 @@ def average_checkpoints(
                 tensors.append(OutputTensor(name, TensorInfo(dtype or info.dtype, info.shape), chunks))
             else:
                 tensors.append(OutputTensor(name, info, functools.partial(_copied_chunks, sources[holders[0]], name)))
-        metadata = output_metadata([str(s.path) for s in sources], weights, provenance)
-        with removed_on_failure(output):  # a full disk mid-way leaves no shard behind
-            written = write_safetensors_stream(tensors, output, metadata, max_shard_bytes)
-            folder_input = next((s.folder for s in sources if s.folder is not None), None)
-            if output.suffix != ".safetensors" and folder_input is not None:
-                copy_model_files(folder_input, output)
-        return written
+        return write_merged(tensors, output, sources, weights, provenance, max_shard_bytes)
     finally:
         for source in sources:
             source.close()

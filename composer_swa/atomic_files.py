@@ -1,4 +1,9 @@
-"""Atomic file writes: a reader, or a run that dies mid-write, never sees half a file."""
+"""Atomic file writes: a reader, or a run that dies mid-write, never sees half a file.
+
+A leaf: it imports nothing from composer_swa, so that checkpoints (:mod:`composer_swa.checkpoint`)
+and merged outputs (:mod:`composer_swa.merging`) both write through it without depending on each
+other (tests/test_layout.py checks it stays one).
+"""
 
 from __future__ import annotations
 

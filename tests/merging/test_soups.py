@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from composer_swa.averaging.soups import greedy_soup, read_category_scores, soce
+from composer_swa.merging.soups import greedy_soup, read_category_scores, soce
 
 
 def test_greedy_soup_adds_a_candidate_only_when_the_soup_improves() -> None:

@@ -11,8 +11,9 @@ from typing import Any
 import torch
 
 from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
-from composer_swa.averaging.sources import TensorInfo, open_source
-from composer_swa.averaging.writer import OutputTensor, write_safetensors_stream
+from composer_swa.merging.safetensors_format import write_stream
+from composer_swa.merging.sources import TensorInfo, open_source
+from composer_swa.merging.writer import OutputTensor
 
 __all__ = ["recompute_batch_norm_in_output"]
 
@@ -47,5 +48,5 @@ def recompute_batch_norm_in_output(written: list[Path], model: torch.nn.Module, 
     ]
     metadata["batch_norm_recomputed"] = json.dumps({"samples": samples})
     max_shard = None if len(written) == 1 else max(path.stat().st_size for path in written if path.suffix == ".safetensors")
-    write_safetensors_stream(tensors, output, metadata, max_shard)
+    write_stream(list(tensors), output, metadata, max_shard)
     return samples

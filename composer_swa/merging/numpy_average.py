@@ -1,16 +1,16 @@
 """``swa-average`` of plain safetensors inputs with NumPy: the same bytes as the torch path, without importing torch.
 
-Why a second arithmetic path, when composer_swa keeps one averaging kernel: importing torch costs
-about 1.5 s, more than the whole streamed average of typical checkpoints, so a command that only
-averages safetensors files with known weights spends most of its time loading a library it barely
-uses. This module is that command's arithmetic and nothing else: inputs are read, checked and
-ordered, and the output is composed and written, by the same torch-free code as the torch path
-(:mod:`~composer_swa.averaging.safetensors_format`, :mod:`~composer_swa.averaging.compatibility`,
-:mod:`~composer_swa.averaging.output`). The arithmetic is
-:func:`composer_swa.averaging.merge.average_checkpoints`'s, rounding for rounding: each input is
-cast to fp32, multiplied by its fp32 weight, then added to the fp32 accumulator (no fused
-multiply-add); bfloat16 is widened by a 16-bit shift and narrowed with round-to-nearest-even, NaN
-becoming ``0xFFFF``, as torch does. The tests compare both paths' files byte for byte.
+Importing torch costs about 1.5 s, more than the whole streamed average of typical checkpoints, so a
+command that only averages safetensors files with known weights would spend most of its time loading
+a library it barely uses. This module is that command's arithmetic and nothing else: inputs are
+read, checked and ordered, and the output is composed and written, by the same torch-free code as
+the torch path (:mod:`~composer_swa.merging.safetensors_format`, :mod:`~composer_swa.merging.compatibility`,
+:mod:`~composer_swa.merging.output`). The arithmetic is
+:func:`~composer_swa.merging.weighted_sum.weighted_sum`'s (whose docstring says why merges do not
+go through the training kernel), rounding for rounding: each input is cast to fp32, multiplied by
+its fp32 weight, then added to the fp32 accumulator (no fused multiply-add); bfloat16 is widened by
+a 16-bit shift and narrowed with round-to-nearest-even, NaN becoming ``0xFFFF``, as torch does. The
+tests compare both paths' files byte for byte.
 
 Anything else (``torch.save`` inputs, float8 tensors, soups or ``--config``) takes the torch path.
 """
@@ -25,19 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from composer_swa.averaging import safetensors_format
-from composer_swa.averaging.compatibility import KeyPolicy, require_compatible
-from composer_swa.averaging.inputs import open_sources
-from composer_swa.averaging.output import check_output, copy_model_files, removed_on_failure
-from composer_swa.averaging.prefixes import strip_prefix
-from composer_swa.averaging.recipes import TensorWeights, scaled_weights, weights_for
-from composer_swa.averaging.safetensors_format import (
+from composer_swa.checkpoint.prefixes import strip_prefix
+from composer_swa.merging import safetensors_format
+from composer_swa.merging.compatibility import KeyPolicy, require_compatible
+from composer_swa.merging.inputs import open_sources
+from composer_swa.merging.output import check_output, write_merged
+from composer_swa.merging.recipes import TensorWeights, scaled_weights, weights_for
+from composer_swa.merging.safetensors_format import (
     DTYPES,
     SafetensorsFile,
-    output_metadata,
     safetensors_files,
     slices,
-    write_stream,
 )
 
 __all__ = ["PlainSource", "average_safetensors", "is_plain_safetensors"]
@@ -128,7 +126,7 @@ def _narrow(values: np.ndarray, dtype: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Output:
-    """One output tensor for :func:`~composer_swa.averaging.safetensors_format.write_stream`."""
+    """One output tensor for :func:`~composer_swa.merging.safetensors_format.write_stream`."""
 
     name: str
     dtype_name: str
@@ -147,12 +145,15 @@ def _averaged(
     sources: list[PlainSource], name: str, holders: list[int], weights: list[float], dtype: str
 ) -> Iterator[np.ndarray]:
     numel = sources[holders[0]].infos[name].numel
+    terms = scaled_weights(weights, holders, len(sources))
     accumulator_buffer = np.empty(min(numel, safetensors_format.CHUNK_ELEMENTS), np.float32)
-    term_buffer = np.empty_like(accumulator_buffer) if len(holders) > 1 else accumulator_buffer
+    term_buffer = np.empty_like(accumulator_buffer) if len(terms) > 1 else accumulator_buffer
     for start, stop in slices(numel):
         accumulator, term = accumulator_buffer[: stop - start], term_buffer[: stop - start]
+        if not terms:
+            accumulator.fill(0)  # every holder weighs zero: the sum of no term
         with np.errstate(all="ignore"):  # inf and NaN propagate silently, as in torch
-            for index, (k, weight) in enumerate(scaled_weights(weights, holders, len(sources))):
+            for index, (k, weight) in enumerate(terms):
                 target = accumulator if index == 0 else term
                 _widen(sources[k].read(name, start, stop), sources[k].infos[name].dtype, target)
                 np.multiply(target, np.float32(weight), out=target)
@@ -176,7 +177,7 @@ def average_safetensors(
     max_shard_bytes: int | None,
     provenance: dict[str, object],
 ) -> list[Path] | None:
-    """:func:`~composer_swa.averaging.merge.average_checkpoints` for plain safetensors inputs (see
+    """:func:`~composer_swa.merging.merge.average_checkpoints` for plain safetensors inputs (see
     :func:`is_plain_safetensors`), with ``dtype`` a name (``bfloat16``); ``None`` when an input holds
     float8 tensors, which only the torch path averages (nothing is written then).
 
@@ -207,13 +208,7 @@ def average_safetensors(
                 tensors.append(_Output(name, out, info.shape, chunks))
             else:
                 tensors.append(_Output(name, info.dtype, info.shape, functools.partial(_copied, sources[holders[0]], name)))
-        metadata = output_metadata([str(s.path) for s in sources], weights, provenance)
-        with removed_on_failure(target):  # a full disk mid-way leaves no shard behind
-            written = write_stream(list(tensors), target, metadata, max_shard_bytes)
-            folder_input = next((s.folder for s in sources if s.folder is not None), None)
-            if target.suffix != ".safetensors" and folder_input is not None:
-                copy_model_files(folder_input, target)
-        return written
+        return write_merged(tensors, target, sources, weights, provenance, max_shard_bytes)
     finally:
         for source in sources:
             source.close()

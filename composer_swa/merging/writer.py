@@ -1,8 +1,8 @@
-"""Writing torch tensors as a safetensors stream: the header first (shapes are known up front), then tensor bytes in order.
+"""Torch tensors for the safetensors stream: each output tensor's name and info, and its values as bytes.
 
-Large outputs are split into shards no bigger than a cap, with a ``model.safetensors.index.json`` as
-Hugging Face writes it (see :func:`~composer_swa.averaging.safetensors_format.write_stream`). Each file
-is written atomically.
+:func:`~composer_swa.merging.safetensors_format.write_stream` writes them (the header first, since
+shapes are known up front, then each tensor's bytes in order, sharded above a cap, each file
+atomically); the values are cast to the output dtype chunk by chunk, without a copy.
 """
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from composer_swa.averaging.safetensors_format import write_stream
-from composer_swa.averaging.sources import SAFETENSORS_DTYPES, TensorInfo
+from composer_swa.merging.sources import SAFETENSORS_DTYPES, TensorInfo
 
-__all__ = ["OutputTensor", "write_safetensors_stream"]
+__all__ = ["OutputTensor"]
 
 _DTYPE_NAMES = {dtype: name for name, dtype in SAFETENSORS_DTYPES.items()}
 
@@ -49,14 +47,3 @@ class OutputTensor:
             data = chunk.to(self.info.dtype).contiguous()
             nbytes = data.numel() * data.element_size()
             yield (ctypes.c_char * nbytes).from_address(data.data_ptr()) if nbytes else b""
-
-
-def write_safetensors_stream(
-    tensors: list[OutputTensor], output: Path, metadata: dict[str, str], max_shard_bytes: int | None = None
-) -> list[Path]:
-    """Writes ``tensors`` to ``output`` (a ``.safetensors`` file, or a folder); returns the files written.
-
-    A folder gets ``model.safetensors``, or, above ``max_shard_bytes``, ``model-0000K-of-0000N.safetensors``
-    shards and ``model.safetensors.index.json``. A ``.safetensors`` path is never sharded.
-    """
-    return write_stream(list(tensors), output, metadata, max_shard_bytes)

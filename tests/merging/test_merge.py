@@ -11,11 +11,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from composer_swa.averaging import safetensors_format
-from composer_swa.averaging.inputs import open_sources
-from composer_swa.averaging.merge import IncompatibleCheckpoints, average_checkpoints, cosine_similarities, normalize_weights
-from composer_swa.averaging.recipes import layerwise_weights
-from composer_swa.averaging.sources import SourceError, open_source
+from composer_swa.merging import (
+    IncompatibleCheckpoints,
+    average_checkpoints,
+    cosine_similarities,
+    normalize_weights,
+    safetensors_format,
+)
+from composer_swa.merging.inputs import open_sources
+from composer_swa.merging.recipes import layerwise_weights
+from composer_swa.merging.sources import SourceError, open_source
 
 
 def checkpoints(count: int = 3, dtype: torch.dtype = torch.float32) -> list[dict[str, torch.Tensor]]:

@@ -141,12 +141,20 @@ def weights_for(weights: TensorWeights | None, name: str, count: int) -> list[fl
     return values
 
 
-def scaled_weights(weights: list[float], holders: list[int], count: int) -> list[tuple[int, float]]:
-    """``(input, weight)`` for the inputs that hold a tensor: with --union a key some inputs lack is
-    averaged over those that have it, its weights rescaled to the same total."""
+def scaled_weights(weights: Sequence[float], holders: Sequence[int], count: int) -> list[tuple[int, float]]:
+    """``(input, weight)`` for the inputs that hold a tensor and weigh in: with --union a key some inputs
+    lack is averaged over those that have it, its weights rescaled to the same total. An input of
+    weight zero is left out, so that its inf or NaN (a diverged candidate) cannot reach the sum.
+
+    Example:
+        >>> scaled_weights([0.0, 0.25, 0.75], [0, 1, 2], 3)
+        [(1, 0.25), (2, 0.75)]
+        >>> scaled_weights([0.5, 0.25, 0.25], [0, 1], 3)  # input 2 lacks the tensor
+        [(0, 0.6666666666666666), (1, 0.3333333333333333)]
+    """
     total = sum(weights[k] for k in holders)
     scale = 1.0 if len(holders) == count or total == 0 else sum(weights) / total
-    return [(k, weights[k] * scale) for k in holders]
+    return [(k, weights[k] * scale) for k in holders if weights[k] * scale != 0]
 
 
 def normalize_weights(weights: Sequence[float], normalize: bool = True) -> list[float]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from composer_swa.averaging.order import chronological, stored_step
+from composer_swa.merging.order import chronological, stored_step
 
 
 def export(path: Path, batch: int | None) -> str:

@@ -13,8 +13,11 @@ import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["check_output", "copy_model_files", "removed_on_failure"]
+from composer_swa.merging.safetensors_format import StreamTensor, output_metadata, write_stream
+
+__all__ = ["check_output", "copy_model_files", "removed_on_failure", "write_merged"]
 
 # What a folder output holds: model.safetensors, model-00001-of-00002.safetensors, model.safetensors.index.json.
 _WRITTEN_IN_FOLDER = re.compile(r"^model(-\d+-of-\d+)?\.safetensors(\.index\.json)?$")
@@ -96,3 +99,25 @@ def copy_model_files(source: Path, output: Path) -> None:
     for path in source.iterdir():
         if path.is_file() and not path.name.endswith(_WEIGHT_FILES) and not (output / path.name).exists():
             shutil.copy2(path, output / path.name)
+
+
+def write_merged(
+    tensors: Sequence[StreamTensor],
+    output: Path,
+    sources: Sequence[Any],
+    weights: object,
+    provenance: dict[str, object] | None,
+    max_shard_bytes: int | None,
+) -> list[Path]:
+    """Writes a merge of ``sources`` (both back ends' inputs) with its provenance header; returns the files written.
+
+    A folder output also gets the first model folder's config and tokenizer files; a failure (a full
+    disk mid-way) leaves no shard behind.
+    """
+    metadata = output_metadata([str(source.path) for source in sources], weights, provenance)
+    with removed_on_failure(output):
+        written = write_stream(list(tensors), output, metadata, max_shard_bytes)
+        folder_input = next((source.folder for source in sources if source.folder is not None), None)
+        if output.suffix != ".safetensors" and folder_input is not None:
+            copy_model_files(folder_input, output)
+    return written
