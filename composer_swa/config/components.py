@@ -171,7 +171,7 @@ def signature_model(
         factory(**config.model_dump(exclude={"name"}))
         return config
 
-    validators = {"constructs": model_validator(mode="after")(constructs)} if construct_to_check else {}
+    validators: dict[str, Any] = {"constructs": model_validator(mode="after")(constructs)} if construct_to_check else {}
     fields: dict[str, Any] = {"name": (str, ...)} | signature_fields(factory, optional=optional)
     return create_model(title, __base__=base, __validators__=validators, **fields)
 

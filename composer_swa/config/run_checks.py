@@ -45,7 +45,7 @@ def loader_problems(path: str, dataset: Any, batch_size: int, drop_last: bool) -
 
 def run_resolver(config: RunConfig, train: DataLoader[Any]) -> BatchResolver:
     """The run's times resolved to batches against the training data, as the Trainer's State will."""
-    loader = describe_dataloader(train)
+    loader: dict[str, Any] = describe_dataloader(train)  # batches_per_epoch, batch_size, samples_per_epoch
     tokens = infer_tokens_per_sample(train)
     return BatchResolver(as_time(config.trainer.max_duration, "max_duration"), **loader, tokens_per_sample=tokens)
 

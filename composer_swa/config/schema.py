@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
 
@@ -120,10 +120,13 @@ class _TrainerChecks(_Strict):
         return self
 
 
-#: The keyword arguments of :class:`~composer_swa.Trainer` that a config can set, from its signature.
-TrainerConfig = create_model(
-    "TrainerConfig", __base__=_TrainerChecks, **(signature_fields(Trainer, skip=_TRAINER_OBJECTS) | _TRAINER_REFINED)
-)
+if TYPE_CHECKING:  # made from the Trainer's signature when imported, so mypy cannot know its keys
+    TrainerConfig = Any
+else:
+    #: The keyword arguments of :class:`~composer_swa.Trainer` that a config can set.
+    TrainerConfig = create_model(
+        "TrainerConfig", __base__=_TrainerChecks, **(signature_fields(Trainer, skip=_TRAINER_OBJECTS) | _TRAINER_REFINED)
+    )
 
 
 class RunConfig(_Strict):
@@ -136,5 +139,5 @@ class RunConfig(_Strict):
     scheduler: Scheduler | None = None  # type: ignore[valid-type]
     algorithms: list[Algorithm] = Field(default_factory=list)  # type: ignore[valid-type]
     callbacks: list[Callback] = Field(default_factory=list)  # type: ignore[valid-type]
-    trainer: TrainerConfig  # type: ignore[valid-type]
+    trainer: TrainerConfig
     loggers: list[Logger] | None = None  # type: ignore[valid-type]  # None: console + metrics.jsonl
