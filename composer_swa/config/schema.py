@@ -12,6 +12,8 @@ from composer_swa.config.builtins import ALGORITHMS, DATASETS, LOGGERS, MODELS, 
 from composer_swa.config.components import ImportedComponent, _Strict, component_union, signature_fields, signature_model
 from composer_swa.time import TimeUnit, as_time
 from composer_swa.trainer import Trainer
+from composer_swa.trainer.checks import resolve_device
+from composer_swa.trainer.precision import check_precision
 
 __all__ = ["DataConfig", "LoaderOptions", "RunConfig", "TrainerConfig"]
 
@@ -92,21 +94,15 @@ class _TrainerChecks(_Strict):
             raise ValueError(f"max_duration must be at least one unit of training, got {value!r}")
         return value
 
-    # Imported when used: the trainer package is heavy.
     @field_validator("device", check_fields=False)
     @classmethod
     def _check_device(cls, value: str | None) -> str | None:
-        from composer_swa.trainer.checks import resolve_device
-
         resolve_device(value)
         return value
 
     @field_validator("precision", check_fields=False)
     @classmethod
     def _check_precision(cls, value: str | None, info: ValidationInfo) -> str | None:
-        from composer_swa.trainer.checks import resolve_device
-        from composer_swa.trainer.precision import check_precision
-
         if "device" in info.data:  # else the device is wrong, and reported
             check_precision(value, resolve_device(info.data["device"]))
         return value
