@@ -1,8 +1,8 @@
 """Checkpoints: atomic, digest-checked, weights-only files; exact resume; preemption; safetensors export.
 
 Example:
-    >>> from composer_swa.checkpoint import Checkpointer
-    >>> Checkpointer(save_folder="checkpoints", save_interval="50ba", save_num_checkpoints_to_keep=3).keep
+    >>> from composer_swa.checkpoint import Checkpointer, CheckpointOptions
+    >>> Checkpointer(CheckpointOptions.from_arguments(save_folder="checkpoints", save_num_checkpoints_to_keep=3)).keep
     3
 """
 
@@ -23,11 +23,13 @@ if TYPE_CHECKING:
         read_model_weights,
         write_checkpoint,
     )
+    from composer_swa.checkpoint.options import CheckpointOptions
     from composer_swa.checkpoint.preemption import PreemptionWatcher, TrainingPreempted
     from composer_swa.checkpoint.rng import capture_rng, restore_rng
 
 __all__ = [
     "CheckpointError",
+    "CheckpointOptions",
     "Checkpointer",
     "PreemptionWatcher",
     "TrainingPreempted",
@@ -47,6 +49,7 @@ __getattr__, __dir__ = lazy_attributes(
     __name__,
     {
         "CheckpointError": "composer_swa.checkpoint.files",
+        "CheckpointOptions": "composer_swa.checkpoint.options",
         "Checkpointer": "composer_swa.checkpoint.checkpointer",
         "PreemptionWatcher": "composer_swa.checkpoint.preemption",
         "TrainingPreempted": "composer_swa.checkpoint.preemption",

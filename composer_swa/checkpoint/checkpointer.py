@@ -22,10 +22,11 @@ from composer_swa.checkpoint.files import (
     write_checkpoint,
 )
 from composer_swa.checkpoint.finite import check_finite, named_tensors
+from composer_swa.checkpoint.options import CheckpointOptions
 from composer_swa.checkpoint.rng import capture_rng, restore_rng
 from composer_swa.checkpoint.weights import load_model_weights
 from composer_swa.distributed.process_group import all_gather_objects, distributed_info
-from composer_swa.time import Time, TimeUnit, as_time
+from composer_swa.time import TimeUnit
 
 if TYPE_CHECKING:
     from composer_swa.events import Engine
@@ -47,48 +48,18 @@ class Checkpointer:
     RNG states back.
 
     Args:
-        save_folder: Folder for ``ep{E}-ba{B}.pt`` checkpoints; ``None`` saves nothing.
-        save_interval: How often: ``"1ep"``, ``"50ba"``, ``"0.1dur"``... A checkpoint is also written
-            at the end of training and when SIGTERM/SIGINT arrives.
-        save_num_checkpoints_to_keep: How many of the newest to keep; ``-1`` keeps all.
-        autoresume: Resume from the newest valid checkpoint in ``save_folder`` when there is one.
-        load_path: A checkpoint to start from (ignored when ``autoresume`` finds one).
-        load_weights_only: Take only the model weights from ``load_path`` (also ``.safetensors``).
+        options: What to save, when, and what to start from; the default saves and loads nothing.
 
     Example:
-        >>> checkpointer = Checkpointer(save_folder=None, load_path=None)
-        >>> checkpointer.saving
-        False
+        >>> Checkpointer(CheckpointOptions.from_arguments(save_folder="checkpoints", save_interval="50ba")).saving
+        True
     """
 
-    def __init__(
-        self,
-        save_folder: str | Path | None = None,
-        save_interval: Time | str | int = "1ep",
-        save_num_checkpoints_to_keep: int = -1,
-        autoresume: bool = False,
-        load_path: str | Path | None = None,
-        load_weights_only: bool = False,
-    ) -> None:
-        self.save_folder = Path(save_folder) if save_folder is not None else None
-        self.save_interval = as_time(save_interval, "save_interval")
-        if self.save_interval.unit is TimeUnit.DURATION and not 0 < float(self.save_interval.value) <= 1:
-            raise ValueError(f"save_interval in 'dur' must lie in (0, 1], got {str(self.save_interval)!r}")
-        if self.save_interval.unit is not TimeUnit.DURATION and self.save_interval.value < 1:
-            raise ValueError(f"save_interval must be at least 1 of its unit, got {str(self.save_interval)!r}")
-        keep = save_num_checkpoints_to_keep
-        if isinstance(keep, bool) or not isinstance(keep, int) or not (keep == -1 or keep >= 1):
-            raise ValueError(f"save_num_checkpoints_to_keep must be -1 (keep all) or a count >= 1, got {keep!r}")
-        self.keep = keep
-        if autoresume and self.save_folder is None:
-            raise ValueError("autoresume=True needs a save_folder to look for checkpoints in; pass save_folder=...")
-        self.autoresume = autoresume
-        self.load_path = Path(load_path) if load_path is not None else None
-        if self.load_path is not None and not self.load_path.is_file():
-            raise FileNotFoundError(f"load_path {str(self.load_path)!r} does not exist; check the path")
-        if load_weights_only and self.load_path is None:
-            raise ValueError("load_weights_only=True needs a load_path to take the weights from")
-        self.load_weights_only = load_weights_only
+    def __init__(self, options: CheckpointOptions | None = None) -> None:
+        self.options = options if options is not None else CheckpointOptions()
+        self.save_folder, self.save_interval = self.options.save_folder, self.options.save_interval
+        self.keep, self.autoresume = self.options.save_num_checkpoints_to_keep, self.options.autoresume
+        self.load_path, self.load_weights_only = self.options.load_path, self.options.load_weights_only
         self.last_saved_batch: int | None = None
         #: The checkpoint the last successful :meth:`save` wrote.
         self.last_saved_path: Path | None = None

@@ -15,10 +15,9 @@ from torch.utils.data import DataLoader, Dataset
 from composer_swa.config.builtins import ALGORITHMS, DATASETS, LOGGERS, MODELS, OPTIMIZERS, SCHEDULERS
 from composer_swa.config.components import ImportedComponent
 from composer_swa.config.loading import ConfigError
-from composer_swa.config.run_checks import loader_problems, logger_problems, time_problems
-from composer_swa.config.schema import LoaderOptions, RunConfig, TrainerConfig
+from composer_swa.config.run_checks import loader_problems, logger_problems, run_resolver, time_problems
+from composer_swa.config.schema import LoaderOptions, RunConfig
 from composer_swa.events import Algorithm, Callback
-from composer_swa.state import State
 from composer_swa.trainer import Trainer
 from composer_swa.trainer.checks import seed_everything
 
@@ -27,13 +26,9 @@ __all__ = ["RunParts", "build_run"]
 #: Dataset attributes that fill a model's arguments of the same name when the config leaves them out.
 _FROM_DATASET = ("in_features", "num_classes", "vocab_size", "block_size")
 _LOADER_KEYS = frozenset(LoaderOptions.model_fields)
-#: The TrainerConfig keys passed to the Trainer as they are (the seed is applied by build_run, the run
-#: folder is the CLI's, max_duration goes by position).
-_TRAINER_KEYS = (frozenset(inspect.signature(Trainer).parameters) & frozenset(TrainerConfig.model_fields)) - {
-    "max_duration",
-    "seed",
-    "run_dir",
-}
+#: The ``trainer:`` keys not passed to the Trainer as they are: the seed is applied by build_run, the
+#: run folder is the CLI's, max_duration goes by position.
+_NOT_PASSED = frozenset({"max_duration", "seed", "run_dir"})
 _DEFAULT_PATHS = {"jsonl": "metrics.jsonl", "tensorboard": "tensorboard"}
 
 
@@ -64,7 +59,7 @@ class RunParts:
             "callbacks": self.callbacks,
             "loggers": self.loggers(None) if loggers is None else loggers,
         }
-        arguments |= settings.model_dump(include=set(_TRAINER_KEYS))
+        arguments |= settings.model_dump(exclude=set(_NOT_PASSED))
         # The config's checks ran; what the Trainer still refuses (an unreadable load_path...) is
         # reported like any other config problem, not as a traceback.
         trainer: Trainer = _construct(
@@ -176,7 +171,7 @@ def _build(config: RunConfig, config_dir: Path | None) -> RunParts:
     train = _loader("data.train", config.data.train, True, config_dir)
     evaluation = _loader("data.eval", config.data.eval, False, config_dir) if config.data.eval is not None else None
     model = _model(config, train.dataset, config_dir)
-    problems = time_problems(config, model, train, evaluation is not None) + logger_problems(config)
+    problems = time_problems(config, train, evaluation is not None) + logger_problems(config)
     if problems:
         raise ConfigError("the config", problems)
     optimizer = _construct(
@@ -187,9 +182,7 @@ def _build(config: RunConfig, config_dir: Path | None) -> RunParts:
         kwargs = _kwargs(config.scheduler)
         factory = _factory(config.scheduler, SCHEDULERS, config_dir)
         if "total_batches" in inspect.signature(factory).parameters:
-            kwargs["total_batches"] = State(
-                model=model, max_duration=config.trainer.max_duration, train_dataloader=train
-            ).max_batches
+            kwargs["total_batches"] = run_resolver(config, train).max_batches
         scheduler = _construct("scheduler", factory, kwargs, optimizer)
     algorithms = [
         _construct(f"algorithms[{i}]", _factory(c, ALGORITHMS, config_dir), _kwargs(c)) for i, c in enumerate(config.algorithms)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from composer_swa.algorithms import EMA, LAWA, SWA, SWATS, GradientClipping
+from composer_swa.batch_resolver import BatchResolver
 from composer_swa.data.char_text import char_text  # the modules', not the package's: see below
 from composer_swa.data.fashion_mnist import fashion_mnist
 from composer_swa.data.mnist1d import mnist1d
@@ -29,14 +30,19 @@ def warmup_cosine(
 ) -> Any:
     """Linear warm-up from 0 over ``warmup``, then cosine decay to ``final_factor`` × the base LR (per batch).
 
-    ``total_batches`` is the run's length, filled in by the builder.
+    ``total_batches`` is the run's length, filled in by the builder; ``warmup`` resolves against it
+    as every time does (``"0.07dur"`` of 100 batches is 7, exactly).
+
+    Example:
+        >>> model = torch.nn.Linear(1, 1)
+        >>> scheduler = warmup_cosine(torch.optim.SGD(model.parameters(), lr=1.0), total_batches=100, warmup="0.07dur")
+        >>> [round(scheduler.lr_lambdas[0](step), 3) for step in (0, 6, 7, 100)]
+        [0.143, 1.0, 1.0, 0.0]
     """
     warmup_time = as_time(warmup, "warmup")
     if warmup_time.unit not in (TimeUnit.BATCH, TimeUnit.DURATION):
         raise ValueError(f"warmup must be in 'ba' or 'dur', got {str(warmup_time)!r}")
-    warmup_batches = (
-        math.ceil(float(warmup_time.value) * total_batches) if warmup_time.unit.value == "dur" else int(warmup_time.value)
-    )
+    warmup_batches = BatchResolver(max_duration=Time(total_batches, TimeUnit.BATCH)).to_batches(warmup_time)
     if not 0 <= final_factor <= 1:
         raise ValueError(f"final_factor must lie in [0, 1], got {final_factor!r}")
 

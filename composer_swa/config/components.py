@@ -1,7 +1,7 @@
 """Components a config can name: built-ins by name, anything else by ``package.module:callable``.
 
-Each built-in's schema is generated from its constructor's signature, so the YAML keys are exactly
-the Python keyword arguments and the two cannot drift apart. Arguments typed ``Time`` take a time
+Each built-in's schema, and the trainer's, is generated from its constructor's signature, so the YAML
+keys are exactly the Python keyword arguments and the two cannot drift apart. Arguments typed ``Time`` take a time
 string, checked by the Time parser when the config is validated.
 """
 
@@ -33,11 +33,12 @@ from pydantic import (
 
 from composer_swa.time import Time, TimeUnit
 
-__all__ = ["ImportedComponent", "component_union", "import_callable", "signature_model"]
+__all__ = ["FILLED_BY_BUILDER", "ImportedComponent", "component_union", "import_callable", "signature_fields", "signature_model"]
 
 IMPORT_TAG = "name=<import path>"
-#: Arguments the builder passes itself; a config cannot set them.
-_NOT_FROM_YAML = frozenset({"params", "optimizer", "total_batches"})
+#: Arguments the builder passes itself (an optimizer's parameters, a scheduler's optimizer and the
+#: run's length); no component's config can set them.
+FILLED_BY_BUILDER = frozenset({"params", "optimizer", "total_batches"})
 
 
 def _check_time(value: str | int) -> str | int:
@@ -69,6 +70,8 @@ def _yaml_type(annotation: Any) -> Any:
     args = typing.get_args(annotation)
     if Time in args:
         return TimeString | None if type(None) in args else TimeString
+    if str in args and Path in args:  # YAML gives a path as a string: one type, one error message
+        annotation = Union[tuple(arg for arg in args if arg is not Path)]  # noqa: UP007 - a runtime tuple of members
     usable = _with_schema(annotation)
     return Any if usable is None else usable
 
@@ -133,40 +136,44 @@ class _Strict(BaseModel):
         return data
 
 
-def signature_model(
-    factory: Callable[..., Any],
-    title: str,
-    skip: frozenset[str] = frozenset(),
-    optional: bool = False,
-    base: type[BaseModel] = _Strict,
-    construct_to_check: bool = False,
-) -> type[BaseModel]:
-    """A pydantic model of ``name`` plus ``factory``'s keyword arguments (minus ``skip``).
+def signature_fields(
+    factory: Callable[..., Any], skip: frozenset[str] = FILLED_BY_BUILDER, optional: bool = False
+) -> dict[str, Any]:
+    """The pydantic fields of ``factory``'s keyword arguments but ``skip``, named as the arguments are.
 
-    With ``optional``, required arguments may be left out (the builder fills them, e.g. a model's
-    ``vocab_size`` from its dataset). With ``construct_to_check``, validation also calls ``factory``
-    once, so the constructor's own checks (``swa_start`` before ``swa_end``) report with the YAML
-    path; use it for cheap constructors only.
+    With ``optional``, required arguments may be left out (the builder fills them: a model's ``vocab_size``).
     """
-    fields: dict[str, Any] = {"name": (str, ...)}
+    fields: dict[str, Any] = {}
     parameters, hints = _parameters(factory)
-    for parameter in parameters:
-        if parameter.name in skip or parameter.name == "self":
-            continue
+    for parameter in (p for p in parameters if p.name not in skip | {"self"}):
         annotation = _yaml_type(hints.get(parameter.name, Any))
         if parameter.default is inspect.Parameter.empty:
             fields[parameter.name] = (annotation | None, None) if optional else (annotation, ...)
         else:
             fields[parameter.name] = (annotation, parameter.default)
-    if construct_to_check:
+    return fields
 
-        def constructs(config: BaseModel) -> BaseModel:
-            factory(**config.model_dump(exclude={"name"}))
-            return config
 
-        validators: dict[str, Any] = {"constructs": model_validator(mode="after")(constructs)}
-        return create_model(title, __base__=base, __validators__=validators, **fields)
-    return create_model(title, __base__=base, **fields)
+def signature_model(
+    factory: Callable[..., Any],
+    title: str,
+    optional: bool = False,
+    base: type[BaseModel] = _Strict,
+    construct_to_check: bool = False,
+) -> type[BaseModel]:
+    """A pydantic model of ``name`` plus ``factory``'s keyword arguments (see :func:`signature_fields`).
+
+    With ``construct_to_check``, validation also calls ``factory`` once, so the constructor's own
+    checks (``swa_start`` before ``swa_end``) report with the YAML path; use it for cheap constructors only.
+    """
+
+    def constructs(config: BaseModel) -> BaseModel:
+        factory(**config.model_dump(exclude={"name"}))
+        return config
+
+    validators: dict[str, Any] = {"constructs": model_validator(mode="after")(constructs)} if construct_to_check else {}
+    fields: dict[str, Any] = {"name": (str, ...)} | signature_fields(factory, optional=optional)
+    return create_model(title, __base__=base, __validators__=validators, **fields)
 
 
 def _search_path(config_dir: Path | None) -> list[str]:
@@ -214,7 +221,7 @@ class ImportedComponent(BaseModel):
     @model_validator(mode="after")
     def _imports(self, info: ValidationInfo) -> ImportedComponent:
         if info.context is not None and "config_dir" in info.context:  # validate_config passes it
-            self.check(info.context["config_dir"], skip=_NOT_FROM_YAML)
+            self.check(info.context["config_dir"], skip=FILLED_BY_BUILDER)
         return self
 
     @property

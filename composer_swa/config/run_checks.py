@@ -10,14 +10,14 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-import torch
 from torch.utils.data import DataLoader
 
+from composer_swa.batch_resolver import BatchResolver
 from composer_swa.config.schema import RunConfig
-from composer_swa.state import State
+from composer_swa.state import describe_dataloader, infer_tokens_per_sample
 from composer_swa.time import TimeUnit, as_time
 
-__all__ = ["loader_problems", "logger_problems", "time_problems"]
+__all__ = ["loader_problems", "logger_problems", "run_resolver", "time_problems"]
 
 #: Built-in loggers whose package is optional: the module they import, and how to install it.
 _OPTIONAL_PACKAGES = {"tensorboard": ("tensorboard", "pip install tensorboard")}
@@ -43,12 +43,18 @@ def loader_problems(path: str, dataset: Any, batch_size: int, drop_last: bool) -
     return []
 
 
-def time_problems(config: RunConfig, model: torch.nn.Module, train: DataLoader[Any], has_eval: bool) -> list[str]:
+def run_resolver(config: RunConfig, train: DataLoader[Any]) -> BatchResolver:
+    """The run's times resolved to batches against the training data, as the Trainer's State will."""
+    loader: dict[str, Any] = describe_dataloader(train)  # batches_per_epoch, batch_size, samples_per_epoch
+    tokens = infer_tokens_per_sample(train)
+    return BatchResolver(as_time(config.trainer.max_duration, "max_duration"), **loader, tokens_per_sample=tokens)
+
+
+def time_problems(config: RunConfig, train: DataLoader[Any], has_eval: bool) -> list[str]:
     """The run's length and intervals resolved to batches against the training data, as the Trainer will."""
     settings = config.trainer
-    state = State(model=model, max_duration=settings.max_duration, train_dataloader=train)
     try:
-        _ = state.max_batches
+        resolver = run_resolver(config, train)
     except (ValueError, TypeError) as error:
         return [f"trainer.max_duration: {error}"]
     intervals = {"log_interval": settings.log_interval}
@@ -61,7 +67,7 @@ def time_problems(config: RunConfig, model: torch.nn.Module, train: DataLoader[A
         try:
             time = as_time(value, key)
             if time.unit is not TimeUnit.EPOCH or key == "log_interval":  # the others count epochs as they end
-                state.to_batches(time)
+                resolver.to_batches(time)
         except (ValueError, TypeError) as error:
             problems.append(f"trainer.{key}: {error}")
     return problems

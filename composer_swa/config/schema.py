@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import dataclasses
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
 
-from composer_swa.checkpoint import Checkpointer
+from composer_swa.checkpoint.options import CheckpointOptions
 from composer_swa.config.builtins import ALGORITHMS, DATASETS, LOGGERS, MODELS, OPTIMIZERS, SCHEDULERS
-from composer_swa.config.components import ImportedComponent, TimeString, _Strict, component_union, signature_model
+from composer_swa.config.components import ImportedComponent, _Strict, component_union, signature_fields, signature_model
 from composer_swa.time import TimeUnit, as_time
+from composer_swa.trainer import Trainer
+from composer_swa.trainer.checks import resolve_device
+from composer_swa.trainer.precision import check_precision
 
 __all__ = ["DataConfig", "LoaderOptions", "RunConfig", "TrainerConfig"]
 
@@ -46,8 +50,8 @@ def _models(registry: dict[str, Any], kind: str, **options: Any) -> dict[str, An
 
 Dataset = component_union("dataset", _models(DATASETS, "dataset", base=LoaderOptions), imported=ImportedDataset)
 Model = component_union("model", _models(MODELS, "model", optional=True))
-Optimizer = component_union("optimizer", _models(OPTIMIZERS, "optimizer", skip=frozenset({"params"})))
-Scheduler = component_union("scheduler", _models(SCHEDULERS, "scheduler", skip=frozenset({"optimizer", "total_batches"})))
+Optimizer = component_union("optimizer", _models(OPTIMIZERS, "optimizer"))
+Scheduler = component_union("scheduler", _models(SCHEDULERS, "scheduler"))
 Algorithm = component_union("algorithm", _models(ALGORITHMS, "algorithm", construct_to_check=True))
 Callback = component_union("callback", {})
 Logger = component_union("logger", _models(LOGGERS, "logger"))
@@ -60,29 +64,25 @@ class DataConfig(_Strict):
     eval: Dataset | None = None  # type: ignore[valid-type]
 
 
-class TrainerConfig(_Strict):
-    """The keyword arguments of :class:`~composer_swa.Trainer` that a config can set."""
+#: The Trainer's arguments that are objects, built from the config's other sections (``loss_fn``:
+#: the Trainer's default); every other argument is a ``trainer:`` key.
+_TRAINER_OBJECTS = frozenset(
+    {"model", "train_dataloader", "eval_dataloader", "optimizers", "schedulers", "loss_fn", "algorithms", "callbacks", "loggers"}
+)
+#: Where a ``trainer:`` key differs from the Python argument: a config run is seeded (0) unless it says
+#: otherwise, and ranges and choices the Trainer checks late are checked with the config.
+_TRAINER_REFINED: dict[str, Any] = {
+    "seed": (int | None, Field(0, ge=-(2**63), le=2**64 - 1)),  # the range torch.manual_seed takes
+    "grad_accum": (int, Field(1, ge=1)),
+    "parallelism": (Literal["ddp", "fsdp"] | None, None),  # under torchrun / --nproc; None means "ddp" there
+}
+_CHECKPOINT_KEYS = frozenset(field.name for field in dataclasses.fields(CheckpointOptions))
 
-    max_duration: TimeString
-    eval_interval: TimeString = "1ep"
-    seed: int | None = Field(0, ge=-(2**63), le=2**64 - 1)  # the range torch.manual_seed takes
-    device: str | None = None
-    precision: str | None = None
-    grad_accum: int = Field(1, ge=1)
-    log_interval: TimeString = "50ba"
-    step_schedulers_every_batch: bool = True
-    progress_bar: bool = True
-    run_dir: str | None = None
-    save_folder: str | None = None
-    save_interval: TimeString = "1ep"
-    save_num_checkpoints_to_keep: int = -1
-    autoresume: bool = False
-    load_path: str | None = None
-    load_weights_only: bool = False
-    parallelism: Literal["ddp", "fsdp"] | None = None  # under torchrun / --nproc; None means "ddp" there
-    sync_batch_norm: bool = False
 
-    @field_validator("max_duration")
+class _TrainerChecks(_Strict):
+    """The Trainer's own checks, run on the ``trainer:`` keys so a bad one is reported with its path."""
+
+    @field_validator("max_duration", check_fields=False)
     @classmethod
     def _check_max_duration(cls, value: str | int) -> str | int:
         duration = as_time(value, "max_duration")
@@ -94,40 +94,35 @@ class TrainerConfig(_Strict):
             raise ValueError(f"max_duration must be at least one unit of training, got {value!r}")
         return value
 
-    # The Trainer's own checks of device and precision, here so the error names the YAML key before
-    # anything is built (imported when used: the trainer package is heavy).
-    @field_validator("device")
+    @field_validator("device", check_fields=False)
     @classmethod
     def _check_device(cls, value: str | None) -> str | None:
-        from composer_swa.trainer.checks import resolve_device
-
         resolve_device(value)
         return value
 
-    @field_validator("precision")
+    @field_validator("precision", check_fields=False)
     @classmethod
     def _check_precision(cls, value: str | None, info: ValidationInfo) -> str | None:
-        from composer_swa.trainer.checks import resolve_device
-        from composer_swa.trainer.precision import check_precision
-
         if "device" in info.data:  # else the device is wrong, and reported
             check_precision(value, resolve_device(info.data["device"]))
         return value
 
     @model_validator(mode="after")
-    def _check_checkpointing(self) -> TrainerConfig:
-        try:  # the Trainer's own checks, so a bad key is reported with its path before anything runs
-            Checkpointer(
-                self.save_folder,
-                self.save_interval,
-                self.save_num_checkpoints_to_keep,
-                self.autoresume,
-                self.load_path,
-                self.load_weights_only,
-            )
+    def _check_checkpointing(self) -> _TrainerChecks:
+        try:
+            CheckpointOptions.from_arguments(**self.model_dump(include=set(_CHECKPOINT_KEYS)))
         except FileNotFoundError as error:
             raise ValueError(str(error)) from None
         return self
+
+
+if TYPE_CHECKING:  # made from the Trainer's signature when imported, so mypy cannot know its keys
+    TrainerConfig = Any
+else:
+    #: The keyword arguments of :class:`~composer_swa.Trainer` that a config can set.
+    TrainerConfig = create_model(
+        "TrainerConfig", __base__=_TrainerChecks, **(signature_fields(Trainer, skip=_TRAINER_OBJECTS) | _TRAINER_REFINED)
+    )
 
 
 class RunConfig(_Strict):

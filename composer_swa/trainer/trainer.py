@@ -15,6 +15,7 @@ from tqdm import tqdm
 from composer_swa.batches import batch_num_samples, batch_num_tokens, split_batch, to_device
 from composer_swa.checkpoint import Checkpointer, PreemptionWatcher, capture_rng, restore_rng, skip_consumed_batches
 from composer_swa.checkpoint.folder_lock import owning_save_folder
+from composer_swa.checkpoint.options import CheckpointOptions
 from composer_swa.distributed import join_process_group, reduce_sum, set_sampler_epoch
 from composer_swa.events import Algorithm, Callback, Engine, Event
 from composer_swa.loggers import ConsoleLogger, JSONLinesLogger, Logger, LoggerDestination
@@ -167,7 +168,9 @@ class Trainer:
         self._move_batches = self.device.type != "cpu"
         self._last_eval_batch = -1
         self.checkpointer = Checkpointer(
-            save_folder, save_interval, save_num_checkpoints_to_keep, autoresume, load_path, load_weights_only
+            CheckpointOptions.from_arguments(
+                save_folder, save_interval, save_num_checkpoints_to_keep, autoresume, load_path, load_weights_only
+            )
         )
         self._preemption = PreemptionWatcher()
         self._guard = RunGuard(model, self.device)

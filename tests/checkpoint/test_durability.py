@@ -184,7 +184,7 @@ def test_resuming_with_other_data_is_refused(tmp_path: Path) -> None:
 def test_bad_checkpoint_arguments_fail_at_construction(
     tmp_path: Path, arguments: dict[str, Any], error: type[Exception], message: str
 ) -> None:
-    from composer_swa.checkpoint import Checkpointer
+    from composer_swa.checkpoint import CheckpointOptions
 
     with pytest.raises(error, match=message):
-        Checkpointer(**{"save_folder": tmp_path, **arguments})
+        CheckpointOptions.from_arguments(**{"save_folder": tmp_path, **arguments})

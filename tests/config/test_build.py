@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
+from composer_swa.checkpoint import CheckpointOptions
 from composer_swa.config import ConfigError, build_run, validate_config
+from composer_swa.config.schema import TrainerConfig
 from composer_swa.models import CharGPT
+from composer_swa.time import Time, TimeUnit
+from composer_swa.trainer import Trainer
 from tests.config.helpers import config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -38,6 +45,40 @@ def test_warmup_cosine_follows_its_formula() -> None:
         for s in range(20)
     ]
     assert lrs == pytest.approx(expected)
+
+
+def test_warmup_cosine_resolves_dur_exactly() -> None:
+    # 0.07 × 100 is 7.000000000000001 in floats; the resolver's rule is the exact ceiling, 7 batches.
+    scheduler = config(scheduler={"name": "warmup_cosine", "warmup": "0.07dur"}, trainer={"max_duration": "20ep"})
+    parts = build_run(validate_config(scheduler, "t"))  # 5 batches an epoch: 100 batches
+    warmup = math.ceil(Fraction(7, 100) * 100)
+    lrs = []
+    for _ in range(warmup + 1):
+        lrs.append(parts.optimizer.param_groups[0]["lr"])
+        parts.optimizer.step()
+        parts.scheduler.step()
+    assert lrs == pytest.approx([0.1 * (step + 1) / warmup for step in range(warmup)] + [0.1])
+
+
+def test_every_trainer_key_reaches_the_trainer(monkeypatch: pytest.MonkeyPatch) -> None:
+    received: dict[str, object] = {}
+    monkeypatch.setattr("composer_swa.config.build.Trainer", lambda *args, **kwargs: received.update(kwargs))
+    keys = {"grad_accum": 2, "log_interval": "3ba", "step_schedulers_every_batch": False, "save_num_checkpoints_to_keep": 4}
+    build_run(validate_config(config(trainer={"max_duration": "4ep", "progress_bar": False} | keys), "t")).trainer()
+    objects = {"eval_dataloader", "optimizers", "schedulers", "algorithms", "callbacks", "loggers"}
+    assert set(received) == set(inspect.signature(Trainer).parameters) - {"model", "train_dataloader", "max_duration", "seed",
+                                                                          "run_dir", "loss_fn"}  # fmt: skip
+    assert set(received) - objects == set(TrainerConfig.model_fields) - {"max_duration", "seed", "run_dir"}
+    assert {key: received[key] for key in keys} == keys and received["progress_bar"] is False
+
+
+def test_the_checkpoint_keys_reach_the_checkpointer_as_one_frozen_object(tmp_path: Path) -> None:
+    keys = {"save_folder": str(tmp_path), "save_interval": "3ba", "save_num_checkpoints_to_keep": 2, "autoresume": True}
+    trainer = build_run(validate_config(config(trainer={"max_duration": "4ep", "progress_bar": False} | keys), "t")).trainer()
+    options = trainer.checkpointer.options
+    assert options == CheckpointOptions(tmp_path, Time(3, TimeUnit.BATCH), 2, True, None, False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.save_folder = None  # type: ignore[misc]
 
 
 def test_a_failing_constructor_is_reported_with_its_path() -> None:

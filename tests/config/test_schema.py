@@ -9,6 +9,8 @@ import pytest
 from composer_swa import EMA, SWA
 from composer_swa.config import ConfigError, validate_config
 from composer_swa.config.builtins import ALGORITHMS, MODELS
+from composer_swa.config.schema import TrainerConfig
+from composer_swa.trainer import Trainer
 
 BASE = {
     "model": {"name": "mlp", "hidden": [8]},
@@ -37,6 +39,25 @@ def test_defaults_match_the_python_defaults() -> None:
     for field, parameter in inspect.signature(SWA).parameters.items():
         assert getattr(swa, field) == parameter.default, field
     assert ema.ema_start == inspect.signature(EMA).parameters["ema_start"].default
+
+
+def test_trainer_keys_are_the_trainer_arguments_a_yaml_value_can_give() -> None:
+    objects = {"model", "train_dataloader", "eval_dataloader", "optimizers", "schedulers", "loss_fn", "algorithms", "callbacks",
+               "loggers"}  # fmt: skip
+    assert set(TrainerConfig.model_fields) == set(inspect.signature(Trainer).parameters) - objects
+    assert set(TrainerConfig.model_fields) == {
+        "max_duration", "eval_interval", "seed", "device", "precision", "grad_accum", "log_interval",
+        "step_schedulers_every_batch", "progress_bar", "run_dir", "save_folder", "save_interval",
+        "save_num_checkpoints_to_keep", "autoresume", "load_path", "load_weights_only", "parallelism", "sync_batch_norm",
+    }  # fmt: skip
+
+
+def test_trainer_defaults_match_the_python_defaults_but_a_config_run_is_seeded() -> None:
+    trainer = validate_config(BASE, "test").trainer
+    for field, parameter in inspect.signature(Trainer).parameters.items():
+        if field in TrainerConfig.model_fields and field not in ("max_duration", "seed"):
+            assert getattr(trainer, field) == parameter.default, field
+    assert trainer.seed == 0 and inspect.signature(Trainer).parameters["seed"].default is None
 
 
 def test_names_are_case_insensitive_and_time_fields_take_ints_as_batches() -> None:

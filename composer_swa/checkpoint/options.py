@@ -1,0 +1,88 @@
+"""What a run's checkpointing is asked to do: one checked, immutable value built from the Trainer's arguments.
+
+The Trainer takes these settings as flat keyword arguments (as Composer's does); they are checked and
+gathered here once, and the :class:`~composer_swa.checkpoint.Checkpointer` and the config schema both
+take this one object instead of repeating the six arguments.
+
+Example:
+    >>> options = CheckpointOptions.from_arguments(save_folder="checkpoints", save_interval="50ba")
+    >>> options.save_folder, options.save_interval
+    (PosixPath('checkpoints'), Time(50, 'ba'))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from composer_swa.time import Time, TimeUnit, as_time
+
+__all__ = ["CheckpointOptions"]
+
+
+@dataclass(frozen=True)
+class CheckpointOptions:
+    """When to save checkpoints, how many to keep, and what a run starts from; checked when built.
+
+    Args:
+        save_folder: Folder for ``ep{E}-ba{B}.pt`` checkpoints; ``None`` saves nothing.
+        save_interval: How often: ``"1ep"``, ``"50ba"``, ``"0.1dur"``... A checkpoint is also written
+            at the end of training and when SIGTERM/SIGINT arrives.
+        save_num_checkpoints_to_keep: How many of the newest to keep; ``-1`` keeps all.
+        autoresume: Resume from the newest valid checkpoint in ``save_folder`` when there is one.
+        load_path: A checkpoint to start from (ignored when ``autoresume`` finds one).
+        load_weights_only: Take only the model weights from ``load_path`` (also ``.safetensors``).
+
+    Raises:
+        ValueError: A setting out of range, or one that needs another (``autoresume`` a ``save_folder``).
+        FileNotFoundError: ``load_path`` is not a file.
+
+    Example:
+        >>> CheckpointOptions(save_num_checkpoints_to_keep=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: save_num_checkpoints_to_keep must be -1 (keep all) or a count >= 1, got 0
+    """
+
+    save_folder: Path | None = None
+    save_interval: Time = field(default_factory=lambda: Time(1, TimeUnit.EPOCH))
+    save_num_checkpoints_to_keep: int = -1
+    autoresume: bool = False
+    load_path: Path | None = None
+    load_weights_only: bool = False
+
+    def __post_init__(self) -> None:
+        interval = self.save_interval
+        if interval.unit is TimeUnit.DURATION and not 0 < float(interval.value) <= 1:
+            raise ValueError(f"save_interval in 'dur' must lie in (0, 1], got {str(interval)!r}")
+        if interval.unit is not TimeUnit.DURATION and interval.value < 1:
+            raise ValueError(f"save_interval must be at least 1 of its unit, got {str(interval)!r}")
+        keep = self.save_num_checkpoints_to_keep
+        if isinstance(keep, bool) or not isinstance(keep, int) or not (keep == -1 or keep >= 1):
+            raise ValueError(f"save_num_checkpoints_to_keep must be -1 (keep all) or a count >= 1, got {keep!r}")
+        if self.autoresume and self.save_folder is None:
+            raise ValueError("autoresume=True needs a save_folder to look for checkpoints in; pass save_folder=...")
+        if self.load_path is not None and not self.load_path.is_file():
+            raise FileNotFoundError(f"load_path {str(self.load_path)!r} does not exist; check the path")
+        if self.load_weights_only and self.load_path is None:
+            raise ValueError("load_weights_only=True needs a load_path to take the weights from")
+
+    @classmethod
+    def from_arguments(
+        cls,
+        save_folder: str | Path | None = None,
+        save_interval: Time | str | int = "1ep",
+        save_num_checkpoints_to_keep: int = -1,
+        autoresume: bool = False,
+        load_path: str | Path | None = None,
+        load_weights_only: bool = False,
+    ) -> CheckpointOptions:
+        """The options from arguments as a user or a config writes them (strings for paths and times)."""
+        return cls(
+            Path(save_folder) if save_folder is not None else None,
+            as_time(save_interval, "save_interval"),
+            save_num_checkpoints_to_keep,
+            autoresume,
+            Path(load_path) if load_path is not None else None,
+            load_weights_only,
+        )
