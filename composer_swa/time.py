@@ -21,7 +21,7 @@ from decimal import Decimal
 from enum import Enum
 from fractions import Fraction
 
-__all__ = ["Time", "TimeUnit", "as_time"]
+__all__ = ["Time", "TimeUnit"]
 
 
 class TimeUnit(str, Enum):

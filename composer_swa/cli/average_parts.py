@@ -19,7 +19,7 @@ from composer_swa.averaging.merge import IncompatibleCheckpoints, KeyPolicy, che
 if TYPE_CHECKING:
     from composer_swa.config import RunParts
 
-__all__ = ["check_fits_model", "evaluator", "read_all", "run_parts"]
+__all__: list[str] = []
 
 _LISTED = 10  # differences shown before "... and N more"
 

@@ -10,7 +10,7 @@ import click
 if TYPE_CHECKING:
     from composer_swa.averaging.recipes import TensorWeights
 
-__all__ = ["layerwise_from_file", "read_weights_file"]
+__all__: list[str] = []
 
 
 def read_weights_file(path: Path) -> Any:
