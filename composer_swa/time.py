@@ -91,10 +91,9 @@ class Time:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"Time value must be a number, got {_quote(value)}")
         # An int is never passed through math.isfinite or float(): both overflow past 1e308.
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"Time value must be a finite number >= 0, got {_quote(value)} {parsed_unit.value!r}")
-        if value < 0:
-            raise ValueError(f"time cannot be negative: the value must be >= 0, got {_quote(value)} {parsed_unit.value!r}")
+        if (isinstance(value, float) and not math.isfinite(value)) or value < 0:
+            why = ": time cannot be negative" if value < 0 else ""
+            raise ValueError(f"Time value must be a finite number >= 0, got {_quote(value)} {parsed_unit.value!r}{why}")
         if parsed_unit.is_integral:
             if isinstance(value, float) and not value.is_integer():
                 raise TypeError(
