@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-__all__ = ["split_compiled"]
+__all__: list[str] = []
 
 
 def split_compiled(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module | None]:

@@ -21,7 +21,7 @@ from decimal import Decimal
 from enum import Enum
 from fractions import Fraction
 
-__all__ = ["Time", "TimeUnit", "as_time"]
+__all__ = ["Time", "TimeUnit"]
 
 
 class TimeUnit(str, Enum):
@@ -92,7 +92,8 @@ class Time:
             raise TypeError(f"Time value must be a number, got {_quote(value)}")
         # An int is never passed through math.isfinite or float(): both overflow past 1e308.
         if (isinstance(value, float) and not math.isfinite(value)) or value < 0:
-            raise ValueError(f"Time value must be a finite number >= 0, got {_quote(value)} {parsed_unit.value!r}")
+            why = ": time cannot be negative" if value < 0 else ""
+            raise ValueError(f"Time value must be a finite number >= 0, got {_quote(value)} {parsed_unit.value!r}{why}")
         if parsed_unit.is_integral:
             if isinstance(value, float) and not value.is_integer():
                 raise TypeError(
@@ -143,16 +144,14 @@ class Time:
                 f"invalid time string {quoted}: {_quote(number_text)} is not a number; "
                 f"expected a number followed by one of {_ALLOWED_UNITS}"
             ) from None
-        if number < 0:
-            raise ValueError(f"invalid time string {quoted}: time cannot be negative")
         unit = TimeUnit(unit_text)
         if unit.is_integral and number != number.to_integral_value():
             raise TypeError(
                 f"invalid time string {quoted}: time unit {unit.value!r} counts whole units, got the fraction "
                 f"{_quote(number_text)}; use an integer, or 'dur' for a fraction of the run"
             )
-        if unit.is_integral and number > MAX_COUNT:  # checked before int(): 1e999999999 has a billion digits
-            raise ValueError(f"invalid time string {quoted}: {_quote(number_text)} is past the largest count, 2**63 - 1")
+        if unit.is_integral and number.copy_abs() > MAX_COUNT:  # checked before int(): 1e999999999 has a billion digits
+            raise ValueError(f"invalid time string {quoted}: {_quote(number_text)} is outside the counts 0 to 2**63 - 1")
         try:
             return cls(int(number) if unit.is_integral else float(number), unit)
         except (TypeError, ValueError) as error:
@@ -182,8 +181,6 @@ class Time:
 
     def __sub__(self, other: Time) -> Time:
         difference = self._value - self._same_unit(other, "subtract")._value
-        if difference < 0:
-            raise ValueError(f"{self} - {other} is negative; time cannot be negative")
         return self._result(difference, f"{self} - {other}")
 
     def __mul__(self, factor: int | float) -> Time:

@@ -20,8 +20,7 @@ from composer_swa.checkpoint import list_checkpoints, read_checkpoint
 from composer_swa.compiled import split_compiled
 from composer_swa.integrations import AlgorithmRunner
 from composer_swa.loggers import ConsoleLogger, Logger
-from tests.algorithms.helpers import quiet
-from tests.conftest import make_loader, mlp
+from tests.helpers import make_loader, mlp, quiet
 
 
 class CountingBackend:

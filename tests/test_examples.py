@@ -19,26 +19,23 @@ def run_example(name: str, argv: list[str], monkeypatch: pytest.MonkeyPatch, cap
     return capsys.readouterr().out
 
 
-def test_plain_loop_example(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    out = run_example("plain_loop_swa.py", [], monkeypatch, capsys)
-    match = re.search(r"averaged (\d+) snapshots; training accuracy of the SWA model: ([\d.]+)%", out)
-    assert match is not None and int(match.group(1)) == 17  # batches 96, 100, ..., 160
-    assert float(match.group(2)) > 90
-
-
-def test_huggingface_example(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("transformers")
-    out = run_example("huggingface_swa.py", [], monkeypatch, capsys)
-    match = re.search(r"averaged (\d+) snapshots; eval accuracy of the SWA model: ([\d.]+)%", out)
-    assert match is not None and int(match.group(1)) == 20  # steps 116, 120, ..., 192 of 6 × 32
-    assert float(match.group(2)) > 90
-
-
-def test_lightning_example(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("lightning")
-    out = run_example("lightning_swa.py", [], monkeypatch, capsys)
-    match = re.search(r"averaged (\d+) snapshots; training accuracy of the SWA model: ([\d.]+)%", out)
-    assert match is not None and int(match.group(1)) == 17  # batches 96, 100, ..., 160, as in the plain loop
+@pytest.mark.parametrize(
+    ("example", "framework", "accuracy_of", "snapshots"),
+    [
+        ("plain_loop_swa.py", None, "training", 17),  # batches 96, 100, ..., 160
+        ("huggingface_swa.py", "transformers", "eval", 20),  # steps 116, 120, ..., 192 of 6 × 32
+        ("lightning_swa.py", "lightning", "training", 17),  # batches 96, 100, ..., 160, as in the plain loop
+    ],
+)
+def test_the_loop_examples_average_their_snapshots_into_an_accurate_model(
+    example: str, framework: str | None, accuracy_of: str, snapshots: int,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    if framework is not None:
+        pytest.importorskip(framework)
+    out = run_example(example, [], monkeypatch, capsys)
+    match = re.search(rf"averaged (\d+) snapshots; {accuracy_of} accuracy of the SWA model: ([\d.]+)%", out)
+    assert match is not None and int(match.group(1)) == snapshots
     assert float(match.group(2)) > 90
 
 

@@ -11,14 +11,10 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = ["capture_rng", "loader_generators", "restore_rng"]
-
-try:
-    import numpy as np
-except ImportError:  # NumPy is optional: without it there is no NumPy state to keep
-    np = None  # type: ignore[assignment]
 
 
 def loader_generators(loader: Iterable[Any]) -> list[torch.Generator]:
@@ -43,21 +39,20 @@ def capture_rng(loader: Iterable[Any] | None = None) -> dict[str, Any]:
         True
     """
     version, internal, gauss = random.getstate()
+    kind, keys, position, has_gauss, cached = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "python": {"version": version, "internal": list(internal), "gauss": gauss},
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
         "loader": [generator.get_state() for generator in loader_generators(loader)] if loader is not None else [],
-    }
-    if np is not None:
-        kind, keys, position, has_gauss, cached = np.random.get_state(legacy=True)
-        state["numpy"] = {
+        "numpy": {
             "kind": kind,
             "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
             "position": int(position),
             "has_gauss": int(has_gauss),
             "cached": float(cached),
-        }
+        },
+    }
     return state
 
 
@@ -68,10 +63,9 @@ def restore_rng(state: dict[str, Any], loader: Iterable[Any] | None = None) -> N
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-    if np is not None and "numpy" in state:
-        saved = state["numpy"]
-        keys = saved["keys"].numpy().astype(np.uint32)
-        np.random.set_state((saved["kind"], keys, saved["position"], saved["has_gauss"], saved["cached"]))
+    saved = state["numpy"]
+    keys = saved["keys"].numpy().astype(np.uint32)
+    np.random.set_state((saved["kind"], keys, saved["position"], saved["has_gauss"], saved["cached"]))
     if loader is not None:
         generators = loader_generators(loader)
         if len(generators) != len(state["loader"]):

@@ -19,7 +19,7 @@ from composer_swa.merging.inputs import open_sources
 if TYPE_CHECKING:
     from composer_swa.config import RunParts
 
-__all__ = ["check_fits_model", "evaluator", "run_parts"]
+__all__: list[str] = []
 
 _LISTED = 10  # differences shown before "... and N more"
 

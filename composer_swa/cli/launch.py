@@ -7,7 +7,7 @@ composer_swa.cli.train`` with the same arguments and joins the process group fro
 
 from __future__ import annotations
 
-__all__ = ["launch_local_processes", "torchrun_arguments"]
+__all__: list[str] = []
 
 
 def torchrun_arguments(nproc: int, arguments: list[str]) -> list[str]:

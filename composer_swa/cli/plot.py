@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["curves_figure", "find_runs", "plot_run", "read_metrics"]
+__all__: list[str] = []
 
 _LOSSES = ("train/loss", "eval/loss")
 

@@ -16,7 +16,7 @@ from composer_swa.loggers.strict_json import strict_dumps
 from composer_swa.state import unique_keys
 from composer_swa.trainer import Trainer
 
-__all__ = ["summarize_run", "write_resolved_config", "write_summary"]
+__all__: list[str] = []
 
 
 def write_resolved_config(config: RunConfig, path: Path) -> None:

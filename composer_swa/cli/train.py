@@ -173,7 +173,7 @@ def run(
     from composer_swa.checkpoint.folder_lock import SaveFolderInUseError
     from composer_swa.cli.compare import check_save_folders, format_table, plan_runs, run_in_processes
     from composer_swa.config import ConfigError, load_config
-    from composer_swa.distributed import all_gather_objects, join_process_group
+    from composer_swa.distributed.process_group import all_gather_objects, join_process_group
     from composer_swa.trainer.checks import resolve_device
     from composer_swa.trainer.guards import ModelStructureError
 

@@ -17,15 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = [
-    "DistributedInfo",
-    "all_gather_objects",
-    "any_rank",
-    "distributed_info",
-    "is_distributed",
-    "join_process_group",
-    "reduce_sum",
-]
+__all__ = ["DistributedInfo", "distributed_info", "join_process_group"]
 
 _LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 

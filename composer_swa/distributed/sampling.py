@@ -16,7 +16,7 @@ from typing import Any
 
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, IterableDataset, RandomSampler, SequentialSampler
 
-__all__ = ["distributed_sampler", "set_sampler_epoch", "shard_dataloader"]
+__all__: list[str] = []
 
 
 def distributed_sampler(loader: Iterable[Any]) -> DistributedSampler[Any] | None:

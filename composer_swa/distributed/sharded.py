@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["full_model_state_dict", "full_tensor", "is_dtensor", "local_part", "local_tensor"]
+__all__: list[str] = []
 
 
 def is_dtensor(tensor: torch.Tensor) -> bool:

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["PARALLELISMS", "check_parallelism", "fsdp_units", "is_sharded", "shard_model", "wrap_for_training"]
+__all__: list[str] = []
 
 PARALLELISMS = ("ddp", "fsdp")
 
 
-def check_parallelism(parallelism: str | None, sync_batch_norm: bool, device: torch.device) -> str | None:
+def check_parallelism(parallelism: str | None, sync_batch_norm: bool, device: torch.device) -> None:
     """Validates the Trainer's ``parallelism`` and ``sync_batch_norm`` arguments."""
     if parallelism is not None and parallelism not in PARALLELISMS:
         raise ValueError(f"parallelism must be one of {PARALLELISMS} or None, got {parallelism!r}")
@@ -25,7 +25,6 @@ def check_parallelism(parallelism: str | None, sync_batch_norm: bool, device: to
             f"sync_batch_norm=True needs CUDA (torch's SyncBatchNorm is GPU-only), but the device is {str(device)!r}; "
             "on CPUs per-process batch statistics are used, and SWA's batch-norm pass still reduces over all processes"
         )
-    return parallelism
 
 
 def is_sharded(model: torch.nn.Module) -> bool:

@@ -20,7 +20,7 @@ from composer_swa.time import Time
 if TYPE_CHECKING:
     from composer_swa.events.algorithm import Algorithm
 
-__all__ = ["load_with_arguments", "plain_argument", "state_with_arguments"]
+__all__: list[str] = []
 
 #: The key of an algorithm's entry under which its arguments are stored.
 ARGUMENTS_KEY = "arguments"

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from composer_swa.events import Algorithm, Callback
     from composer_swa.loggers import LoggerDestination
 
-__all__ = ["FrameworkAdapter"]
+__all__: list[str] = []
 
 
 class FrameworkAdapter:

@@ -19,7 +19,7 @@ from composer_swa.batch_resolver import BatchResolver
 from composer_swa.checkpoint.files import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_checkpoint, write_checkpoint
 from composer_swa.events import Event
 from composer_swa.integrations.adapter import FrameworkAdapter
-from composer_swa.state import infer_tokens_per_sample
+from composer_swa.loader_facts import infer_tokens_per_sample
 from composer_swa.time import Time, TimeUnit
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from composer_swa.events import Algorithm, Callback
     from composer_swa.loggers import LoggerDestination
 
-__all__ = ["STATE_FILE_NAME", "HuggingFaceCallback"]
+__all__ = ["HuggingFaceCallback"]
 
 #: The file each ``checkpoint-N`` folder receives: the timestamp and the algorithms' state.
 STATE_FILE_NAME = "composer_swa_state.pt"

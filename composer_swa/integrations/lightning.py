@@ -14,7 +14,8 @@ except ImportError as error:  # the core never imports this module; only this ad
 
 from composer_swa.batch_resolver import BatchResolver
 from composer_swa.integrations.adapter import FrameworkAdapter
-from composer_swa.state import infer_tokens_per_sample, unique_keys
+from composer_swa.loader_facts import infer_tokens_per_sample
+from composer_swa.state import unique_keys
 from composer_swa.time import Time, TimeUnit
 
 __all__ = ["LightningCallback"]

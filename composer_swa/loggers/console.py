@@ -6,10 +6,10 @@ from collections.abc import Mapping
 
 from tqdm import tqdm
 
-__all__ = ["ConsoleLogger", "format_metrics"]
+__all__ = ["ConsoleLogger"]
 
 
-def format_metrics(metrics: Mapping[str, float]) -> str:
+def _format_metrics(metrics: Mapping[str, float]) -> str:
     return "  ".join(f"{name}={value:.4g}" for name, value in metrics.items())
 
 
@@ -22,7 +22,7 @@ class ConsoleLogger:
     """
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        tqdm.write(f"[batch {step}] {format_metrics(metrics)}")
+        tqdm.write(f"[batch {step}] {_format_metrics(metrics)}")
 
     def log_message(self, message: str, step: int) -> None:
         tqdm.write(f"[batch {step}] {message}")

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["strict_dumps"]
+__all__: list[str] = []
 
 
 def _finite_or_none(value: Any) -> Any:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from composer_swa.merging.methods import MergeInputs
     from composer_swa.merging.recipes import TensorWeights
 
-__all__ = ["layerwise_from_file", "read_weights_file"]
+__all__: list[str] = []
 
 
 def read_weights_file(path: Path) -> Any:

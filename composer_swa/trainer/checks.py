@@ -6,9 +6,10 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["check_grad_accum", "check_model", "check_optimizers", "check_scalar_loss", "resolve_device", "seed_everything"]
+__all__: list[str] = []
 
 
 def check_model(model: Any) -> torch.nn.Module:
@@ -71,12 +72,7 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """Seeds Python, NumPy (when installed) and torch on every device."""
+    """Seeds Python, NumPy and torch on every device."""
     random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    try:
-        import numpy
-
-        numpy.random.seed(seed % 2**32)
-    except ImportError:
-        pass

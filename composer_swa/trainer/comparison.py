@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
     from composer_swa.trainer.trainer import Trainer
 
-__all__ = ["evaluate_every_weights", "final_weights_name"]
+__all__: list[str] = []
 
 #: The footnote a table of these metrics needs.
 BATCH_NORM_NOTE = "averages: batch-norm statistics recomputed over the training data; live: its own running statistics"

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from composer_swa.checkpoint import TrainingPreempted, export_weights
-from composer_swa.distributed import any_rank
+from composer_swa.distributed.process_group import any_rank
 from composer_swa.events import Event
 
 if TYPE_CHECKING:
     from composer_swa.trainer.trainer import Trainer
 
-__all__ = ["finish_fit", "save_at_boundary"]
+__all__: list[str] = []
 
 
 def _signalled(trainer: Trainer) -> str | None:

@@ -8,7 +8,7 @@ import torch
 
 from composer_swa.distributed.process_group import is_distributed, reduce_sum
 
-__all__ = ["MetricTotals", "accuracy_counts"]
+__all__: list[str] = []
 
 
 def accuracy_counts(outputs: Any, targets: Any) -> tuple[int, int] | None:

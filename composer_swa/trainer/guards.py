@@ -16,14 +16,14 @@ import torch
 
 from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
 from composer_swa.checkpoint.finite import NonFiniteError, check_finite
-from composer_swa.distributed import any_rank
+from composer_swa.distributed.process_group import any_rank
 from composer_swa.distributed.sharded import is_dtensor
 
 if TYPE_CHECKING:
     from composer_swa.events import Event
     from composer_swa.state import State
 
-__all__ = ["ModelStructureError", "RunGuard"]
+__all__ = ["ModelStructureError"]
 
 _FOLD_EVERY = 64  # losses kept before they are reduced on the device
 _NONE = 2**62  # "no bad batch": larger than any batch number

@@ -8,10 +8,12 @@ from typing import Any
 import torch
 
 from composer_swa.compiled import split_compiled
-from composer_swa.distributed import DistributedInfo, check_parallelism, shard_dataloader, wrap_for_training
+from composer_swa.distributed.process_group import DistributedInfo
+from composer_swa.distributed.sampling import shard_dataloader
+from composer_swa.distributed.wrapping import check_parallelism, wrap_for_training
 from composer_swa.trainer.checks import check_nonempty
 
-__all__ = ["prepare_model", "shard_dataloaders"]
+__all__: list[str] = []
 
 
 def shard_dataloaders(

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["PRECISIONS", "autocast_context", "check_precision", "make_grad_scaler"]
+__all__: list[str] = []
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from composer_swa.events import Engine
     from composer_swa.state import State
 
-__all__ = ["step_optimizers"]
+__all__: list[str] = []
 
 
 def step_optimizers(state: State, engine: Engine, scaler: torch.amp.GradScaler | None) -> None:

@@ -16,7 +16,8 @@ from composer_swa.batches import batch_num_samples, batch_num_tokens, split_batc
 from composer_swa.checkpoint import Checkpointer, PreemptionWatcher, capture_rng, restore_rng, skip_consumed_batches
 from composer_swa.checkpoint.folder_lock import owning_save_folder
 from composer_swa.checkpoint.options import CheckpointOptions
-from composer_swa.distributed import join_process_group, reduce_sum, set_sampler_epoch
+from composer_swa.distributed.process_group import join_process_group, reduce_sum
+from composer_swa.distributed.sampling import set_sampler_epoch
 from composer_swa.events import Algorithm, Callback, Engine, Event
 from composer_swa.loggers import ConsoleLogger, JSONLinesLogger, Logger, LoggerDestination
 from composer_swa.state import State

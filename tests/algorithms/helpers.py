@@ -1,37 +1,14 @@
-"""Recorders shared by the algorithm tests: they capture what happened, for independent references."""
+"""A user's own loop over the engine, for the algorithm tests (the shared helpers are in :mod:`tests.helpers`)."""
 
 from __future__ import annotations
 
-import io
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-from composer_swa import Algorithm, Callback, Event, State
+from composer_swa import Algorithm, Event, State
 from composer_swa.loggers import Logger
-
-
-def quiet(**kwargs: Any) -> dict[str, Any]:
-    return {"progress_bar": False, "loggers": [], **kwargs}
-
-
-def flat_weights(model: torch.nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().double().flatten().clone() for p in model.parameters()])
-
-
-class WeightRecorder(Algorithm):
-    """Records the live weights at FIT_START and every BATCH_END; list it first, before any algorithm swaps them."""
-
-    events: ClassVar[frozenset[Event]] = frozenset({Event.FIT_START, Event.BATCH_END})
-
-    def __init__(self) -> None:
-        self.weights: dict[int, torch.Tensor] = {}
-
-    def match(self, event: Event, state: State) -> bool:
-        return True
-
-    def apply(self, event: Event, state: State, logger: Logger) -> None:
-        self.weights[state.timestamp.batch_count] = flat_weights(state.model)
+from tests.helpers import flat_weights, make_loader, weights_only_round_trip
 
 
 def train_plain_loop(
@@ -48,7 +25,6 @@ def train_plain_loop(
     weights-only; with ``saved``, it resumes from it. Returns the final flat weights.
     """
     from composer_swa import Engine
-    from tests.conftest import make_loader
 
     batches = list(make_loader())
     state = State(model=model, max_duration=max_duration, train_dataloader=batches, optimizers=[optimizer], algorithms=algorithms)
@@ -65,52 +41,8 @@ def train_plain_loop(
             state.timestamp.advance_batch(len(x), 0)
             engine.run_event(Event.BATCH_END)
             if state.timestamp.batch_count == stop_at:
-                buffer = io.BytesIO()
-                torch.save(state.state_dict(), buffer)
-                buffer.seek(0)
-                return flat_weights(model), torch.load(buffer, weights_only=True)
+                return flat_weights(model), weights_only_round_trip(state.state_dict())
         state.timestamp.advance_epoch()
         engine.run_event(Event.EPOCH_END)
     engine.run_event(Event.FIT_END)
     return flat_weights(model), None
-
-
-class Crash(Callback):
-    """Raises after batch ``at``, as a killed process stops: what the last periodic checkpoint holds survives."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def batch_end(self, state: State, logger: Logger) -> None:
-        if state.timestamp.batch_count == self.at:
-            raise RuntimeError("killed")
-
-
-class EvalWeights(Callback):
-    """Records the weights the model holds at each EVAL_START and after each BATCH_END (callbacks run after algorithms)."""
-
-    def __init__(self) -> None:
-        self.during: list[torch.Tensor] = []
-        self.after: list[torch.Tensor] = []
-
-    def eval_start(self, state: State, logger: Logger) -> None:
-        self.during.append(flat_weights(state.model))
-
-    def batch_end(self, state: State, logger: Logger) -> None:
-        self.after.append(flat_weights(state.model))
-
-
-def fit_evaluating_every_epoch(
-    algorithm: Algorithm, max_duration: str = "2ep"
-) -> tuple[torch.nn.Module, WeightRecorder, EvalWeights]:
-    """Trains ``mlp()`` for 2 epochs with ``algorithm``, evaluating each; returns the model and the records."""
-    from composer_swa import Trainer
-    from tests.conftest import make_loader, mlp
-
-    model, recorder, seen = mlp(), WeightRecorder(), EvalWeights()
-    trainer = Trainer(
-        model, make_loader(), "2ep", eval_dataloader=make_loader(seed=1), eval_interval="1ep",
-        algorithms=[recorder, algorithm], callbacks=[seen], **quiet(),
-    )  # fmt: skip
-    trainer.fit()
-    return model, recorder, seen

@@ -11,8 +11,7 @@ from pydantic import TypeAdapter
 
 from composer_swa import EMA, LAWA, SWA, SWATS, Callback, State, Trainer
 from composer_swa.loggers import Logger
-from tests.algorithms.helpers import quiet
-from tests.conftest import make_loader, mlp
+from tests.helpers import make_loader, mlp, quiet
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from composer_swa import EMA, LAWA, SWA, SWATS, Algorithm, AlgorithmConflictError, Trainer
-from tests.algorithms.helpers import WeightRecorder, flat_weights, quiet
-from tests.conftest import make_loader, mlp
+from tests.helpers import WeightRecorder, flat_weights, make_loader, mlp, quiet
 
 
 def fit(algorithms: list[Algorithm], optimizer: str = "sgd", max_duration: str = "4ep") -> Trainer:

@@ -13,8 +13,7 @@ from composer_swa.config.builtins import ALGORITHMS
 from composer_swa.integrations import AlgorithmRunner
 from composer_swa.loggers import Logger
 from composer_swa.trainer.stepping import step_optimizers
-from tests.algorithms.helpers import WeightRecorder, flat_weights, quiet
-from tests.conftest import make_loader, mlp
+from tests.helpers import WeightRecorder, flat_weights, make_loader, mlp, quiet
 
 
 def params_with_grads() -> list[torch.nn.Parameter]:

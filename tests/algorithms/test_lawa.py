@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from composer_swa import LAWA, Trainer
-from tests.algorithms.helpers import WeightRecorder, fit_evaluating_every_epoch, flat_weights, quiet, train_plain_loop
-from tests.conftest import make_loader, mlp
+from tests.algorithms.helpers import train_plain_loop
+from tests.helpers import WeightRecorder, fit_evaluating_every_epoch, flat_weights, make_loader, mlp, quiet
 
 
 def train(lawa: LAWA, max_duration: str = "5ep", **kwargs: Any) -> tuple[torch.nn.Module, WeightRecorder]:

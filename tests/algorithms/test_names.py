@@ -9,21 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from composer_swa import EMA, Trainer
-from tests.algorithms.helpers import WeightRecorder, quiet, train_plain_loop
-from tests.conftest import make_loader
-
-
-class ChildNamedModule(torch.nn.Module):
-    """Like Composer's ``ComposerClassifier``: a child called ``module``, next to a parameter called ``weight``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.module = torch.nn.Linear(4, 4, bias=False)
-        self.weight = torch.nn.Parameter(torch.randn(3, 4))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x) @ self.weight.T
+from tests.algorithms.helpers import train_plain_loop
+from tests.helpers import ChildNamedModule, WeightRecorder, make_loader, quiet
 
 
 def _hand_ema(recorder: WeightRecorder, model: torch.nn.Module, smoothing: float) -> dict[str, np.ndarray]:

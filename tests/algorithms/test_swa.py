@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader
 
 from composer_swa import SWA, Callback, Event, State, Trainer
 from composer_swa.loggers import Logger
-from tests.algorithms.helpers import WeightRecorder, flat_weights, quiet, train_plain_loop
-from tests.conftest import make_loader, mlp
+from tests.algorithms.helpers import train_plain_loop
+from tests.helpers import WeightRecorder, flat_weights, make_loader, mlp, quiet
 
 
 class LRRecorder(Callback):

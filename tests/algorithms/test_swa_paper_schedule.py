@@ -10,9 +10,8 @@ import torch
 
 from composer_swa import SWA, Callback, State, Trainer
 from composer_swa.loggers import Logger
-from tests.algorithms.helpers import Crash, quiet
 from tests.checkpoint.resume_run import build, final_weights
-from tests.conftest import make_loader, mlp
+from tests.helpers import Crash, make_loader, mlp, quiet
 
 
 class LRs(Callback):

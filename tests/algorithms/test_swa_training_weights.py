@@ -9,9 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from composer_swa import SWA, Trainer
-from tests.algorithms.helpers import Crash, quiet
 from tests.checkpoint.resume_run import build
-from tests.conftest import make_loader, mlp
+from tests.helpers import Crash, make_loader, mlp, quiet
 
 
 def run(algorithms: list[SWA], **arguments: object) -> Trainer:

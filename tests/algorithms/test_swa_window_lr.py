@@ -7,8 +7,7 @@ import torch
 
 from composer_swa import SWA, Callback, State, Trainer
 from composer_swa.loggers import Logger
-from tests.algorithms.helpers import quiet
-from tests.conftest import make_loader, mlp
+from tests.helpers import make_loader, mlp, quiet
 
 
 class BatchEndLR(Callback):

@@ -8,8 +8,8 @@ import torch
 
 from composer_swa import SWATS, Engine, Event, State
 from composer_swa.loggers import Logger
-from tests.algorithms.helpers import quiet, train_plain_loop
-from tests.conftest import make_loader, mlp
+from tests.algorithms.helpers import train_plain_loop
+from tests.helpers import make_loader, mlp, quiet
 
 LR, BETA1, BETA2, EPS = 0.01, 0.9, 0.999, 1e-8
 

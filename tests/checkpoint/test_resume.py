@@ -13,6 +13,7 @@ import torch
 
 from composer_swa.checkpoint import TrainingPreempted, list_checkpoints, read_checkpoint
 from tests.checkpoint.resume_run import ALGORITHMS, BATCHES_PER_EPOCH, MORE_ALGORITHMS, SignalSelf, build, final_weights
+from tests.helpers import assert_equal_weights
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 STOP_AT = 17  # mid-epoch 2 and inside SWA's window [12, 36]; the last periodic checkpoint is at batch 15
@@ -42,12 +43,6 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Pat
         assert process.returncode in (-signal.SIGKILL, 0), errors
         results[case] = (folder, process.returncode)
     return results
-
-
-def assert_equal_weights(resumed: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> None:
-    assert sorted(resumed) == sorted(reference)
-    different = [name for name in reference if not torch.equal(resumed[name], reference[name])]
-    assert not different, f"not bit-for-bit equal: {different}"
 
 
 @pytest.mark.parametrize("algorithms", sorted(ALGORITHMS))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import random
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from composer_swa.checkpoint import capture_rng, restore_rng
+from tests.helpers import weights_only_round_trip
 
 
 def draws(loader: DataLoader) -> tuple[float, float, float, list[int]]:
@@ -22,10 +22,7 @@ def test_every_generator_draws_the_same_numbers_after_a_weights_only_round_trip(
     loader = DataLoader(TensorDataset(torch.arange(10)), batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(1))
     random.gauss(0, 1)  # leaves a cached Gaussian in Python's state
     saved = capture_rng(loader)
-    buffer = io.BytesIO()
-    torch.save(saved, buffer)
-    buffer.seek(0)
-    reloaded = torch.load(buffer, weights_only=True)
+    reloaded = weights_only_round_trip(saved)
 
     expected = draws(loader), random.gauss(0, 1)
     draws(loader)  # move everything on

@@ -10,8 +10,7 @@ from safetensors.torch import save_file
 
 from composer_swa.checkpoint import CheckpointError
 from composer_swa.checkpoint.weights import load_model_weights
-from tests.algorithms.test_names import ChildNamedModule
-from tests.merging.test_inputs import OnlyChildModule, prefixed_weights
+from tests.helpers import ChildNamedModule, OnlyChildModule, make_loader, mlp, prefixed_weights, quiet
 
 
 def test_load_weights_only_strips_a_prefix_on_every_key_and_keeps_a_child_named_module(tmp_path: Path) -> None:
@@ -55,8 +54,6 @@ def test_tied_weights_stored_once_load_through_a_stripped_prefix(tmp_path: Path)
 def test_trainer_load_weights_only_logs_what_it_stripped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from composer_swa import Trainer
     from composer_swa.loggers import ConsoleLogger
-    from tests.algorithms.helpers import quiet
-    from tests.conftest import make_loader, mlp
 
     source = mlp(seed=3)
     save_file(prefixed_weights(source, "module."), tmp_path / "ddp.safetensors")

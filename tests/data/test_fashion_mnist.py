@@ -19,7 +19,7 @@ from composer_swa.config import build_run, validate_config
 from composer_swa.data.fashion_mnist import FashionMNIST, fashion_mnist
 from composer_swa.models import FashionCNN
 from tests.checkpoint.resume_run import SignalSelf, final_weights
-from tests.checkpoint.test_resume import assert_equal_weights
+from tests.helpers import assert_equal_weights
 
 fashion_module = importlib.import_module("composer_swa.data.fashion_mnist")  # the package's attribute is the function
 FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]

@@ -8,7 +8,8 @@ from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Te
 
 from composer_swa import Trainer
 from composer_swa.cli.launch import torchrun_arguments
-from composer_swa.distributed import DistributedInfo, join_process_group, set_sampler_epoch, shard_dataloader
+from composer_swa.distributed import DistributedInfo, join_process_group
+from composer_swa.distributed.sampling import set_sampler_epoch, shard_dataloader
 from composer_swa.distributed.wrapping import fsdp_units
 
 DATA = TensorDataset(torch.arange(20))

@@ -16,7 +16,7 @@ from composer_swa.events.arguments import plain_argument
 from composer_swa.loggers import Logger
 from tests.algorithms.helpers import train_plain_loop
 from tests.checkpoint.resume_run import SignalSelf, build
-from tests.conftest import mlp
+from tests.helpers import mlp
 
 
 def trainer_with(folder: Path, algorithms: list[Algorithm], stop_at: int | None = None, optimizer: str = "sgd") -> Trainer:

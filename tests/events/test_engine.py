@@ -7,6 +7,7 @@ import torch
 
 from composer_swa import SWA, Algorithm, AlgorithmConflictError, Callback, Engine, Event, State
 from composer_swa.loggers import Logger
+from tests.helpers import weights_only_round_trip
 
 
 class Recorder(Algorithm):
@@ -113,8 +114,6 @@ def test_plain_loop_drives_the_engine() -> None:
 
 
 def test_two_instances_of_one_class_do_not_collide_in_a_checkpoint() -> None:
-    import io
-
     def build() -> tuple[State, SWA, SWA]:
         first = SWA(swa_start="1ba", swa_end="2ba", update_interval="1ba")
         second = SWA(swa_start="1ba", swa_end="4ba", update_interval="1ba")
@@ -122,10 +121,7 @@ def test_two_instances_of_one_class_do_not_collide_in_a_checkpoint() -> None:
 
     state, first, second = build()
     first.n_averaged, second.n_averaged = 2, 5
-    buffer = io.BytesIO()
-    torch.save(state.state_dict(), buffer)
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
+    saved = weights_only_round_trip(state.state_dict())
     assert sorted(saved["algorithms"]) == ["SWA", "SWA_1"]
     restored, restored_first, restored_second = build()
     restored.load_state_dict(saved)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from composer_swa import SWA, Algorithm, Trainer
 
@@ -44,19 +44,6 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(7)
     inputs = torch.randn(SAMPLES, 6, generator=generator) * 2 + 1
     return inputs, (inputs[:, 0] + inputs[:, 1] > 2).long() + (inputs[:, 2] > 1).long()
-
-
-class DictDataset(Dataset[dict[str, torch.Tensor]]):
-    """The same samples as ``{"x", "labels"}`` dicts, the way a Hugging Face dataset yields them."""
-
-    def __init__(self) -> None:
-        self.inputs, self.labels = data()
-
-    def __len__(self) -> int:
-        return SAMPLES
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"x": self.inputs[index], "labels": self.labels[index]}
 
 
 def tuple_loader(batch_size: int = BATCH_SIZE) -> DataLoader[Any]:

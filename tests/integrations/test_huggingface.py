@@ -19,14 +19,15 @@ from transformers import TrainerCallback, TrainingArguments
 from composer_swa import EMA, SWA, SWATS
 from composer_swa.integrations import HuggingFaceCallback
 from composer_swa.integrations.huggingface import STATE_FILE_NAME
+from tests.helpers import DictDataset
 
 from .reference import (
     BATCH_SIZE,
     EPOCHS,
-    DictDataset,
     TinyNet,
     assert_batch_norm_recomputed,
     assert_same_weights,
+    data,
     initial_model,
     optimizer_and_schedule,
     our_trainer_run,
@@ -62,8 +63,8 @@ def hf_run(
     trainer = HFTrainer(
         model=model,
         args=TrainingArguments(output_dir=str(output_dir), **settings),
-        train_dataset=DictDataset(),
-        eval_dataset=DictDataset(),
+        train_dataset=DictDataset(*data()),
+        eval_dataset=DictDataset(*data()),
         optimizers=(optimizer, schedule),
         callbacks=callbacks,
     )
@@ -177,7 +178,7 @@ def test_resuming_without_the_algorithms_state_is_refused(tmp_path: Path) -> Non
 
 class _Stream(torch.utils.data.IterableDataset[dict[str, torch.Tensor]]):
     def __iter__(self) -> Any:
-        return iter(DictDataset())
+        return iter(DictDataset(*data()))
 
 
 def test_epoch_times_on_a_dataset_without_length_name_what_transformers_hides(tmp_path: Path) -> None:

@@ -172,44 +172,36 @@ class _Stream(torch.utils.data.IterableDataset[tuple[torch.Tensor, torch.Tensor]
         return iter(tuple_loader())
 
 
-def test_epoch_times_on_a_dataloader_without_length_name_what_lightning_hides() -> None:
+@pytest.mark.parametrize(
+    ("length", "interval", "streamed", "refusal"),
+    [
+        pytest.param({"max_steps": 20}, "1ep", True, r"cannot resolve 1ep.*lightning.Trainer's train dataloader has no length",
+                     id="epoch-times-name-what-lightning-hides"),
+        pytest.param({"max_epochs": -1}, None, False, r"gives the run no length \(max_steps=-1, max_epochs=-1",
+                     id="a-run-without-length"),
+        # Lightning estimates -1 steps here (its max_steps default): the refusal names the fix, not Time's -1 'ba'.
+        pytest.param({"max_epochs": 2}, "1ba", True,
+                     r"gives the run no length \(max_steps=-1, max_epochs=2, over a dataloader without length.*set max_steps",
+                     id="no-length-and-no-max-steps"),
+    ],
+)  # fmt: skip
+def test_what_lightning_hides_of_the_run_length_is_refused_naming_it(
+    length: dict[str, int], interval: str | None, streamed: bool, refusal: str
+) -> None:
     module = TinyModule(initial_model())
+    algorithm = SWA(swa_start="0.5dur", update_interval=interval) if interval is not None else SWA()
     trainer = pl.Trainer(
-        max_steps=20, accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
-        callbacks=[LightningCallback([SWA(swa_start="0.5dur", update_interval="1ep")], loggers=[])],
+        **length, accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
+        callbacks=[LightningCallback([algorithm], loggers=[])],
     )  # fmt: skip
-    loader = torch.utils.data.DataLoader(_Stream(), batch_size=None)
-    with pytest.raises(ValueError, match=r"cannot resolve 1ep.*lightning.Trainer's train dataloader has no length"):
+    loader = torch.utils.data.DataLoader(_Stream(), batch_size=None) if streamed else tuple_loader()
+    with pytest.raises(ValueError, match=refusal):
         trainer.fit(module, train_dataloaders=loader)
-
-
-def test_a_run_without_length_is_refused() -> None:
-    module = TinyModule(initial_model())
-    trainer = pl.Trainer(
-        max_epochs=-1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
-        callbacks=[LightningCallback([SWA()], loggers=[])],
-    )  # fmt: skip
-    with pytest.raises(ValueError, match=r"gives the run no length \(max_steps=-1, max_epochs=-1"):
-        trainer.fit(module, train_dataloaders=tuple_loader())
 
 
 def test_swats_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="SWATS replaces the optimizer object"):
         LightningCallback([SWATS()])
-
-
-def test_a_dataloader_without_length_and_no_max_steps_gets_the_adapters_refusal() -> None:
-    """Lightning estimates -1 steps here (its max_steps default): the refusal names the fix, not Time's -1 'ba'."""
-    module = TinyModule(initial_model())
-    trainer = pl.Trainer(
-        max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
-        callbacks=[LightningCallback([SWA(swa_start="0.5dur", update_interval="1ba")], loggers=[])],
-    )  # fmt: skip
-    loader = torch.utils.data.DataLoader(_Stream(), batch_size=None)
-    with pytest.raises(
-        ValueError, match=r"gives the run no length \(max_steps=-1, max_epochs=2, over a dataloader without length.*set max_steps"
-    ):
-        trainer.fit(module, train_dataloaders=loader)
 
 
 def test_resuming_with_other_algorithm_arguments_warns_or_is_refused(tmp_path: Path) -> None:

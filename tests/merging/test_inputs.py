@@ -11,19 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from composer_swa.cli.average import main
 from composer_swa.merging.inputs import open_sources
-from tests.algorithms.test_names import ChildNamedModule
-
-
-class OnlyChildModule(torch.nn.Module):
-    """Like ``ComposerClassifier``: every key of its state dict starts with its own child ``module``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.module = torch.nn.Linear(2, 2)
-
-
-def prefixed_weights(model: torch.nn.Module, prefix: str = "", scale: float = 1.0) -> dict[str, torch.Tensor]:
-    return {prefix + name: (tensor * scale).contiguous() for name, tensor in model.state_dict().items()}
+from tests.helpers import ChildNamedModule, OnlyChildModule, prefixed_weights
 
 
 def test_swa_average_strips_only_where_inputs_disagree(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from composer_swa import EMA, LAWA, SWA, Trainer
 from composer_swa.checkpoint import export_weights
 from composer_swa.trainer.comparison import evaluate_every_weights, final_weights_name
-from tests.conftest import make_loader, mlp
+from tests.helpers import make_loader, mlp
 
 
 def _by_hand(

@@ -15,8 +15,7 @@ from composer_swa.checkpoint import export_weights, list_checkpoints, read_check
 from composer_swa.checkpoint.finite import NonFiniteError
 from composer_swa.loggers import Logger
 from composer_swa.trainer.guards import ModelStructureError
-from tests.algorithms.helpers import quiet
-from tests.conftest import mlp
+from tests.helpers import mlp, quiet
 
 BATCH = 4
 

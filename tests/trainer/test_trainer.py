@@ -9,11 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from composer_swa import Callback, Event, State, Trainer
 from composer_swa.loggers import Logger
-from tests.conftest import DictDataset, DictModel, make_loader, mlp
-
-
-def quiet(**kwargs: object) -> dict[str, object]:
-    return {"progress_bar": False, "loggers": [], **kwargs}
+from tests.helpers import DictDataset, DictModel, make_loader, mlp, quiet
 
 
 class EventLog(Callback):
