@@ -48,7 +48,8 @@ class SWA(AveragingAlgorithm):
     the interval in batches, the average is updated at ``BATCH_END`` after completed batch counts
     ``s, s+k, s+2k, ... <= e`` (``s = 0`` snapshots the initial weights at ``FIT_START``). With an
     epoch interval, updates happen at ``EPOCH_END`` on the epoch boundaries from the first one at or
-    after ``s``, every ``k`` batches.
+    after ``s``, every ``k`` batches: the grid of :class:`~composer_swa.Schedule`, as EMA's and LAWA's.
+    At ``swa_end`` SWA acts after any algorithm that snapshots the weights, whatever the list order.
 
     Learning rate: by default SWA leaves it to the user's schedulers. ``schedule_swa_lr=True`` makes
     SWA own it from ``swa_start``: it anneals from the LR in effect then to ``swa_lr`` over

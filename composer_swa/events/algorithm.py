@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from composer_swa.loggers import Logger
     from composer_swa.state import State
 
-__all__ = ["Action", "Algorithm", "PlannedAlgorithm"]
+__all__ = ["Algorithm", "PlannedAlgorithm"]
 
 #: One step of what an algorithm does at an event.
 Action = Callable[["State", "Logger"], None]

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from composer_swa.events.event import Event
     from composer_swa.state import State
 
-__all__ = ["AlgorithmConflictError", "Resource", "Tenure", "check_composition", "readers_first"]
+__all__ = ["AlgorithmConflictError", "Resource", "Tenure"]
 
 
 class AlgorithmConflictError(ValueError):
