@@ -36,9 +36,9 @@ class LAWA(GridAveragingAlgorithm):
     costs one device-to-host copy.
 
     Resuming: the checkpoint stores these arguments. Once it holds snapshots, a resumed run may not
-    change ``window``, ``update_interval`` or ``lawa_start``: the saved snapshots were taken and kept for the old
-    ones (a ValueError). Any other change is a warning naming it. A checkpoint written before
-    arguments were stored cannot be checked (a warning says so).
+    change ``window``, ``update_interval`` or ``lawa_start``: the saved snapshots were taken and kept
+    for the old ones (a ValueError). Any other change is a warning naming it. A checkpoint written
+    before arguments were stored cannot be checked (a warning says so).
 
     Args:
         window: How many of the latest snapshots to average (``k``).
