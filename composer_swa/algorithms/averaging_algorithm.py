@@ -29,9 +29,10 @@ UNRESOLVED = ResolvedSchedule(first=0, step=1, end=-1, at_epoch_end=False)
 class AveragingAlgorithm(PlannedAlgorithm):
     """Base of the averaging algorithms: owns a :class:`ModelAverage`, its snapshot schedule and its life cycle.
 
-    The schedule is resolved and the average created at FIT_START (after a checkpoint's state was loaded, which is kept
-    pending until then), swapped into the model between EVAL_START and EVAL_END when
-    ``eval_with_average`` is set, and copied into the model for good once (``finished``).
+    The schedule is resolved and the average created at FIT_START (after a checkpoint's state was
+    loaded, which is kept pending until then). The average is swapped into the model between
+    EVAL_START and EVAL_END when ``eval_with_average`` is set, and copied into the model for good
+    once (``finished``).
 
     Args:
         schedule: When to take a snapshot of the weights into the average.
