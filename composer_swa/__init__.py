@@ -17,7 +17,7 @@ from composer_swa._lazy import lazy_attributes
 if TYPE_CHECKING:
     from composer_swa.algorithms import EMA, LAWA, SWA, SWATS, GradientClipping
     from composer_swa.batch_resolver import BatchResolver
-    from composer_swa.events import Algorithm, AlgorithmConflictError, Callback, Engine, Event
+    from composer_swa.events import Algorithm, AlgorithmConflictError, Callback, Engine, Event, Resource
     from composer_swa.schedule import Schedule
     from composer_swa.state import State
     from composer_swa.time import Time, TimeUnit
@@ -38,6 +38,7 @@ __all__ = [
     "Engine",
     "Event",
     "GradientClipping",
+    "Resource",
     "Schedule",
     "State",
     "Time",
@@ -52,7 +53,9 @@ __getattr__, __dir__ = lazy_attributes(
     __name__,
     {
         **dict.fromkeys(("EMA", "LAWA", "SWA", "SWATS", "GradientClipping"), "composer_swa.algorithms"),
-        **dict.fromkeys(("Algorithm", "AlgorithmConflictError", "Callback", "Engine", "Event"), "composer_swa.events"),
+        **dict.fromkeys(
+            ("Algorithm", "AlgorithmConflictError", "Callback", "Engine", "Event", "Resource"), "composer_swa.events"
+        ),
         "State": "composer_swa.state",
         "BatchResolver": "composer_swa.batch_resolver",
         **dict.fromkeys(("Time", "TimeUnit"), "composer_swa.time"),

@@ -142,3 +142,16 @@ class ResolvedSchedule:
         first, last = self.first_batch(batches_per_epoch), min(batch_count, self.end)
         step = self.step * (batches_per_epoch or 1) if self.at_epoch_end else self.step
         return (last - first) // step + 1 if first <= last else 0
+
+    def batch_step(self, batches_per_epoch: int | None) -> int:
+        """Batches between firings (an epoch schedule needs the epoch's length).
+
+        Example:
+            >>> ResolvedSchedule(first=1, step=2, end=20, at_epoch_end=True).batch_step(5)
+            10
+        """
+        if not self.at_epoch_end:
+            return self.step
+        if batches_per_epoch is None:
+            raise ValueError("the epoch's length is unknown, so an epoch schedule's step in batches is too")
+        return self.step * batches_per_epoch

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from composer_swa.schedule import Schedule
 from composer_swa.time import Time, TimeUnit, as_time
 
 if TYPE_CHECKING:
@@ -64,17 +65,19 @@ def check_swa_window(swa_start: Time | str | int, swa_end: Time | str | int) -> 
     return start, end
 
 
-def check_interval(value: Time | str | int, argument: str) -> Time:
-    """A time between snapshots: at least 1 in ``ba`` or ``ep``.
+def update_schedule(
+    interval: Time | str | int, start: Time | str | int, end: Time | str | int | None = None, argument: str = "update_interval"
+) -> Schedule:
+    """Snapshots every ``interval`` from ``start`` through ``end``: an interval of at least 1 in ``ba`` or ``ep``.
 
     Example:
-        >>> check_interval("2ep", "update_interval")
+        >>> update_schedule("2ep", start="3ep").interval
         Time(2, 'ep')
     """
-    interval = as_time(value, argument)
-    if interval.unit not in (TimeUnit.BATCH, TimeUnit.EPOCH) or interval.value < 1:
-        raise ValueError(f"{argument} must be at least 1 in 'ba' or 'ep', got {str(interval)!r}")
-    return interval
+    time = as_time(interval, argument)
+    if time.unit not in (TimeUnit.BATCH, TimeUnit.EPOCH) or time.value < 1:
+        raise ValueError(f"{argument} must be at least 1 in 'ba' or 'ep', got {str(time)!r}")
+    return Schedule(time, start, end, argument)
 
 
 def check_count(value: object, argument: str) -> int:
@@ -111,19 +114,19 @@ def check_resolved_window(swa_start: Time, swa_end: Time, state: State, swapped_
     return start, end
 
 
-def check_window_updates(swa: SWA, start_batch: int, warn_single: bool) -> None:
+def check_window_updates(swa: SWA, batches_per_epoch: int | None, warn_single: bool) -> None:
     """Refuses an SWA window (resolved at FIT_START) that holds no update; warns when it holds one (``warn_single``)."""
-    updates = (swa._end - swa._first) // swa._step + 1 if swa._first <= swa._end else 0
-    if updates == 0:
+    (start, end), updates = swa._window, swa._updates
+    count = updates.count_through(end, batches_per_epoch)
+    if count == 0:
         raise ValueError(
             f"the SWA window from swa_start={str(swa.swa_start)!r} to swa_end={str(swa.swa_end)!r} (batches "
-            f"{start_batch} to {swa._end}) holds no update every {str(swa.update_interval)!r}; "
+            f"{start} to {end}) holds no update every {str(swa.update_interval)!r}; "
             "widen it or shorten update_interval"
         )
-    if updates == 1 and warn_single:
-        warnings.warn(
-            f"SWA: the window holds a single update, so the 'average' is the weights at batch {swa._first}", stacklevel=4
-        )
+    if count == 1 and warn_single:
+        first = updates.first_batch(batches_per_epoch)
+        warnings.warn(f"SWA: the window holds a single update, so the 'average' is the weights at batch {first}", stacklevel=4)
 
 
 def check_paper_schedule(schedule: bool | str, swa_start: Time, start_batch: int, batch_count: int, recorded_lrs: bool) -> None:

@@ -1,49 +1,81 @@
-"""What SWA, EMA and LAWA share: one average of the model, evaluated on, and swapped in at the end."""
+"""What SWA, EMA and LAWA share: one average of the model, evaluated on, and swapped in for good."""
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from composer_swa.averaging.model_average import ModelAverage, named_state_tensors
 from composer_swa.distributed.sharded import full_tensor, local_tensor
-from composer_swa.events import Algorithm, Event
-from composer_swa.time import Time, TimeUnit, as_time
+from composer_swa.events import Event, Resource, Tenure
+from composer_swa.events.algorithm import Action, PlannedAlgorithm
+from composer_swa.schedule import ResolvedSchedule, Schedule
 
 if TYPE_CHECKING:
+    from composer_swa.loggers import Logger
     from composer_swa.state import State
+    from composer_swa.time import Time
 
-__all__ = ["AveragingAlgorithm", "GridAveragingAlgorithm", "SnapshotGrid"]
+__all__ = ["AveragingAlgorithm", "GridAveragingAlgorithm"]
+
+#: A snapshot schedule before FIT_START resolves the real one: it never fires.
+UNRESOLVED = ResolvedSchedule(first=0, step=1, end=-1, at_epoch_end=False)
 
 
-class AveragingAlgorithm(Algorithm):
-    """Base of the averaging algorithms: owns a :class:`ModelAverage` and its life cycle.
+class AveragingAlgorithm(PlannedAlgorithm):
+    """Base of the averaging algorithms: owns a :class:`ModelAverage`, its snapshot schedule and its life cycle.
 
-    The average is created at FIT_START (after a checkpoint's state was loaded, which is kept
-    pending until then), swapped into the model between EVAL_START and EVAL_END when
-    ``eval_with_average`` is set, and optionally copied into the model for good.
+    The schedule is resolved and the average created at FIT_START (after a checkpoint's state was
+    loaded, which is kept pending until then). The average is swapped into the model between
+    EVAL_START and EVAL_END when ``eval_with_average`` is set, and copied into the model for good
+    once (``finished``).
 
     Args:
+        schedule: When to take a snapshot of the weights into the average.
         eval_with_average: Evaluate with the averaged weights during fit.
         offload: Keep the average on the CPU instead of the model's device.
     """
 
-    def __init__(self, eval_with_average: bool, offload: bool) -> None:
+    def __init__(self, schedule: Schedule, eval_with_average: bool, offload: bool) -> None:
+        self.schedule = schedule
+        self._updates = UNRESOLVED  # the schedule's batch (epoch) counts in this run, resolved at FIT_START
+        self._batches_per_epoch: int | None = None
         self.eval_with_average = eval_with_average
         self.offload = offload
         self.average: ModelAverage | None = None
-        #: The live weights at the moment the average replaced them, by name (EMA and LAWA keep both sets).
+        #: The live weights at the moment the average replaced them, by name.
         self.training_weights: dict[str, torch.Tensor] | None = None
+        #: Whether the average replaced the training weights (checkpointed: a resumed run does not do it twice).
+        self.finished = False
         self._pending_average: dict[str, Any] | None = None
-        self._eval_swap: AbstractContextManager[None] | None = None  # open while evaluating the average
+        self._eval_swap: ExitStack | None = None  # open from EVAL_START to EVAL_END: it puts the live weights back
 
     @property
+    def update_interval(self) -> Time:
+        return self.schedule.interval
+
+    @property
+    def _first_update(self) -> int:
+        """The batch count of the first snapshot in this run."""
+        return self._updates.first_batch(self._batches_per_epoch)
+
+    @property
+    def _update_step(self) -> int:
+        """Batches between snapshots in this run."""
+        return self._updates.batch_step(self._batches_per_epoch)
+
+    def _resolve_schedule(self, state: State) -> None:
+        self._updates = self.schedule.resolve(state.resolver)
+        self._batches_per_epoch = state.batches_per_epoch
+
+    @property
+    @abstractmethod
     def _has_average(self) -> bool:
         """Whether the average holds at least one snapshot of the weights."""
-        raise NotImplementedError
 
     def averaged_weights(self) -> dict[str, torch.Tensor] | None:
         """A copy of the average by tensor name (fp32 for floating tensors), or ``None`` before the first update.
@@ -60,6 +92,7 @@ class AveragingAlgorithm(Algorithm):
         return {name: tensor.detach().clone() for name, tensor in self._current_average().full_state_dict().items()}
 
     def _current_average(self) -> ModelAverage:
+        """The average to evaluate on or swap in (LAWA computes its window's mean here)."""
         assert self.average is not None
         return self.average
 
@@ -71,26 +104,31 @@ class AveragingAlgorithm(Algorithm):
             self._pending_average = None
         return self.average
 
-    def _matches_eval_swap(self, event: Event, average_ready: bool) -> bool:
-        if event is Event.EVAL_START:
-            return self.eval_with_average and average_ready
-        return event is Event.EVAL_END and self._eval_swap is not None
+    def _eval_plan(self, event: Event) -> Sequence[Action]:
+        """EVAL_START swaps the average in (when asked to and there is one to use), EVAL_END swaps it out."""
+        if event is Event.EVAL_START and self.eval_with_average and self._has_average and not self.finished:
+            return (self._swap_in_for_eval,)
+        if event is Event.EVAL_END and self._eval_swap is not None:
+            return (self._swap_out_after_eval,)
+        return ()
 
-    def _apply_eval_swap(self, event: Event) -> None:
-        if event is Event.EVAL_START:
-            assert self.average is not None
-            self._eval_swap = self.average.swapped_into_model()
-            self._eval_swap.__enter__()
-        elif self._eval_swap is not None:
-            self._eval_swap.__exit__(None, None, None)
-            self._eval_swap = None
+    def _swap_in_for_eval(self, state: State, logger: Logger) -> None:
+        with ExitStack() as stack:
+            stack.enter_context(self._current_average().swapped_into_model())
+            self._eval_swap = stack.pop_all()  # closed at EVAL_END
+
+    def _swap_out_after_eval(self, state: State, logger: Logger) -> None:
+        assert self._eval_swap is not None
+        self._eval_swap.close()
+        self._eval_swap = None
 
     def _replace_model_weights(self, state: State) -> None:
-        """Copies the average into the model, keeping the training weights in ``training_weights``."""
-        assert self.average is not None
+        """Copies the average into the model for good, keeping the training weights in ``training_weights``."""
+        average = self._current_average()
         with torch.no_grad():
             self.training_weights = {name: tensor.detach().clone() for name, tensor in named_state_tensors(state.model)}
-        self.average.copy_to_model()
+        average.copy_to_model()
+        self.finished = True
 
     def _training_weights_state(self) -> dict[str, torch.Tensor] | None:
         """``training_weights`` as whole tensors (gathered under FSDP2, a collective), for a checkpoint."""
@@ -107,78 +145,59 @@ class AveragingAlgorithm(Algorithm):
         else:
             self._pending_average = saved  # applied once the average exists, at FIT_START
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"finished": self.finished}
 
-@dataclass
-class SnapshotGrid:
-    """When EMA and LAWA take a snapshot: every ``interval`` (``ba`` or ``ep``), from ``start`` on.
-
-    Snapshots fall on whole multiples of the interval, counted from the start of the run (as in
-    Composer's EMA): with ``"5ba"``, after batches 5, 10, 15...; with ``"2ep"``, at the end of epochs
-    2, 4, 6... Those before ``start`` are skipped. ``start`` resolves at FIT_START.
-
-    Example:
-        >>> grid = SnapshotGrid(Time.from_timestring("10ba"), Time.from_timestring("4ba"), "update_interval")
-        >>> grid.start_batch = 10
-        >>> [count for count in range(1, 21) if grid.fires(Event.BATCH_END, count, epoch_count=0)]
-        [12, 16, 20]
-    """
-
-    start: Time
-    interval: Time
-    argument: str
-    start_batch: int = field(default=0, init=False)
-
-    def __post_init__(self) -> None:
-        if self.interval.unit not in (TimeUnit.BATCH, TimeUnit.EPOCH) or self.interval.value < 1:
-            raise ValueError(f"{self.argument} must be at least 1 in 'ba' or 'ep', got {str(self.interval)!r}")
-        if self.start.unit is TimeUnit.DURATION and not 0 <= float(self.start.value) <= 1:
-            raise ValueError(f"the start time in 'dur' must lie in [0, 1], got {str(self.start)!r}")
-
-    @classmethod
-    def parse(cls, start: Time | str, interval: Time | str, start_argument: str, interval_argument: str) -> SnapshotGrid:
-        return cls(as_time(start, start_argument), as_time(interval, interval_argument), interval_argument)
-
-    @property
-    def event(self) -> Event:
-        return Event.BATCH_END if self.interval.unit is TimeUnit.BATCH else Event.EPOCH_END
-
-    def resolve(self, state: State) -> None:
-        self.start_batch = state.to_batches(self.start)
-
-    def fires(self, event: Event, batch_count: int, epoch_count: int) -> bool:
-        if event is not self.event or batch_count < self.start_batch:
-            return False
-        count = batch_count if event is Event.BATCH_END else epoch_count
-        return count % int(self.interval.value) == 0
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.finished = bool(state["finished"])
 
 
 class GridAveragingAlgorithm(AveragingAlgorithm):
-    """EMA and LAWA: snapshots on a :class:`SnapshotGrid`; the average replaces the weights at FIT_END.
+    """EMA and LAWA: a snapshot at every firing of a :class:`~composer_swa.Schedule`; the average replaces
+    the weights at FIT_END (``replace_at_fit_end``).
 
-    Subclasses act in ``apply``.
+    Subclasses take the snapshot (:meth:`_snapshot`) and say what the model holds at the end (:meth:`_finish_message`).
     """
 
     events: ClassVar[frozenset[Event]] = frozenset(
         {Event.FIT_START, Event.BATCH_END, Event.EPOCH_END, Event.EVAL_START, Event.EVAL_END, Event.FIT_END}
     )
+    may_own: ClassVar[frozenset[Resource]] = frozenset({Resource.FINAL_WEIGHTS, Resource.EVAL_WEIGHTS})
+    replaces_weights_at: ClassVar[frozenset[Event]] = frozenset({Event.FIT_END})
 
-    def __init__(self, grid: SnapshotGrid, replace_at_fit_end: bool, eval_with_average: bool, offload: bool) -> None:
-        super().__init__(eval_with_average, offload)
-        self.grid = grid
+    def __init__(self, schedule: Schedule, replace_at_fit_end: bool, eval_with_average: bool, offload: bool) -> None:
+        super().__init__(schedule, eval_with_average, offload)
         self.replace_at_fit_end = replace_at_fit_end
-        self.finished = False  # the average replaced the training weights
+        self._start_batch = 0
 
-    def owned_resources(self, state: State) -> frozenset[str]:
-        owned = {"final_weights"} if self.replace_at_fit_end else set()
+    def owned_resources(self, state: State) -> Mapping[Resource, Tenure]:
+        owned = {Resource.FINAL_WEIGHTS} if self.replace_at_fit_end else set()
         if self.eval_with_average:
-            owned.add("eval_weights")
-        return frozenset(owned)
+            owned.add(Resource.EVAL_WEIGHTS)
+        return dict.fromkeys(owned, Tenure())
 
-    def match(self, event: Event, state: State) -> bool:
+    def plan(self, event: Event, state: State) -> Sequence[Action]:
         if event is Event.BATCH_END or event is Event.EPOCH_END:
-            return self.grid.fires(event, state.timestamp.batch_count, state.timestamp.epoch_count)
-        if event is Event.EVAL_START or event is Event.EVAL_END:
-            return self._matches_eval_swap(event, average_ready=self._has_average and not self.finished)
+            return (self._snapshot,) if self._updates.fires(state.timestamp, event is Event.EPOCH_END) else ()
+        if event is Event.FIT_START:
+            return (self._start,)
         if event is Event.FIT_END:
-            return self.replace_at_fit_end and self._has_average and not self.finished
-        return event is Event.FIT_START
+            return (self._finish,) if self.replace_at_fit_end and self._has_average and not self.finished else ()
+        return self._eval_plan(event)
+
+    def _start(self, state: State, logger: Logger) -> None:
+        self._resolve_schedule(state)
+        self._start_batch = state.to_batches(self.schedule.start)
+        self._prepare_average(state)
+
+    @abstractmethod
+    def _snapshot(self, state: State, logger: Logger) -> None:
+        """Takes the live weights into the average."""
+
+    @abstractmethod
+    def _finish_message(self) -> str:
+        """What the model holds once the average replaced the weights."""
+
+    def _finish(self, state: State, logger: Logger) -> None:
+        self._replace_model_weights(state)
+        logger.log_message(self._finish_message(), step=state.timestamp.batch_count)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from composer_swa.algorithms.arguments import check_flag, check_positive, is_number
-from composer_swa.algorithms.averaging_algorithm import GridAveragingAlgorithm, SnapshotGrid
-from composer_swa.events import Event
+from composer_swa.algorithms.arguments import check_flag, check_positive, is_number, update_schedule
+from composer_swa.algorithms.averaging_algorithm import GridAveragingAlgorithm
 from composer_swa.time import Time, TimeUnit, as_time
 
 if TYPE_CHECKING:
@@ -24,8 +23,10 @@ class EMA(GridAveragingAlgorithm):
     Approximation by Averaging", 1992; the form used by Tarvainen & Valpola, "Mean teachers are better
     role models", NeurIPS 2017, https://arxiv.org/abs/1703.01780).
 
-    Every ``update_interval`` from ``ema_start`` on, ``ema ← s·ema + (1−s)·w``. The first update at
-    or after ``ema_start`` copies the live weights. Give exactly one of ``half_life`` and
+    Every ``update_interval`` from ``ema_start`` on, ``ema ← s·ema + (1−s)·w``: after batches
+    ``ema_start``, ``ema_start + update_interval``, ... (an epoch interval: at the end of the first epoch at
+    or after ``ema_start``, then every ``update_interval``; see :class:`~composer_swa.Schedule`). The
+    first update copies the live weights. Give exactly one of ``half_life`` and
     ``smoothing``: with ``half_life``, ``s = 2 ** -(update_interval / half_life)``, so a weight's
     influence halves every ``half_life``. ``update_interval`` defaults to one unit of ``half_life``
     (``"1ba"`` when only ``smoothing`` is given).
@@ -114,22 +115,18 @@ class EMA(GridAveragingAlgorithm):
                     f"and half_life={str(self.half_life)!r}"
                 )
             self.smoothing = 2.0 ** (-(float(interval.value) / float(self.half_life.value)))
-        grid = SnapshotGrid(as_time(ema_start, "ema_start"), interval, "update_interval")
+        schedule = update_schedule(interval, start=as_time(ema_start, "ema_start"))
         gamma = None if warmup_gamma is None else check_positive(warmup_gamma, "warmup_gamma", "> 0 (or None for no warm-up)")
         power = check_positive(warmup_power, "warmup_power", "> 0")
         flags = (check_flag(replace_at_fit_end, "replace_at_fit_end"), check_flag(eval_with_average, "eval_with_average"))
-        super().__init__(grid, *flags, offload=check_flag(offload, "offload"))
+        super().__init__(schedule, *flags, offload=check_flag(offload, "offload"))
         self.warmup_gamma = gamma
         self.warmup_power = power
         self.n_updates = 0
 
     @property
     def ema_start(self) -> Time:
-        return self.grid.start
-
-    @property
-    def update_interval(self) -> Time:
-        return self.grid.interval
+        return self.schedule.start
 
     def smoothing_at(self, update: int) -> float:
         """The decay used by the ``update``-th interpolation after the first copy (1, 2, ...)."""
@@ -148,23 +145,7 @@ class EMA(GridAveragingAlgorithm):
         # half_life is checked through the smoothing it gives: the same decay by another spelling is only a warning.
         return dict.fromkeys(("smoothing", "update_interval", "ema_start", "warmup_gamma", "warmup_power"), why)
 
-    def apply(self, event: Event, state: State, logger: Logger) -> None:
-        if event is Event.FIT_START:
-            self.grid.resolve(state)
-            self._prepare_average(state)
-        elif event is Event.BATCH_END or event is Event.EPOCH_END:
-            self._update()
-        elif event is Event.EVAL_START or event is Event.EVAL_END:
-            self._apply_eval_swap(event)
-        elif event is Event.FIT_END:
-            self._replace_model_weights(state)
-            self.finished = True
-            logger.log_message(
-                f"EMA: the model now holds the EMA of {self.n_updates} updates; the training weights are in EMA.training_weights",
-                step=state.timestamp.batch_count,
-            )
-
-    def _update(self) -> None:
+    def _snapshot(self, state: State, logger: Logger) -> None:
         assert self.average is not None
         if self.n_updates == 0:
             self.average.copy_from_model()
@@ -172,18 +153,21 @@ class EMA(GridAveragingAlgorithm):
             self.average.interpolate(1.0 - self.smoothing_at(self.n_updates))
         self.n_updates += 1
 
+    def _finish_message(self) -> str:
+        return f"EMA: the model now holds the EMA of {self.n_updates} updates; the training weights are in EMA.training_weights"
+
     def summary(self) -> dict[str, Any]:
         return {
-            "start_batch": self.grid.start_batch,
+            "start_batch": self._start_batch,
             "n_updates": self.n_updates,
             "smoothing": self.smoothing,
             "swapped_in": self.finished,
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"n_updates": self.n_updates, "finished": self.finished, "average": self._average_state()}
+        return {**super().state_dict(), "n_updates": self.n_updates, "average": self._average_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
         self.n_updates = int(state["n_updates"])
-        self.finished = bool(state["finished"])
         self._load_average_state(state["average"])

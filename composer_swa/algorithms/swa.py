@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from composer_swa.algorithms.arguments import (
     check_count,
     check_cyclic_lr,
     check_flag,
-    check_interval,
     check_one_lr_per_group,
     check_paper_schedule,
     check_resolved_window,
@@ -19,14 +17,16 @@ from composer_swa.algorithms.arguments import (
     check_swa_lr,
     check_swa_window,
     check_window_updates,
+    update_schedule,
 )
 from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
 from composer_swa.algorithms.lr_schedules import anneal_progress, annealed_lrs, cyclic_lr, normalize_anneal_strategy, set_lrs
 from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
-from composer_swa.events import Event
-from composer_swa.time import Time, TimeUnit
+from composer_swa.events import Event, Resource, Tenure
+from composer_swa.time import Time
 
 if TYPE_CHECKING:
+    from composer_swa.events.algorithm import Action
     from composer_swa.loggers import Logger
     from composer_swa.state import State
 
@@ -48,7 +48,8 @@ class SWA(AveragingAlgorithm):
     the interval in batches, the average is updated at ``BATCH_END`` after completed batch counts
     ``s, s+k, s+2k, ... <= e`` (``s = 0`` snapshots the initial weights at ``FIT_START``). With an
     epoch interval, updates happen at ``EPOCH_END`` on the epoch boundaries from the first one at or
-    after ``s``, every ``k`` batches.
+    after ``s``, every ``k`` batches: the grid of :class:`~composer_swa.Schedule`, as EMA's and LAWA's.
+    At ``swa_end`` SWA acts after any algorithm that snapshots the weights, whatever the list order.
 
     Learning rate: by default SWA leaves it to the user's schedulers. ``schedule_swa_lr=True`` makes
     SWA own it from ``swa_start``: it anneals from the LR in effect then to ``swa_lr`` over
@@ -103,6 +104,8 @@ class SWA(AveragingAlgorithm):
     events: ClassVar[frozenset[Event]] = frozenset(
         {Event.FIT_START, Event.BATCH_START, Event.BATCH_END, Event.EPOCH_END, Event.EVAL_START, Event.EVAL_END, Event.FIT_END}
     )
+    may_own: ClassVar[frozenset[Resource]] = frozenset({Resource.LR, Resource.FINAL_WEIGHTS, Resource.EVAL_WEIGHTS})
+    replaces_weights_at: ClassVar[frozenset[Event]] = frozenset({Event.BATCH_END, Event.EPOCH_END})  # at swa_end
     stored_arguments: ClassVar[tuple[str, ...]] = (
         "swa_start", "swa_end", "update_interval", "schedule_swa_lr", "anneal_strategy", "anneal_steps",
         "swa_lr", "bn_update", "cyclic_lr", "eval_with_average", "offload",
@@ -123,7 +126,6 @@ class SWA(AveragingAlgorithm):
         offload: bool = False,
     ) -> None:
         self.swa_start, self.swa_end = check_swa_window(swa_start, swa_end)
-        self.update_interval = check_interval(update_interval, "update_interval")
         self.anneal_strategy = normalize_anneal_strategy(anneal_strategy)
         self.anneal_steps = check_count(anneal_steps, "anneal_steps")
         self.swa_lr = check_swa_lr(swa_lr)
@@ -132,16 +134,13 @@ class SWA(AveragingAlgorithm):
         if self.cyclic_lr is not None and self.schedule_swa_lr:
             raise ValueError("cyclic_lr and schedule_swa_lr=True both set the LR in the window; choose one")
         self.bn_update = check_flag(bn_update, "bn_update")
-        super().__init__(check_flag(eval_with_average, "eval_with_average"), check_flag(offload, "offload"))
+        schedule = update_schedule(update_interval, start=self.swa_start, end=self.swa_end)
+        super().__init__(schedule, check_flag(eval_with_average, "eval_with_average"), check_flag(offload, "offload"))
 
         self.n_averaged = 0
-        self.finished = False
         self._start_lrs: list[list[float]] = []
-        # Resolved at FIT_START: first update, batches between updates, swa_end, where updates fire.
-        self._window_start = self._first = self._step = self._end = 0
-        self._updates_at_epoch_end = self._swap_at_epoch_end = False
-
-    # When to act ------------------------------------------------------------------------------
+        self._window = (0, 0)  # swa_start and swa_end in batches, resolved at FIT_START
+        self._swap_at_epoch_end = False  # an epoch interval whose swa_end falls on an epoch boundary
 
     @property
     def _owns_lr(self) -> bool:
@@ -149,90 +148,71 @@ class SWA(AveragingAlgorithm):
 
     @property
     def _lr_from(self) -> int:  # the first batch count SWA sets the LR at: 0 under the paper's schedule
-        return 0 if self.schedule_swa_lr == "paper" else self._first
+        return 0 if self.schedule_swa_lr == "paper" else self._first_update
 
-    def match(self, event: Event, state: State) -> bool:
-        count = state.timestamp.batch_count
-        if event is Event.BATCH_END or event is Event.EPOCH_END:
-            at_epoch_end = event is Event.EPOCH_END
-            return not self.finished and (self._is_update(count, at_epoch_end) or self._is_swap(count, at_epoch_end))
-        if event is Event.BATCH_START:
-            return self._owns_lr and not self.finished and self._lr_from <= count < self._end
-        if event is Event.EVAL_START or event is Event.EVAL_END:
-            return self._matches_eval_swap(event, average_ready=not self.finished and self._has_average)
-        return event is Event.FIT_START or event is Event.FIT_END
-
-    def _is_update(self, count: int, at_epoch_end: bool) -> bool:
-        on_grid = self._first <= count <= self._end and (count - self._first) % self._step == 0
-        return on_grid and at_epoch_end == self._updates_at_epoch_end
-
-    def _is_swap(self, count: int, at_epoch_end: bool) -> bool:
-        return count == self._end and at_epoch_end == self._swap_at_epoch_end
-
-    def owned_resources(self, state: State) -> frozenset[str]:
-        owned = {"lr"} if self._owns_lr else set()
-        if self._end == state.max_batches:
-            owned.add("final_weights")
+    def owned_resources(self, state: State) -> Mapping[Resource, Tenure]:
+        (start, end), owned = self._window, {}
+        if self._owns_lr:
+            paper = self.schedule_swa_lr == "paper"
+            owned[Resource.LR] = Tenure(0 if paper else start, end, "" if paper else "swa_start", "swa_end")
+        if end == state.max_batches:
+            owned[Resource.FINAL_WEIGHTS] = Tenure()
         if self.eval_with_average:
-            owned.add("eval_weights")
-        return frozenset(owned)
+            owned[Resource.EVAL_WEIGHTS] = Tenure()
+        return owned
 
-    # What to do -------------------------------------------------------------------------------
+    # When to act, and what to do ----------------------------------------------------------------
 
-    def apply(self, event: Event, state: State, logger: Logger) -> None:
-        count = state.timestamp.batch_count
-        if event is Event.FIT_START:
-            self._start(state)
-        elif event is Event.BATCH_START:
-            self._set_window_lr(state, count)
-        elif event is Event.BATCH_END or event is Event.EPOCH_END:
+    def plan(self, event: Event, state: State) -> Sequence[Action]:
+        if event is Event.BATCH_END or event is Event.EPOCH_END:
+            if self.finished:
+                return ()
             at_epoch_end = event is Event.EPOCH_END
-            if self._is_update(count, at_epoch_end):
-                self._update()
-            if self._is_swap(count, at_epoch_end):
-                self._swap_in_average(state, logger)
-        elif event is Event.EVAL_START or event is Event.EVAL_END:
-            self._apply_eval_swap(event)
-        elif event is Event.FIT_END and not self.finished and count < self._end:
-            warnings.warn(
-                f"SWA: training stopped at batch {count}, before swa_end (batch {self._end}); the model holds the "
-                f"live weights and the average of {self.n_averaged} snapshots is in SWA.average",
-                stacklevel=2,
-            )
+            update = self._updates.fires(state.timestamp, at_epoch_end)
+            swap = state.timestamp.batch_count == self._window[1] and at_epoch_end is self._swap_at_epoch_end
+            actions: tuple[Action, ...] = (self._update,) if update else ()
+            return (*actions, self._swap_in_average) if swap else actions
+        if event is Event.BATCH_START:
+            live = self._owns_lr and not self.finished and self._lr_from <= state.timestamp.batch_count < self._window[1]
+            return (self._set_window_lr,) if live else ()
+        if event is Event.FIT_START:
+            return (self._start,)
+        if event is Event.FIT_END:
+            return (self._warn_if_stopped_early,)
+        return self._eval_plan(event)
 
-    def _start(self, state: State) -> None:
-        start, end = check_resolved_window(self.swa_start, self.swa_end, state, swapped_in=self.finished)
-        self._updates_at_epoch_end = self.update_interval.unit is TimeUnit.EPOCH
-        self._step = state.to_batches(self.update_interval)
-        self._end = end
-        self._window_start = self._first = start
-        if self._updates_at_epoch_end:
-            assert state.batches_per_epoch is not None  # to_batches of an 'ep' interval already required it
-            self._first = math.ceil(start / state.batches_per_epoch) * state.batches_per_epoch
-            self._swap_at_epoch_end = end % state.batches_per_epoch == 0
-        check_window_updates(self, start, warn_single=self.n_averaged == 0)
+    def _start(self, state: State, logger: Logger) -> None:
+        self._window = check_resolved_window(self.swa_start, self.swa_end, state, swapped_in=self.finished)
+        self._resolve_schedule(state)
+        if self._updates.at_epoch_end:
+            assert self._batches_per_epoch is not None  # resolving the window and an 'ep' interval already required it
+            self._swap_at_epoch_end = self._window[1] % self._batches_per_epoch == 0
+        check_window_updates(self, state.batches_per_epoch, warn_single=self.n_averaged == 0)
         check_one_lr_per_group(self.swa_lr if self.schedule_swa_lr else None, state.optimizers, "swa_lr")
         self._prepare_average(state)
         count = state.timestamp.batch_count
-        check_paper_schedule(self.schedule_swa_lr, self.swa_start, start, count, bool(self._start_lrs) or self.finished)
-        if self._owns_lr and self._lr_from <= count < end and not self.finished:
+        recorded_lrs = bool(self._start_lrs) or self.finished
+        check_paper_schedule(self.schedule_swa_lr, self.swa_start, self._window[0], count, recorded_lrs)
+        if self._owns_lr and self._lr_from <= count < self._window[1] and not self.finished:
             state.lr_owner = self  # resumed inside the window
-        if count == 0 and self._first == 0:
-            self._update()
+        if count == 0 and self._first_update == 0:
+            self._update(state, logger)  # a window from batch 0 starts with the initial weights
 
-    def _set_window_lr(self, state: State, count: int) -> None:
+    def _set_window_lr(self, state: State, logger: Logger) -> None:
+        count = state.timestamp.batch_count
         if count == self._lr_from:  # the first step SWA schedules: remember the LR in effect
             self._start_lrs = [[group["lr"] for group in opt.param_groups] for opt in state.optimizers]
             state.lr_owner = self
         if self.cyclic_lr is not None:
             high, low = self.cyclic_lr
-            lr = cyclic_lr(high, low, step_in_cycle=(count - self._first) % self._step + 1, cycle_length=self._step)
+            cycle = self._update_step
+            lr = cyclic_lr(high, low, step_in_cycle=(count - self._first_update) % cycle + 1, cycle_length=cycle)
             set_lrs(state.optimizers, [[lr] * len(lrs) for lrs in self._start_lrs])
             return
-        progress = anneal_progress(self.schedule_swa_lr, count, self._first, self._window_start, self.anneal_steps)
+        progress = anneal_progress(self.schedule_swa_lr, count, self._first_update, self._window[0], self.anneal_steps)
         set_lrs(state.optimizers, annealed_lrs(self._start_lrs, self.swa_lr, progress, self.anneal_strategy))
 
-    def _update(self) -> None:
+    def _update(self, state: State, logger: Logger) -> None:
         assert self.average is not None
         if self.n_averaged == 0:
             self.average.copy_from_model()
@@ -249,11 +229,19 @@ class SWA(AveragingAlgorithm):
         if state.lr_owner is self:
             # Only a run that trains past swa_end needs the paused schedule back; at the end of the run the
             # last logged LR stays the one the last batch used.
-            if self._end < state.max_batches:
+            if self._window[1] < state.max_batches:
                 set_lrs(state.optimizers, self._start_lrs)
             state.lr_owner = None
-        self.finished = True
         logger.log_message(message, step=state.timestamp.batch_count)
+
+    def _warn_if_stopped_early(self, state: State, logger: Logger) -> None:
+        count, end = state.timestamp.batch_count, self._window[1]
+        if not self.finished and count < end:
+            warnings.warn(
+                f"SWA: training stopped at batch {count}, before swa_end (batch {end}); the model holds the "
+                f"live weights and the average of {self.n_averaged} snapshots is in SWA.average",
+                stacklevel=3,
+            )
 
     @property
     def _has_average(self) -> bool:
@@ -273,8 +261,8 @@ class SWA(AveragingAlgorithm):
 
     def summary(self) -> dict[str, Any]:
         return {
-            "window_batches": [self._window_start, self._end],
-            "first_update_batch": self._first,
+            "window_batches": list(self._window),
+            "first_update_batch": self._first_update,
             "n_averaged": self.n_averaged,
             "swapped_in": self.finished,
         }
@@ -283,16 +271,16 @@ class SWA(AveragingAlgorithm):
 
     def state_dict(self) -> dict[str, Any]:
         return {
+            **super().state_dict(),
             "n_averaged": self.n_averaged,
-            "finished": self.finished,
             "start_lrs": self._start_lrs,
             "average": self._average_state(),
             "training_weights": self._training_weights_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
         self.n_averaged = int(state["n_averaged"])
-        self.finished = bool(state["finished"])
         self._start_lrs = [list(lrs) for lrs in state["start_lrs"]]
         self._load_average_state(state["average"])
         self.training_weights = state.get("training_weights")  # absent from checkpoints written before it was kept

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from composer_swa.algorithms.arguments import check_positive
-from composer_swa.algorithms.swa import SWA
-from composer_swa.events import Algorithm, AlgorithmConflictError, Event
+from composer_swa.events import AlgorithmConflictError, Event, Resource, Tenure
+from composer_swa.events.algorithm import Action, PlannedAlgorithm
 from composer_swa.time import Time, TimeUnit, as_time
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class _Estimate:
         return self.ema / (1.0 - beta2**self.steps) if self.steps else 0.0
 
 
-class SWATS(Algorithm):
+class SWATS(PlannedAlgorithm):
     """Switching from Adam to SGD (Keskar & Socher, "Improving Generalization Performance by
     Switching from Adam to SGD", 2017, https://arxiv.org/abs/1712.07628).
 
@@ -63,9 +64,10 @@ class SWATS(Algorithm):
     schedule keeps its shape. A loop that holds its own reference to the optimizer must read
     ``state.optimizers`` again (our Trainer does).
 
-    Composition: SWATS owns the optimizer. Without ``switch_at`` it also owns the learning rate (it
-    sets it at an unknown time), so SWA with ``schedule_swa_lr=True`` conflicts with it; with
-    ``switch_at`` no later than that SWA's ``swa_start``, SWATS switches first and SWA averages after.
+    Composition: SWATS owns the optimizer, and the learning rate until it switches: the whole run
+    without ``switch_at`` (it switches at an unknown time), so SWA with ``schedule_swa_lr=True``
+    conflicts with it; with ``switch_at`` until then, so SWATS with ``switch_at`` no later than an
+    LR-scheduling SWA's ``swa_start`` switches first and SWA averages after.
 
     Cost: a few multi-tensor ops per Adam step and one host sync to read ``γ_k``; no extra copy of
     the weights. Nothing after the switch. Batch norm is untouched.
@@ -97,7 +99,7 @@ class SWATS(Algorithm):
     """
 
     events: ClassVar[frozenset[Event]] = frozenset({Event.FIT_START, Event.BATCH_START, Event.BATCH_END, Event.FIT_END})
-    replaces_optimizer: ClassVar[bool] = True
+    may_own: ClassVar[frozenset[Resource]] = frozenset({Resource.OPTIMIZER, Resource.LR})
     stored_arguments: ClassVar[tuple[str, ...]] = ("switch_tolerance", "switch_at", "max_lr_ratio")
 
     def __init__(self, switch_tolerance: float = 1e-9, switch_at: Time | str | None = None, max_lr_ratio: float = 1000.0) -> None:
@@ -118,38 +120,29 @@ class SWATS(Algorithm):
     def switched(self) -> bool:
         return self.switched_at_batch is not None
 
-    def owned_resources(self, state: State) -> frozenset[str]:
-        return frozenset({"optimizer"} if self.switch_at is not None else {"optimizer", "lr"})
+    def owned_resources(self, state: State) -> Mapping[Resource, Tenure]:
+        if self.switch_at is None:
+            return dict.fromkeys(self.may_own, Tenure())
+        return {Resource.OPTIMIZER: Tenure(), Resource.LR: Tenure(stop=state.to_batches(self.switch_at), stop_by="switch_at")}
 
-    def match(self, event: Event, state: State) -> bool:
+    def plan(self, event: Event, state: State) -> Sequence[Action]:
         if event is Event.BATCH_START:
-            return not self.switched and self._switch_batch is not None and state.timestamp.batch_count >= self._switch_batch
+            due = self._switch_batch is not None and state.timestamp.batch_count >= self._switch_batch
+            return (self._switch,) if due and not self.switched else ()
         if event is Event.BATCH_END:
-            return not self.switched and any(estimate.converged for estimate in self.estimates.values())
-        return event is Event.FIT_START or event is Event.FIT_END
-
-    def apply(self, event: Event, state: State, logger: Logger) -> None:
+            converged = any(estimate.converged for estimate in self.estimates.values())
+            return (self._switch,) if converged and not self.switched else ()
         if event is Event.FIT_START:
-            self._start(state)
-        elif event is Event.BATCH_START or event is Event.BATCH_END:
-            self._switch(state, logger)
-        elif event is Event.FIT_END:
-            self._remove_hooks()
+            return (self._start,)
+        return (self._end,) if event is Event.FIT_END else ()
 
-    def _start(self, state: State) -> None:
+    def _start(self, state: State, logger: Logger) -> None:
         watched = [index for index, optimizer in enumerate(state.optimizers) if isinstance(optimizer, _ADAM_TYPES)]
         if not watched and not self.switched:
             names = [type(optimizer).__name__ for optimizer in state.optimizers]
             raise ValueError(f"SWATS switches Adam or AdamW to SGD, but the run's optimizers are {names}")
         if self.switch_at is not None:
             self._switch_batch = state.to_batches(self.switch_at)
-            lr_scheduling_swas = [a for a in state.algorithms if isinstance(a, SWA) and (a.schedule_swa_lr or a.cyclic_lr)]
-            for other in lr_scheduling_swas:
-                if self._switch_batch > state.to_batches(other.swa_start):
-                    raise AlgorithmConflictError(
-                        f"SWATS may switch (switch_at={str(self.switch_at)!r}) after SWA starts scheduling the learning rate "
-                        f"(swa_start={str(other.swa_start)!r}); set switch_at no later than swa_start"
-                    )
         self._remove_hooks()
         for index in watched:
             estimate = self.estimates.setdefault(index, _Estimate())
@@ -196,7 +189,7 @@ class SWATS(Algorithm):
             estimate.converged = True
 
     def _switch(self, state: State, logger: Logger) -> None:
-        if state.lr_owner is not None:  # only another LR owner than SWA gets here; SWA is checked at FIT_START
+        if state.lr_owner is not None:  # one that does not declare Resource.LR; check_composition caught those that do
             raise AlgorithmConflictError(
                 f"SWATS is switching while {state.lr_owner.name} schedules the learning rate; "
                 "switch before it starts (SWATS(switch_at=...))"
@@ -235,6 +228,9 @@ class SWATS(Algorithm):
         warnings.warn(message, stacklevel=2)
         logger.log_message(message, step=step)
         return sgd_lr if math.isfinite(sgd_lr) and sgd_lr > 0 else None
+
+    def _end(self, state: State, logger: Logger) -> None:
+        self._remove_hooks()
 
     def _remove_hooks(self) -> None:
         for hook in self._hooks:

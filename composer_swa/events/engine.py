@@ -6,6 +6,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from composer_swa.events.callback import overrides
+from composer_swa.events.composition import check_composition, readers_first
 from composer_swa.events.event import Event
 
 if TYPE_CHECKING:
@@ -14,15 +15,16 @@ if TYPE_CHECKING:
     from composer_swa.loggers import Logger
     from composer_swa.state import State
 
-__all__ = ["AlgorithmConflictError", "Engine"]
-
-
-class AlgorithmConflictError(ValueError):
-    """Two algorithms of one run take charge of the same thing (the learning rate, the final weights)."""
+__all__ = ["Engine"]
 
 
 class Engine:
-    """Fires events: for each event, the interested algorithms in list order, then callbacks.
+    """Fires events: for each event, the interested algorithms, then callbacks, each in list order.
+
+    One exception to list order: at an event where an algorithm may replace the weights, it runs
+    after the algorithms that only read them (:func:`~composer_swa.events.composition.readers_first`).
+    At FIT_START, once the algorithms resolved their times, it checks that no two take charge of
+    one resource (:func:`~composer_swa.events.composition.check_composition`).
 
     The dispatch tables are built once, from each algorithm's ``events`` and the callback methods
     that are overridden, so an event nobody listens to is one dict lookup. ``trace`` counts which
@@ -51,7 +53,7 @@ class Engine:
 
     def refresh(self) -> None:
         """Rebuilds the dispatch tables; call it after changing ``state.algorithms`` or ``state.callbacks``."""
-        self._algorithms_at = {event: [a for a in self.state.algorithms if event in a.events] for event in Event}
+        self._algorithms_at = {event: readers_first(self.state.algorithms, event) for event in Event}
         self._callbacks_at = {event: [c for c in self.state.callbacks if overrides(c, event)] for event in Event}
 
     def run_event(self, event: Event) -> None:
@@ -62,28 +64,9 @@ class Engine:
                 algorithm.apply(event, state, self.logger)
                 self.trace[(algorithm.name, event.value)] += 1
         if event is Event.FIT_START:
-            self.check_conflicts()
+            check_composition(state.algorithms, state)
         for callback in self._callbacks_at[event]:
             callback.run_event(event, state, self.logger)
-
-    def check_conflicts(self) -> None:
-        """Raises if two algorithms own the same resource in this run (checked after FIT_START resolves times).
-
-        Every conflict is reported at once, each with the way to resolve it.
-        """
-        owners: dict[str, Algorithm] = {}
-        conflicts: list[str] = []
-        for algorithm in self.state.algorithms:
-            for resource in sorted(algorithm.owned_resources(self.state)):
-                if resource in owners:
-                    conflicts.append(
-                        f"{owners[resource].name} and {algorithm.name} both take charge of {resource!r} in this run; "
-                        f"{_HOW_TO_RESOLVE.get(resource, 'remove one of them')}"
-                    )
-                else:
-                    owners[resource] = algorithm
-        if conflicts:
-            raise AlgorithmConflictError("\n".join(conflicts))
 
     def trace_summary(self) -> str:
         """One line per algorithm: the events it acted on and how often."""
@@ -91,14 +74,3 @@ class Engine:
         for (name, event), count in sorted(self.trace.items()):
             per_algorithm.setdefault(name, []).append(f"{event}×{count}")
         return "\n".join(f"{name}: {', '.join(events)}" for name, events in per_algorithm.items())
-
-
-_HOW_TO_RESOLVE = {
-    "lr": "let only one of them schedule the learning rate (e.g. SWA(schedule_swa_lr=False))",
-    "final_weights": (
-        "let only one of them replace the final weights "
-        "(e.g. an earlier swa_end for SWA, or replace_at_fit_end=False for EMA or LAWA)"
-    ),
-    "eval_weights": "let only one of them swap its average in for evaluation (eval_with_average=False on the other)",
-    "optimizer": "let only one of them replace the optimizer",
-}

@@ -51,7 +51,10 @@ class Event(str, Enum):
 
     Ordering: at every event, algorithms run in the order of the ``algorithms`` list, then callbacks
     in the order of the ``callbacks`` list. AFTER_* events keep the same rule: we have no BEFORE_*
-    events to pair them with, and a single rule is the one users can predict from their list.
+    events to pair them with, and a single rule is the one users can predict from their list. One
+    exception: at an event where an algorithm may replace the weights (``Algorithm.replaces_weights_at``:
+    SWA at swa_end, EMA and LAWA at FIT_END), it runs after the others, so every snapshot reads the
+    live weights whatever the list order (see :mod:`composer_swa.events.composition`).
 
     AFTER_TRAIN_BATCH (Composer's name) is where gradients are changed before the step, e.g. by
     :class:`~composer_swa.algorithms.GradientClipping`: it fires once per optimizer step, after

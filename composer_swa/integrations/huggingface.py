@@ -17,7 +17,7 @@ except ImportError as error:  # the core never imports this module; only this ad
 
 from composer_swa.batch_resolver import BatchResolver
 from composer_swa.checkpoint.files import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_checkpoint, write_checkpoint
-from composer_swa.events import Event
+from composer_swa.events import Event, Resource
 from composer_swa.integrations.adapter import FrameworkAdapter
 from composer_swa.loader_facts import infer_tokens_per_sample
 from composer_swa.time import Time, TimeUnit
@@ -113,7 +113,7 @@ class HuggingFaceCallback(FrameworkAdapter, TrainerCallback):
         if state.global_step > 0:
             runner.load_state_dict(self._read_saved_state(args, state.global_step))
         runner.fit_start()
-        owners = [a.name for a in runner.state.algorithms if "final_weights" in a.owned_resources(runner.state)]
+        owners = [a.name for a in runner.state.algorithms if Resource.FINAL_WEIGHTS in a.owned_resources(runner.state)]
         if args.load_best_model_at_end and owners:
             raise ValueError(
                 f"load_best_model_at_end=True would replace the final weights {owners[0]} produces with the best "

@@ -10,7 +10,7 @@ import torch
 
 from composer_swa.batch_resolver import BatchResolver
 from composer_swa.compiled import split_compiled
-from composer_swa.events import Algorithm, Engine, Event
+from composer_swa.events import Algorithm, Engine, Event, Resource
 from composer_swa.loggers import ConsoleLogger, Logger, LoggerDestination
 from composer_swa.state import State
 from composer_swa.time import Time
@@ -34,7 +34,7 @@ def check_algorithms(algorithms: Sequence[Algorithm]) -> None:
     for algorithm in algorithms:
         if not isinstance(algorithm, Algorithm):
             raise TypeError(f"algorithms must hold composer_swa algorithms (SWA, EMA, LAWA, ...), got {algorithm!r}")
-        if algorithm.replaces_optimizer:
+        if Resource.OPTIMIZER in algorithm.may_own:
             raise ValueError(
                 f"{algorithm.name} replaces the optimizer object, which a loop that is not composer_swa's Trainer keeps "
                 f"its own reference to and would go on stepping; use {algorithm.name} with composer_swa.Trainer"

@@ -18,6 +18,7 @@ import torch
 from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
 from composer_swa.averaging.model_average import named_state_tensors
 from composer_swa.distributed.sharded import is_dtensor, local_part
+from composer_swa.events import Resource
 from composer_swa.state import unique_keys
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def _averaging_algorithms(trainer: Trainer) -> list[tuple[str, AveragingAlgorith
 def _holder(trainer: Trainer) -> tuple[str, AveragingAlgorithm] | None:
     """The algorithm whose average the final model holds (it swapped it in at the end and kept the live weights)."""
     for key, algorithm in _averaging_algorithms(trainer):
-        if algorithm.training_weights is not None and "final_weights" in algorithm.owned_resources(trainer.state):
+        if algorithm.training_weights is not None and Resource.FINAL_WEIGHTS in algorithm.owned_resources(trainer.state):
             return key, algorithm
     return None
 

@@ -98,3 +98,42 @@ def test_the_run_log_records_the_trace(tmp_path) -> None:  # type: ignore[no-unt
     trace = next(message for message in messages if message.startswith("algorithm trace"))
     assert "SWA: batch_end×5, fit_end×1, fit_start×1" in trace
     assert "EMA: batch_end×8" in trace
+
+
+def reference_ema(snapshots: list[np.ndarray], smoothing: float) -> np.ndarray:
+    ema = snapshots[0]
+    for weights in snapshots[1:]:
+        ema = smoothing * ema + (1 - smoothing) * weights
+    return ema
+
+
+@pytest.mark.parametrize("swa_end", ["1.0dur", "0.75dur"])
+def test_list_order_does_not_change_what_swa_and_ema_read(swa_end: str) -> None:
+    """At swa_end SWA swaps its average in; an EMA listed after it still snapshots the live weights there."""
+
+    def run(order: str) -> tuple[WeightRecorder, SWA, EMA, torch.Tensor]:
+        recorder = WeightRecorder()
+        swa = SWA(swa_start="0.5dur", swa_end=swa_end, update_interval="1ba")
+        ema = EMA(smoothing=0.8, replace_at_fit_end=False, eval_with_average=False)
+        trainer = fit([recorder, swa, ema] if order == "swa first" else [recorder, ema, swa])
+        return recorder, swa, ema, flat_weights(trainer.state.model)
+
+    def average(algorithm: SWA | EMA) -> np.ndarray:
+        weights = algorithm.averaged_weights()
+        assert weights is not None
+        return torch.cat([weights[name].double().flatten() for name, _ in mlp().named_parameters()]).numpy()
+
+    runs = [run("swa first"), run("ema first")]
+    for recorder, swa, ema, _ in runs:
+        # The independent reference: the live weights the first-listed recorder saw after every batch.
+        live = [recorder.weights[b].numpy() for b in range(1, 17)]
+        np.testing.assert_allclose(average(ema), reference_ema(live, 0.8), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(average(swa), np.mean(live[7 : 12 if swa_end == "0.75dur" else 16], axis=0), atol=1e-6)
+        assert swa.finished and ema.n_updates == 16
+    assert torch.equal(runs[0][3], runs[1][3])
+    if swa_end == "1.0dur":  # nothing trains after the swap, so each algorithm alone gives the same
+        alone_swa = fit([SWA(swa_start="0.5dur", update_interval="1ba")])
+        assert torch.equal(flat_weights(alone_swa.state.model), runs[0][3])
+        alone_ema = EMA(smoothing=0.8, replace_at_fit_end=False, eval_with_average=False)
+        fit([alone_ema])
+        np.testing.assert_array_equal(average(alone_ema), average(runs[1][2]))

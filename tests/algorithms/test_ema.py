@@ -57,6 +57,23 @@ def test_epoch_interval_updates_at_epoch_ends() -> None:
     np.testing.assert_allclose(flat_weights(model).numpy(), expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("ema", "batches"),
+    [
+        (lambda: EMA(smoothing=0.5, update_interval="4ba", ema_start="2ba"), [2, 6, 10, 14]),
+        (lambda: EMA(smoothing=0.5, update_interval="2ep", ema_start="1ep"), [4, 12]),
+        (lambda: EMA(smoothing=0.5, update_interval="2ep", ema_start="5ba"), [8, 16]),  # the first epoch end at or after it
+    ],
+)
+def test_updates_count_from_ema_start(ema: Any, batches: list[int]) -> None:
+    """The grid of composer_swa.Schedule, as SWA's: ema_start, then every update_interval (not multiples from batch 0)."""
+    algorithm = ema()
+    model, recorder = train(algorithm)
+    assert algorithm.n_updates == len(batches)
+    expected = reference_ema([recorder.weights[b].numpy() for b in batches], [0.5] * (len(batches) - 1))
+    np.testing.assert_allclose(flat_weights(model).numpy(), expected, rtol=0, atol=1e-6)
+
+
 def test_decay_warmup_follows_timm_formula() -> None:
     ema = EMA(smoothing=0.99, warmup_gamma=1.0, warmup_power=0.75)
     for t in (1, 5, 50, 10_000):

@@ -20,7 +20,7 @@ def train(lawa: LAWA, max_duration: str = "5ep", **kwargs: Any) -> tuple[torch.n
 
 
 def test_window_holds_the_latest_snapshots_and_the_model_their_mean() -> None:
-    lawa = LAWA(window=3, interval="1ep")
+    lawa = LAWA(window=3, update_interval="1ep")
     model, recorder = train(lawa)
     assert lawa.snapshot_batches == [12, 16, 20] and len(lawa.snapshots) == 3
     for snapshot, batch in zip(lawa.snapshots, lawa.snapshot_batches):
@@ -32,10 +32,10 @@ def test_window_holds_the_latest_snapshots_and_the_model_their_mean() -> None:
 
 
 def test_batch_interval_and_start() -> None:
-    lawa = LAWA(window=4, interval="3ba", start="0.5dur")  # 20 batches: snapshots at 12, 15, 18
+    lawa = LAWA(window=4, update_interval="3ba", lawa_start="0.5dur")  # 20 batches: snapshots at 10, 13, 16, 19
     model, recorder = train(lawa)
-    assert lawa.snapshot_batches == [12, 15, 18]
-    expected = np.mean([recorder.weights[b].numpy() for b in (12, 15, 18)], axis=0)
+    assert lawa.snapshot_batches == [10, 13, 16, 19]
+    expected = np.mean([recorder.weights[b].numpy() for b in (10, 13, 16, 19)], axis=0)
     np.testing.assert_allclose(flat_weights(model).numpy(), expected, rtol=0, atol=1e-6)
 
 
@@ -46,7 +46,7 @@ def test_snapshots_live_on_the_cpu() -> None:
 
 
 def test_evaluation_uses_the_window_mean_then_training_continues_from_live_weights() -> None:
-    lawa = LAWA(window=2, interval="2ba", replace_at_fit_end=False)
+    lawa = LAWA(window=2, update_interval="2ba", replace_at_fit_end=False)
     model, recorder, seen = fit_evaluating_every_epoch(lawa)
     np.testing.assert_allclose(seen.during[0].numpy(), (recorder.weights[2] + recorder.weights[4]).numpy() / 2, atol=1e-6)
     np.testing.assert_allclose(seen.during[1].numpy(), (recorder.weights[6] + recorder.weights[8]).numpy() / 2, atol=1e-6)
@@ -58,8 +58,8 @@ def test_evaluation_uses_the_window_mean_then_training_continues_from_live_weigh
     [
         ({"window": 0}, "window must be an int >= 1, got 0"),
         ({"window": 2.5}, "window must be an int >= 1, got 2.5"),
-        ({"interval": "0.1dur"}, "interval must be at least 1 in 'ba' or 'ep', got '0.1dur'"),
-        ({"start": "soon"}, "start"),
+        ({"update_interval": "0.1dur"}, "update_interval must be at least 1 in 'ba' or 'ep', got '0.1dur'"),
+        ({"lawa_start": "soon"}, "lawa_start"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], message: str) -> None:
@@ -71,7 +71,7 @@ def test_state_dict_round_trip_continues_exactly() -> None:
     def run(**kwargs: Any) -> tuple[torch.Tensor, dict[str, Any] | None]:
         model = mlp()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
-        return train_plain_loop(model, optimizer, [LAWA(window=3, interval="2ba")], **kwargs)
+        return train_plain_loop(model, optimizer, [LAWA(window=3, update_interval="2ba")], **kwargs)
 
     uninterrupted, _ = run()
     _, saved = run(stop_at=9)

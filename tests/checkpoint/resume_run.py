@@ -27,7 +27,7 @@ ALGORITHMS = {
 }
 #: Resumed in-process only (the subprocess kills cover the four above).
 MORE_ALGORITHMS = {
-    "lawa": lambda: [LAWA(window=3, interval="4ba")],
+    "lawa": lambda: [LAWA(window=3, update_interval="4ba")],
     "swats": lambda: [SWATS(switch_at="14ba")],  # Adam until batch 14, SGD after: resumes after the switch
     # The paper's LR schedule: decays from batch 12 to 21.6 (the stops at 15 and 17 fall inside), held until swa_end.
     "swa-paper": lambda: [

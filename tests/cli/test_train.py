@@ -64,7 +64,8 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
     assert code == 0, out
     printed = yaml.safe_load(out)
     assert printed["algorithms"][0] == {
-        "name": "lawa", "window": 7, "interval": "25ba", "start": "0.5dur", "replace_at_fit_end": True, "eval_with_average": True,
+        "name": "lawa", "window": 7, "update_interval": "25ba", "lawa_start": "0.5dur",
+        "replace_at_fit_end": True, "eval_with_average": True,
     }  # fmt: skip
     reread = load_config(write(tmp_path, out)).model_dump(mode="json")
     assert reread == load_config(EXAMPLES / "char_lm_lawa.yaml", ["algorithms[0].window=7"]).model_dump(mode="json")

@@ -78,10 +78,10 @@ def test_a_changed_lr_argument_is_a_warning_naming_it_and_the_new_value_applies(
 
 
 def test_the_same_arguments_resume_without_a_warning(tmp_path: Path) -> None:
-    stop_after(tmp_path, [swa(), LAWA(window=3, interval="4ba")], 19)
+    stop_after(tmp_path, [swa(), LAWA(window=3, update_interval="4ba")], 19)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        trainer_with(tmp_path, [swa(), LAWA(window=3, interval="4ba")]).fit()
+        trainer_with(tmp_path, [swa(), LAWA(window=3, update_interval="4ba")]).fit()
 
 
 @pytest.mark.parametrize(
@@ -130,9 +130,9 @@ def test_ema_takes_the_same_decay_by_another_spelling_with_a_warning(tmp_path: P
 
 
 def test_lawa_refuses_another_window_once_it_holds_snapshots(tmp_path: Path) -> None:
-    stop_after(tmp_path, [LAWA(window=3, interval="4ba")], 19)  # snapshots after batches 8, 12, 16
+    stop_after(tmp_path, [LAWA(window=3, update_interval="4ba")], 19)  # snapshots after batches 8, 12, 16
     with pytest.raises(ValueError, match=r"LAWA: .*window 3 → 4.*batches \[8, 12, 16\].*resume with window=3"):
-        trainer_with(tmp_path, [LAWA(window=4, interval="4ba")]).fit()
+        trainer_with(tmp_path, [LAWA(window=4, update_interval="4ba")]).fit()
 
 
 def test_swats_takes_another_switch_at_with_a_warning(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from composer_swa import SWA, Algorithm, AlgorithmConflictError, Callback, Engine, Event, State
+from composer_swa import SWA, Algorithm, AlgorithmConflictError, Callback, Engine, Event, Resource, State
 from composer_swa.loggers import Logger
 from tests.helpers import weights_only_round_trip
 
@@ -13,8 +13,8 @@ from tests.helpers import weights_only_round_trip
 class Recorder(Algorithm):
     events: ClassVar[frozenset[Event]] = frozenset({Event.BATCH_END, Event.FIT_START})
 
-    def __init__(self, name: str, log: list[str], owns: frozenset[str] = frozenset()) -> None:
-        self.tag, self.log, self._owns = name, log, owns
+    def __init__(self, name: str, log: list[str], owns: frozenset[Resource] = frozenset()) -> None:
+        self.tag, self.log, self.may_own = name, log, owns  # type: ignore[misc]  # a class's resources, per instance here
         self.match_calls: list[Event] = []
 
     def match(self, event: Event, state: State) -> bool:
@@ -23,9 +23,6 @@ class Recorder(Algorithm):
 
     def apply(self, event: Event, state: State, logger: Any) -> None:
         self.log.append(f"{self.tag}:{event.value}")
-
-    def owned_resources(self, state: State) -> frozenset[str]:
-        return self._owns
 
 
 class RecordingCallback(Callback):
@@ -68,7 +65,7 @@ def test_dispatch_skips_uninterested_algorithms_and_callbacks() -> None:
 
 def test_conflicting_owners_fail_at_fit_start_naming_both() -> None:
     log: list[str] = []
-    first, second = Recorder("x", log, frozenset({"lr"})), Recorder("y", log, frozenset({"lr"}))
+    first, second = Recorder("x", log, frozenset({Resource.LR})), Recorder("y", log, frozenset({Resource.LR}))
     engine = Engine(make_state(algorithms=[first, second]), Logger())
     with pytest.raises(AlgorithmConflictError, match=r"Recorder and Recorder both take charge of 'lr'.*schedule"):
         engine.run_event(Event.FIT_START)

@@ -41,7 +41,7 @@ def test_every_average_and_the_live_weights_match_a_hand_evaluation(tmp_path: Pa
     algorithms = [
         SWA(swa_start="0.5dur", update_interval="1ba"),  # the final model holds SWA's average
         EMA(half_life="3ba", replace_at_fit_end=False, eval_with_average=False),
-        LAWA(window=3, interval="1ba", replace_at_fit_end=False, eval_with_average=False),
+        LAWA(window=3, update_interval="1ba", replace_at_fit_end=False, eval_with_average=False),
     ]
     trainer = Trainer(
         mlp(batch_norm=True), train, eval_dataloader=evaluation, max_duration="3ep",
