@@ -42,36 +42,33 @@ def train_plain_loop(
     stop_at: int | None = None,
     saved: dict[str, Any] | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any] | None]:
-    """A user's own loop driving the engine, on the fixed batches of ``make_loader()``.
+    """A user's own loop driving the algorithms through ``AlgorithmRunner``, on the fixed batches of ``make_loader()``.
 
     With ``stop_at``, it stops after that batch and returns the whole state saved and reloaded
     weights-only; with ``saved``, it resumes from it. Returns the final flat weights.
     """
-    from composer_swa import Engine
+    from composer_swa.integrations import AlgorithmRunner
     from tests.conftest import make_loader
 
     batches = list(make_loader())
-    state = State(model=model, max_duration=max_duration, train_dataloader=batches, optimizers=[optimizer], algorithms=algorithms)
-    engine = Engine(state, Logger())
+    runner = AlgorithmRunner(algorithms, model, optimizer, batches, max_duration, loggers=[])
     if saved is not None:
-        state.load_state_dict(saved)
-    engine.run_event(Event.FIT_START)
-    while not state.is_finished:
-        for x, y in batches[state.timestamp.batch_in_epoch :]:
-            engine.run_event(Event.BATCH_START)
+        runner.state.load_state_dict(saved)
+    runner.fit_start()
+    while not runner.is_finished:
+        for x, y in batches[runner.state.timestamp.batch_in_epoch :]:
+            runner.batch_start()
             torch.nn.functional.cross_entropy(model(x), y).backward()
-            state.optimizers[0].step()  # an algorithm may have replaced the optimizer (SWATS)
-            state.optimizers[0].zero_grad()
-            state.timestamp.advance_batch(len(x), 0)
-            engine.run_event(Event.BATCH_END)
-            if state.timestamp.batch_count == stop_at:
+            optimizer.step()
+            optimizer.zero_grad()
+            runner.batch_end(samples=len(x))
+            if runner.state.timestamp.batch_count == stop_at:
                 buffer = io.BytesIO()
-                torch.save(state.state_dict(), buffer)
+                torch.save(runner.state.state_dict(), buffer)
                 buffer.seek(0)
                 return flat_weights(model), torch.load(buffer, weights_only=True)
-        state.timestamp.advance_epoch()
-        engine.run_event(Event.EPOCH_END)
-    engine.run_event(Event.FIT_END)
+        runner.epoch_end()
+    runner.fit_end()
     return flat_weights(model), None
 
 
