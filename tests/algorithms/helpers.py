@@ -42,33 +42,35 @@ def train_plain_loop(
     stop_at: int | None = None,
     saved: dict[str, Any] | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any] | None]:
-    """A user's own loop driving the algorithms through ``AlgorithmRunner``, on the fixed batches of ``make_loader()``.
+    """A user's own loop on the driver every loop shares (``Loop``, which AlgorithmRunner wraps; SWATS
+    included, which AlgorithmRunner refuses), on the fixed batches of ``make_loader()``.
 
     With ``stop_at``, it stops after that batch and returns the whole state saved and reloaded
     weights-only; with ``saved``, it resumes from it. Returns the final flat weights.
     """
-    from composer_swa.integrations import AlgorithmRunner
+    from composer_swa.events.loop import Loop
     from tests.conftest import make_loader
 
     batches = list(make_loader())
-    runner = AlgorithmRunner(algorithms, model, optimizer, batches, max_duration, loggers=[])
+    state = State(model=model, max_duration=max_duration, train_dataloader=batches, optimizers=[optimizer], algorithms=algorithms)
+    loop = Loop(state, Logger())
     if saved is not None:
-        runner.state.load_state_dict(saved)
-    runner.fit_start()
-    while not runner.is_finished:
-        for x, y in batches[runner.state.timestamp.batch_in_epoch :]:
-            runner.batch_start()
+        state.load_state_dict(saved)
+    loop.fit_start()
+    while not state.is_finished:
+        for x, y in batches[state.timestamp.batch_in_epoch :]:
+            loop.batch_start()
             torch.nn.functional.cross_entropy(model(x), y).backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            runner.batch_end(samples=len(x))
-            if runner.state.timestamp.batch_count == stop_at:
+            state.optimizers[0].step()  # an algorithm may have replaced the optimizer (SWATS)
+            state.optimizers[0].zero_grad()
+            loop.batch_end(samples=len(x), tokens=0)
+            if state.timestamp.batch_count == stop_at:
                 buffer = io.BytesIO()
-                torch.save(runner.state.state_dict(), buffer)
+                torch.save(state.state_dict(), buffer)
                 buffer.seek(0)
                 return flat_weights(model), torch.load(buffer, weights_only=True)
-        runner.epoch_end()
-    runner.fit_end()
+        loop.end_epoch()
+    loop.fit_end()
     return flat_weights(model), None
 
 
