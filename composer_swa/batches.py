@@ -77,4 +77,3 @@ def split_batch(batch: Any, parts: int) -> list[Any]:
         columns = [split_batch(value, parts) for value in batch]
         return [type(batch)(column[i] for column in columns) for i in range(len(columns[0]))]
     raise TypeError(f"cannot split a batch of type {type(batch).__name__} into microbatches")
-

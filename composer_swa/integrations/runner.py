@@ -54,7 +54,8 @@ class AlgorithmRunner:
 
     An epoch whose length is known closes with its last batch (``EPOCH_END`` right after that
     ``BATCH_END``), so evaluation and checkpoints the loop runs after the batch see the epoch's
-    snapshot, as our Trainer's epoch-end evaluation and checkpoints do. ``epoch_end()`` closes epochs of unknown length and is a no-op otherwise.
+    snapshot, as our Trainer's epoch-end evaluation and checkpoints do. ``epoch_end()`` closes epochs
+    of unknown length and is a no-op otherwise.
 
     Args:
         algorithms: The algorithms, in the order they run at each event.
