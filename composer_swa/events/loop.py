@@ -62,6 +62,7 @@ class Loop:
 
     def fit_start(self) -> None:
         """FIT_START: times resolve to batch counts and algorithms set up."""
+        self._in_batch = False  # a batch an exception cut short in an earlier fit() is not this run's
         self.engine.run_event(Event.FIT_START)
 
     def epoch_start(self) -> None:
