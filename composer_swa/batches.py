@@ -1,13 +1,14 @@
-"""Batches as the Trainer sees them: ``(inputs, targets)`` tuples/lists, dicts, or bare tensors."""
+"""What a batch holds: ``(inputs, targets)`` tuples/lists, dicts or bare tensors; its samples, tokens, device and
+microbatches. How a model runs on one is :mod:`composer_swa.model_calls`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-__all__ = ["batch_num_samples", "batch_num_tokens", "default_forward", "split_batch", "to_device"]
+__all__ = ["batch_num_samples", "batch_num_tokens", "split_batch", "to_device"]
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -76,18 +77,3 @@ def split_batch(batch: Any, parts: int) -> list[Any]:
         columns = [split_batch(value, parts) for value in batch]
         return [type(batch)(column[i] for column in columns) for i in range(len(columns[0]))]
     raise TypeError(f"cannot split a batch of type {type(batch).__name__} into microbatches")
-
-
-def default_forward(model: torch.nn.Module) -> Callable[[Any], Any]:
-    """Runs ``model`` on a batch as the Trainer does: ``model(x)`` for ``(x, y)``, ``model(**batch)`` for a dict."""
-    device = next(model.parameters()).device
-
-    def forward(batch: Any) -> Any:
-        batch = to_device(batch, device)
-        if isinstance(batch, Mapping):
-            return model(**batch)
-        if isinstance(batch, (list, tuple)):
-            return model(batch[0])
-        return model(batch)
-
-    return forward

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from composer_swa.batches import default_forward
 from composer_swa.distributed.process_group import is_distributed, reduce_sum
+from composer_swa.model_calls import statistics_forward
 
 __all__ = ["batch_norm_layers", "recompute_batch_norm"]
 
@@ -79,8 +79,8 @@ def recompute_batch_norm(model: torch.nn.Module, batches: Iterable[Any], forward
         model: The model holding the weights to gather statistics for (e.g. the SWA average).
         batches: The data, typically one epoch of the training loader. Tuple, list, dict and tensor
             batches work with the default ``forward``.
-        forward: Runs the model on one batch; defaults to :func:`default_forward`. The Trainer
-            passes its own, which honors precision and microbatching.
+        forward: Runs the model on one batch; default: ``statistics_forward(model)`` of
+            :mod:`composer_swa.model_calls`. The Trainer passes one with its device, precision and microbatches.
 
     Returns:
         The number of samples seen by the first batch-norm layer, over all processes (0 if the model has none).
@@ -95,7 +95,7 @@ def recompute_batch_norm(model: torch.nn.Module, batches: Iterable[Any], forward
     if not layers:
         return 0
     # Every process must join the collectives below, even one whose share of the data is empty.
-    run = forward if forward is not None else default_forward(model)
+    run = forward if forward is not None else statistics_forward(model)
     moments = [_ChannelMoments() for _ in layers]
     handles = [layer.register_forward_pre_hook(moment) for layer, moment in zip(layers, moments)]
     was_training = {module: module.training for module in model.modules()}

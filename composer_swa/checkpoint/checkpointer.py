@@ -26,7 +26,7 @@ from composer_swa.checkpoint.options import CheckpointOptions
 from composer_swa.checkpoint.rng import capture_rng, restore_rng
 from composer_swa.checkpoint.weights import load_model_weights
 from composer_swa.distributed.process_group import all_gather_objects, distributed_info
-from composer_swa.time import TimeUnit
+from composer_swa.schedule import ResolvedSchedule, Schedule
 
 if TYPE_CHECKING:
     from composer_swa.events import Engine
@@ -66,7 +66,7 @@ class Checkpointer:
         #: What the last :meth:`restore` loaded and skipped, for the run's log.
         self.notes: list[str] = []
         self._restored = False
-        self._every_batches = 0
+        self._schedule: ResolvedSchedule | None = None
 
     @property
     def saving(self) -> bool:
@@ -145,17 +145,15 @@ class Checkpointer:
 
     def resolve(self, state: State) -> None:
         """Resolves ``save_interval`` against the run's length (at FIT_START)."""
-        if self.save_interval.unit is not TimeUnit.EPOCH:
-            self._every_batches = max(1, state.to_batches(self.save_interval))
+        self._schedule = Schedule(self.save_interval, argument="save_interval").resolve(state.resolver)
 
     def is_due(self, state: State, epoch_ended: bool) -> bool:
-        """Whether a periodic checkpoint falls at this batch boundary."""
+        """Whether a periodic checkpoint falls at this batch boundary (an epoch's end is a batch's end too)."""
         timestamp = state.timestamp
         if not self.saving or self.last_saved_batch == timestamp.batch_count:
             return False
-        if self.save_interval.unit is TimeUnit.EPOCH:
-            return epoch_ended and timestamp.epoch_count % int(self.save_interval.value) == 0
-        return timestamp.batch_count % self._every_batches == 0
+        assert self._schedule is not None, "resolve() comes first, at FIT_START"
+        return self._schedule.fires(timestamp, at_epoch_end=epoch_ended and self._schedule.at_epoch_end)
 
     def save(self, state: State, engine: Engine, scaler: Any, epoch_rng: dict[str, Any]) -> Path:
         """Writes a checkpoint atomically, then prunes the oldest beyond ``save_num_checkpoints_to_keep``.

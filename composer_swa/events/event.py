@@ -12,8 +12,9 @@ class Event(str, Enum):
 
     The value of each event is the name of the :class:`~composer_swa.Callback` method it calls
     (``Event.BATCH_END.value == "batch_end"``). The loop below is the contract: any loop that fires
-    events in this order (our :class:`~composer_swa.Trainer`, a plain PyTorch loop, a Hugging Face or
-    Lightning adapter) can drive the same algorithms::
+    events in this order can drive the same algorithms. Our :class:`~composer_swa.Trainer`, a plain
+    PyTorch loop and the Hugging Face and Lightning adapters all fire them through one driver,
+    :class:`~composer_swa.events.loop.Loop` (which also counts the timestamp and closes epochs)::
 
         # <INIT>                     algorithms and callbacks see the constructed State
         # <FIT_START>                run length known; Time strings resolve to batch counts here
@@ -41,6 +42,7 @@ class Event(str, Enum):
             if it is time to evaluate (eval_interval in epochs):
                 run_evaluation()
         # <FIT_END>
+        run_evaluation()                 # our Trainer, unless the last batch was just evaluated
 
         def run_evaluation():
             # <EVAL_START>
@@ -48,6 +50,8 @@ class Event(str, Enum):
                 outputs = model(batch)
                 # <EVAL_BATCH_END>
             # <EVAL_END>                 state.eval_metrics holds this evaluation's metrics
+
+    A run whose ``max_duration`` falls mid-epoch ends without that epoch's EPOCH_END.
 
     Ordering: at every event, algorithms run in the order of the ``algorithms`` list, then callbacks
     in the order of the ``callbacks`` list. AFTER_* events keep the same rule: we have no BEFORE_*

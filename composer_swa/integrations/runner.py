@@ -10,7 +10,8 @@ import torch
 
 from composer_swa.batch_resolver import BatchResolver
 from composer_swa.compiled import split_compiled
-from composer_swa.events import Algorithm, Engine, Event, Resource
+from composer_swa.events import Algorithm, Resource
+from composer_swa.events.loop import Loop
 from composer_swa.loggers import ConsoleLogger, Logger, LoggerDestination
 from composer_swa.state import State
 from composer_swa.time import Time
@@ -44,15 +45,17 @@ def check_algorithms(algorithms: Sequence[Algorithm]) -> None:
 class AlgorithmRunner:
     """Fires composer_swa's events from a loop that is not our Trainer, so any algorithm runs unchanged.
 
-    It owns a :class:`~composer_swa.State` and an :class:`~composer_swa.Engine`; the loop calls one
-    method at each point of :class:`~composer_swa.Event`'s contract. The loop keeps everything else:
+    It owns a :class:`~composer_swa.State` and the :class:`~composer_swa.events.loop.Loop` our Trainer
+    drives too (which fires the events, counts time and closes epochs); the loop calls one method at
+    each point of :class:`~composer_swa.Event`'s contract. The loop keeps everything else:
     the forward and backward passes, the optimizer and scheduler steps, checkpoints of the model and
     optimizer. What the runner adds to a checkpoint is :meth:`state_dict`: the timestamp and every
     algorithm's state (SWA's average and snapshot count, EMA's average, ...).
 
     An epoch whose length is known closes with its last batch (``EPOCH_END`` right after that
-    ``BATCH_END``), as in our Trainer, so evaluation and checkpoints the loop runs after the batch see
-    the epoch's snapshot. ``epoch_end()`` closes epochs of unknown length and is a no-op otherwise.
+    ``BATCH_END``), so evaluation and checkpoints the loop runs after the batch see the epoch's
+    snapshot, as our Trainer's epoch-end evaluation and checkpoints do. ``epoch_end()`` closes epochs
+    of unknown length and is a no-op otherwise.
 
     Args:
         algorithms: The algorithms, in the order they run at each event.
@@ -120,11 +123,10 @@ class AlgorithmRunner:
             self.state.resolver = resolver
         self.state.run_forward = forward
         self.logger = Logger(list(loggers) if loggers is not None else [ConsoleLogger()])
-        self.engine = Engine(self.state, self.logger)
         self._started = self._ended = False
-        self._in_batch = False  # BATCH_START fired for a batch not yet ended
-        self._epoch_open = False  # a batch ran since the last EPOCH_END
-        self.engine.run_event(Event.INIT)
+        #: The driver our Trainer uses too: it fires the events, counts time and closes epochs.
+        self.loop = Loop(self.state, self.logger)
+        self.engine = self.loop.engine
 
     @property
     def owns_lr(self) -> bool:
@@ -141,24 +143,22 @@ class AlgorithmRunner:
         if self._started:
             raise RuntimeError("fit_start() was already called for this runner; build a new runner for a new run")
         self._started = True
-        self.engine.run_event(Event.FIT_START)
+        self.loop.fit_start()
 
     def epoch_start(self) -> None:
         """Fires EPOCH_START (for callbacks; no built-in algorithm acts on it)."""
-        self.engine.run_event(Event.EPOCH_START)
+        self.loop.epoch_start()
 
     def batch_start(self) -> None:
         """Fires BATCH_START once per optimizer step, before its first forward pass (SWA sets the LR here)."""
         self._check_started("batch_start")
-        if not self._in_batch:
-            self._in_batch = True
-            self.engine.run_event(Event.BATCH_START)
+        self.loop.batch_start()
 
     def after_train_batch(self) -> None:
         """Fires AFTER_TRAIN_BATCH: call it after the step's last backward (and, under fp16, after
         ``scaler.unscale_(optimizer)``) and before ``optimizer.step()``; GradientClipping clips here."""
         self._check_started("after_train_batch")
-        self.engine.run_event(Event.AFTER_TRAIN_BATCH)
+        self.loop.after_train_batch()
 
     def batch_end(self, samples: int | None = None) -> None:
         """Counts the optimizer step that just finished and fires BATCH_END (snapshots, SWA's swap).
@@ -168,15 +168,11 @@ class AlgorithmRunner:
                 last batch of the epoch, from what the resolver knows.
         """
         self._check_started("batch_end")
-        self._in_batch = False
-        stamp = self.state.timestamp
         samples = self._expected_samples() if samples is None else samples
         tokens_per_sample = self.state.resolver.tokens_per_sample or 0
-        stamp.advance_batch(samples, round(samples * tokens_per_sample))
-        self._epoch_open = True
-        self.engine.run_event(Event.BATCH_END)
-        if stamp.batch_in_epoch == self.state.batches_per_epoch:
-            self._close_epoch()
+        self.loop.batch_end(samples, round(samples * tokens_per_sample))
+        if self.loop.epoch_is_full:
+            self.loop.end_epoch()
 
     def epoch_end(self) -> None:
         """Closes an epoch of unknown length (fires EPOCH_END); a no-op where the last batch already closed it.
@@ -184,30 +180,25 @@ class AlgorithmRunner:
         Raises:
             ValueError: The loop ended an epoch of known length early, before the run's end.
         """
-        if not self._epoch_open:
+        done = self.state.timestamp.batch_in_epoch
+        if done == 0:  # no batch since the last EPOCH_END
             return
         expected = self.state.batches_per_epoch
         if expected is None:
-            self._close_epoch()
+            self.loop.end_epoch()
         elif not self.state.is_finished:
             raise ValueError(
-                f"the loop ended an epoch after {self.state.timestamp.batch_in_epoch} optimizer steps, but an epoch "
+                f"the loop ended an epoch after {done} optimizer steps, but an epoch "
                 f"has {expected}; 'ep' and 'dur' times would mean other batches than the loop trains"
             )
 
-    def _close_epoch(self) -> None:
-        self._epoch_open = False
-        self.state.timestamp.advance_epoch()
-        self.engine.run_event(Event.EPOCH_END)
-
     def eval_start(self) -> None:
         """Fires EVAL_START: an algorithm with ``eval_with_average=True`` swaps its average in."""
-        self.engine.run_event(Event.EVAL_START)
+        self.loop.eval_start()
 
     def eval_end(self, metrics: Mapping[str, float] | None = None) -> None:
         """Fires EVAL_END with this evaluation's metrics: the live weights come back."""
-        self.state.eval_metrics = dict(metrics or {})
-        self.engine.run_event(Event.EVAL_END)
+        self.loop.eval_end(metrics)
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:
@@ -222,7 +213,7 @@ class AlgorithmRunner:
         """Fires FIT_END once (EMA and LAWA copy their average into the model here)."""
         if self._started and not self._ended:
             self._ended = True
-            self.engine.run_event(Event.FIT_END)
+            self.loop.fit_end()
 
     def state_dict(self) -> dict[str, Any]:
         """The timestamp and every algorithm's and callback's state: tensors and plain containers,
@@ -235,7 +226,6 @@ class AlgorithmRunner:
             raise RuntimeError("load_state_dict() must come before fit_start(): FIT_START sets algorithms up from it")
         self.state.load_algorithms_state_dict(state)
         self.state.timestamp.load_state_dict(state["timestamp"])
-        self._epoch_open = self.state.timestamp.batch_in_epoch > 0
 
     def _check_started(self, method: str) -> None:
         if not self._started:

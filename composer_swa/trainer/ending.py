@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from composer_swa.checkpoint import TrainingPreempted, export_weights
 from composer_swa.distributed.process_group import any_rank
-from composer_swa.events import Event
 
 if TYPE_CHECKING:
     from composer_swa.trainer.trainer import Trainer
@@ -69,7 +68,7 @@ def finish_fit(trainer: Trainer) -> None:
     trainer._guard.check_run()
     if checkpointer.saving and checkpointer.last_saved_batch != state.timestamp.batch_count:
         _save_or_warn(trainer)  # before FIT_END: resuming it replays FIT_END
-    trainer.engine.run_event(Event.FIT_END)
+    trainer.loop.fit_end()
     if trace := trainer.engine.trace_summary():
         trainer.logger.log_message("algorithm trace, events each acted on:\n" + trace, step=state.timestamp.batch_count)
     if (signal_name := _signalled(trainer)) is not None:  # the export is left to the resumed run

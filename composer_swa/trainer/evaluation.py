@@ -1,14 +1,63 @@
-"""Evaluation metrics: mean loss and, for class logits, accuracy, weighted by samples."""
+"""Evaluation: one pass over the eval data between EVAL_START and EVAL_END, and its metrics (mean loss and,
+for class logits, accuracy, weighted by samples and summed over every process)."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from composer_swa.batches import batch_num_samples, to_device
 from composer_swa.distributed.process_group import is_distributed, reduce_sum
+from composer_swa.model_calls import compute_loss, forward_batch
+from composer_swa.trainer.checks import check_scalar_loss
+
+if TYPE_CHECKING:
+    from composer_swa.events.loop import Loop
 
 __all__: list[str] = []
+
+
+def evaluate(
+    loop: Loop,
+    module: torch.nn.Module,
+    batches: Iterable[Any],
+    loss_fn: Callable[[Any, Any], torch.Tensor] | None,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+) -> dict[str, float]:
+    """Evaluates what the model holds now (an algorithm may swap its average in at EVAL_START) on ``batches``.
+
+    Args:
+        loop: The run's loop; ``loop.state.model`` is put in eval mode for the pass and back after it.
+        module: What evaluation calls: the model, or the compiled model.
+        batches: The eval data (this process's share).
+        loss_fn: The user's loss function, if any.
+        autocast: A factory of the context each forward runs in.
+
+    Returns:
+        The metrics, also in ``state.eval_metrics``.
+    """
+    state = loop.state
+    move = state.device.type != "cpu"
+    loop.eval_start()
+    was_training = state.model.training
+    state.model.eval()
+    totals = MetricTotals()
+    with torch.no_grad():
+        for batch in batches:
+            batch = to_device(batch, state.device) if move else batch
+            with autocast():
+                state.outputs = forward_batch(module, batch)
+                loss = check_scalar_loss(compute_loss(loss_fn, state.outputs, batch))
+            targets = batch[1] if isinstance(batch, (list, tuple)) else None
+            totals.add(loss, batch_num_samples(batch), accuracy_counts(state.outputs, targets))
+            loop.eval_batch_end()
+    state.model.train(was_training)
+    totals.reduce_across_processes(state.device)
+    loop.eval_end(totals.compute())
+    return state.eval_metrics
 
 
 def accuracy_counts(outputs: Any, targets: Any) -> tuple[int, int] | None:

@@ -4,39 +4,32 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from composer_swa.batches import batch_num_samples, batch_num_tokens, split_batch, to_device
-from composer_swa.checkpoint import Checkpointer, PreemptionWatcher, capture_rng, restore_rng, skip_consumed_batches
+from composer_swa.checkpoint import Checkpointer, PreemptionWatcher
 from composer_swa.checkpoint.folder_lock import owning_save_folder
 from composer_swa.checkpoint.options import CheckpointOptions
 from composer_swa.distributed.process_group import join_process_group, reduce_sum
-from composer_swa.distributed.sampling import set_sampler_epoch
-from composer_swa.events import Algorithm, Callback, Engine, Event
+from composer_swa.events import Algorithm, Callback
+from composer_swa.events.loop import Loop
 from composer_swa.loggers import ConsoleLogger, JSONLinesLogger, Logger, LoggerDestination
+from composer_swa.model_calls import statistics_forward
+from composer_swa.schedule import ResolvedSchedule, Schedule
 from composer_swa.state import State
-from composer_swa.time import Time, TimeUnit, as_time
-from composer_swa.trainer.checks import (
-    check_grad_accum,
-    check_model,
-    check_optimizers,
-    check_scalar_loss,
-    resolve_device,
-    seed_everything,
-)
+from composer_swa.time import Time, TimeUnit
+from composer_swa.trainer.checks import check_grad_accum, check_model, check_optimizers, resolve_device, seed_everything
 from composer_swa.trainer.ending import finish_fit, save_at_boundary
-from composer_swa.trainer.evaluation import MetricTotals, accuracy_counts
+from composer_swa.trainer.epochs import Epochs
+from composer_swa.trainer.evaluation import evaluate
 from composer_swa.trainer.guards import RunGuard
-from composer_swa.trainer.model_calls import compute_loss, forward_batch
 from composer_swa.trainer.parallel import prepare_model, shard_dataloaders
 from composer_swa.trainer.precision import autocast_context, check_precision, make_grad_scaler
-from composer_swa.trainer.stepping import step_optimizers
+from composer_swa.trainer.stepping import TrainingStep, step_schedulers
 
 __all__ = ["Trainer"]
 
@@ -143,7 +136,6 @@ class Trainer:
         model, self._train_module, self._eval_module = prepare_model(
             model, self.device, self.distributed, optimizers, parallelism, sync_batch_norm
         )  # training calls the model, DDP around it, or the compiled model; the State holds the unwrapped one
-        self._ddp = self._train_module if isinstance(self._train_module, DistributedDataParallel) else None
         self.state = State(
             model=model,
             max_duration=max_duration,
@@ -157,16 +149,15 @@ class Trainer:
         )
         self.state.precision = check_precision(precision, self.device)
         self.state.grad_accum = check_grad_accum(grad_accum)
-        self.state.run_forward = self._forward_for_statistics
-        _ = self.state.max_batches  # resolving now reports a bad max_duration before any work
-        self.eval_interval = as_time(eval_interval, "eval_interval")
-        self._log_every = max(1, self.state.to_batches(as_time(log_interval, "log_interval")))
-        self.loss_fn = loss_fn
-        self.step_schedulers_every_batch = step_schedulers_every_batch
-        self.progress_bar = progress_bar
         self._autocast = autocast_context(self.state.precision, self.device)
+        self.state.run_forward = statistics_forward(model, self.device, self._autocast, self.state.grad_accum)
+        _ = self.state.max_batches  # resolving now reports a bad max_duration before any work
+        # Resolved against the run's length at FIT_START; parsed now, so a bad interval fails before any work.
+        self._eval_schedule = Schedule(eval_interval, argument="eval_interval")
+        self._log_schedule = Schedule(log_interval, argument="log_interval")
+        self._eval_at: ResolvedSchedule | None = None
+        self.progress_bar = progress_bar
         self._scaler = make_grad_scaler(self.state.precision, self.device)
-        self._move_batches = self.device.type != "cpu"
         self._last_eval_batch = -1
         self.checkpointer = Checkpointer(
             CheckpointOptions.from_arguments(
@@ -175,15 +166,25 @@ class Trainer:
         )
         self._preemption = PreemptionWatcher()
         self._guard = RunGuard(model, self.device)
-        self._epoch_rng: dict[str, Any] = {}
 
         if not self.distributed.is_rank_zero:
             loggers, self.progress_bar = [], False  # process 0 alone writes to the console and to files
         elif loggers is None:
             loggers = [ConsoleLogger()] + ([JSONLinesLogger(Path(run_dir) / "metrics.jsonl")] if run_dir else [])
         self.logger = Logger(loggers)
-        self.engine = Engine(self.state, self.logger)
-        self.engine.run_event(Event.INIT)
+        #: The driver every loop shares (AlgorithmRunner's too): it fires the events, counts time, closes epochs.
+        self.loop = Loop(self.state, self.logger, before_update=self._guard.before_averaging)  # fires INIT
+        self.engine = self.loop.engine
+        self._epochs = Epochs(self.loop)
+        self._step = TrainingStep(
+            self.loop, self._train_module, loss_fn, self._autocast, self._scaler, self._guard,
+            self.distributed.world_size, step_schedulers_every_batch,
+        )  # fmt: skip
+
+    @property
+    def loss_fn(self) -> LossFn | None:
+        """The loss function training and evaluation call (``None``: the default rule)."""
+        return self._step.loss_fn
 
     # The loop ---------------------------------------------------------------------------------
 
@@ -197,159 +198,80 @@ class Trainer:
             ModelStructureError: The model's parameters changed during training.
             SaveFolderInUseError: Another live run holds ``save_folder``.
         """
-        state, engine, checkpointer = self.state, self.engine, self.checkpointer
+        state, loop, checkpointer = self.state, self.loop, self.checkpointer
         state.model.train()
         watching = self._preemption.watching() if checkpointer.saving else contextlib.nullcontext()
         # One run per save_folder while fit() runs; SIGTERM/SIGINT are noted from here to the end of the export.
         with owning_save_folder(checkpointer.save_folder, self.device) as folder_notes, watching:
-            resumed = checkpointer.restore(state, engine, self._scaler)
-            engine.run_event(Event.FIT_START)
+            checkpoint = checkpointer.restore(state, self.engine, self._scaler)
+            loop.fit_start()
             for note in folder_notes + checkpointer.notes:  # after FIT_START, where a run's loggers may first be attached
                 self.logger.log_message(note, step=state.timestamp.batch_count)
-            checkpointer.resolve(state)
-            eval_every = self._eval_every_batches()
+            self._resolve_schedules()
+            if checkpoint is not None and not state.is_finished:
+                self._epochs.resume(checkpoint)
             show = self.progress_bar and sys.stderr.isatty()
             with tqdm(
                 total=state.max_batches, initial=state.timestamp.batch_count, unit="ba", dynamic_ncols=True, disable=not show
             ) as bar:
                 while not state.is_finished:
-                    epoch_complete = True
-                    for batch in self._epoch_batches(resumed):
+                    for batch in self._epochs.next_epoch():
                         self._train_batch(batch)
                         bar.update(1)
-                        if eval_every and state.timestamp.batch_count % eval_every == 0:
+                        if self._evaluates(at_epoch_end=False):
                             self.eval()
-                        if state.is_finished:  # max_duration may fall mid-epoch
-                            epoch_complete = state.timestamp.batch_in_epoch == state.batches_per_epoch
+                        if state.is_finished:
                             break
-                        if state.timestamp.batch_in_epoch != state.batches_per_epoch:  # else: after EPOCH_END
+                        if not loop.epoch_is_full:  # else: saved after EPOCH_END
                             save_at_boundary(self, epoch_ended=False)
-                    resumed = None
                     if state.timestamp.batch_in_epoch == 0:
                         raise ValueError("train_dataloader yielded no batches in an epoch; it must yield at least one")
-                    if epoch_complete:
+                    if loop.epoch_is_full or not state.is_finished:  # max_duration may fall mid-epoch
                         self._end_epoch()
                         save_at_boundary(self, epoch_ended=True)
             finish_fit(self)
 
-    def _epoch_batches(self, resumed: dict[str, Any] | None) -> Iterator[Any]:
-        """The epoch's batch iterator; a run resumed mid-epoch gets the rest of the saved epoch."""
+    def _resolve_schedules(self) -> None:
+        """Evaluation, logging and checkpoint intervals as batch (epoch) counts for this run, at FIT_START."""
         state = self.state
-        loader = state.train_dataloader
-        set_sampler_epoch(loader, int(state.timestamp.epoch_count))
-        if resumed is not None and state.timestamp.batch_in_epoch > 0:
-            self._epoch_rng = resumed["epoch_rng"]  # EPOCH_START already ran before the checkpoint
-            return skip_consumed_batches(loader, resumed, state.timestamp.batch_in_epoch)
-        if resumed is not None:
-            restore_rng(resumed["rng"], loader)
-        self.engine.run_event(Event.EPOCH_START)
-        # A shuffling loader draws its order from these generators when its iterator is created.
-        self._epoch_rng = capture_rng(loader)
-        return iter(loader)
+        self.checkpointer.resolve(state)
+        self._eval_at = self._eval_schedule.resolve(state.resolver) if state.eval_dataloader is not None else None
+        log = self._log_schedule
+        if log.at_epoch_end:  # the training loss is logged at a batch's end: "2ep" means every two epochs' batches
+            log = Schedule(Time(state.to_batches(log.interval), TimeUnit.BATCH), argument=log.argument)
+        self._log_at = log.resolve(state.resolver)
+
+    def _evaluates(self, at_epoch_end: bool) -> bool:
+        return self._eval_at is not None and self._eval_at.fires(self.state.timestamp, at_epoch_end)
+
+    def _train_batch(self, batch: Any) -> None:
+        loss = self._step.run(batch)  # BATCH_START ... BATCH_END
+        if self._log_at.fires(self.state.timestamp, at_epoch_end=False):
+            self._log_training(loss)
+
+    def _end_epoch(self) -> None:
+        if not self._step.every_batch:  # else stepped after each batch
+            step_schedulers(self.state)
+        self.loop.end_epoch()
+        if self._evaluates(at_epoch_end=True):
+            self.eval()
 
     def _save_checkpoint(self) -> Path:
         self._guard.check_run()
-        return self.checkpointer.save(self.state, self.engine, self._scaler, self._epoch_rng)
+        return self.checkpointer.save(self.state, self.engine, self._scaler, self._epochs.rng_at_start)
 
-    def _train_batch(self, batch: Any) -> None:
-        state, engine = self.state, self.engine
-        state.batch = batch
-        engine.run_event(Event.BATCH_START)
-        samples = batch_num_samples(batch)
-        tokens = batch_num_tokens(batch)
-        if self._move_batches:
-            batch = to_device(batch, self.device)
-        microbatches = split_batch(batch, state.grad_accum)
-        batch_loss = torch.zeros((), device=self.device) if len(microbatches) > 1 else None
-        for index, microbatch in enumerate(microbatches):
-            # DDP averages gradients across processes once, on the last microbatch.
-            last = index == len(microbatches) - 1
-            syncing = self._ddp.no_sync() if not last and self._ddp is not None else contextlib.nullcontext()
-            with syncing, self._autocast():
-                state.outputs = forward_batch(self._train_module, microbatch)
-                engine.run_event(Event.AFTER_FORWARD)
-                loss = check_scalar_loss(compute_loss(self.loss_fn, state.outputs, microbatch))
-            if batch_loss is not None:
-                # Weight each microbatch by its size so the summed gradient is the full batch's mean.
-                loss = loss * (batch_num_samples(microbatch) / samples)
-                batch_loss += loss.detach()
-            state.loss = loss
-            self._guard.note_loss(loss, state.timestamp.batch_count + 1)
-            engine.run_event(Event.AFTER_LOSS)
-            with syncing:
-                (self._scaler.scale(loss) if self._scaler is not None else loss).backward()
-            engine.run_event(Event.AFTER_BACKWARD)
-        step_optimizers(state, engine, self._scaler)  # fires AFTER_TRAIN_BATCH
-        if self.step_schedulers_every_batch and state.lr_owner is None:
-            for scheduler in state.schedulers:
-                scheduler.step()
-        # Time counts global batches; samples and tokens count every process's (each takes an equal share).
-        state.timestamp.advance_batch(samples * self.distributed.world_size, tokens * self.distributed.world_size)
-        self._guard.before_averaging(state, Event.BATCH_END)
-        engine.run_event(Event.BATCH_END)
-        if state.timestamp.batch_count % self._log_every == 0:
-            self._log_training(batch_loss if batch_loss is not None else state.loss)
-
-    def _end_epoch(self) -> None:
-        state = self.state
-        state.timestamp.advance_epoch()
-        if not self.step_schedulers_every_batch and state.lr_owner is None:
-            for scheduler in state.schedulers:
-                scheduler.step()
-        self._guard.before_averaging(state, Event.EPOCH_END)
-        self.engine.run_event(Event.EPOCH_END)
-        every = int(self.eval_interval.value)
-        if (
-            state.eval_dataloader is not None
-            and self.eval_interval.unit is TimeUnit.EPOCH
-            and state.timestamp.epoch_count % every == 0
-        ):
-            self.eval()
-
-    # Evaluation -------------------------------------------------------------------------------
+    # Evaluation and logging -------------------------------------------------------------------
 
     def eval(self) -> dict[str, float]:
         """Evaluates what ``state.model`` holds now on ``eval_dataloader``; returns and logs the metrics."""
-        state, engine = self.state, self.engine
+        state = self.state
         if state.eval_dataloader is None:
             raise ValueError("Trainer.eval() needs an eval_dataloader; pass one to the Trainer")
         self._guard.check_run()  # evaluating NaN weights would report argmax(NaN) as accuracy
-        engine.run_event(Event.EVAL_START)
-        was_training = state.model.training
-        state.model.eval()
-        totals = MetricTotals()
-        with torch.no_grad():
-            for batch in state.eval_dataloader:
-                batch = to_device(batch, self.device) if self._move_batches else batch
-                with self._autocast():
-                    state.outputs = forward_batch(self._eval_module, batch)
-                    loss = check_scalar_loss(compute_loss(self.loss_fn, state.outputs, batch))
-                targets = batch[1] if isinstance(batch, (list, tuple)) else None
-                totals.add(loss, batch_num_samples(batch), accuracy_counts(state.outputs, targets))
-                engine.run_event(Event.EVAL_BATCH_END)
-        state.model.train(was_training)
-        totals.reduce_across_processes(self.device)
-        state.eval_metrics = totals.compute()
-        engine.run_event(Event.EVAL_END)
+        metrics = evaluate(self.loop, self._eval_module, state.eval_dataloader, self.loss_fn, self._autocast)
         self._last_eval_batch = state.timestamp.batch_count
-        self.logger.log_metrics(state.eval_metrics, step=state.timestamp.batch_count)
-        return state.eval_metrics
-
-    def _forward_for_statistics(self, batch: Any) -> Any:
-        """One batch forward as in training (device, precision, microbatches), for statistics passes."""
-        batch = to_device(batch, self.device)
-        outputs = None
-        for microbatch in split_batch(batch, self.state.grad_accum):
-            with self._autocast():
-                outputs = forward_batch(self.state.model, microbatch)
-        return outputs
-
-    # Bookkeeping ------------------------------------------------------------------------------
-
-    def _eval_every_batches(self) -> int:
-        if self.state.eval_dataloader is None or self.eval_interval.unit is TimeUnit.EPOCH:
-            return 0
-        return max(1, self.state.to_batches(self.eval_interval))
+        self.logger.log_metrics(metrics, step=state.timestamp.batch_count)
+        return metrics
 
     def _log_training(self, loss: torch.Tensor | None) -> None:
         self._guard.check_losses()  # the logged loss waits on the device anyway

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from composer_swa import Callback, Engine, Event, GradientClipping, State, Trainer
+from composer_swa import Callback, Event, GradientClipping, State, Trainer
 from composer_swa.config.builtins import ALGORITHMS
+from composer_swa.events.loop import Loop
 from composer_swa.integrations import AlgorithmRunner
 from composer_swa.loggers import Logger
 from composer_swa.trainer.stepping import step_optimizers
@@ -129,7 +130,7 @@ def test_gradients_are_unscaled_before_clipping_under_a_grad_scaler() -> None:
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     x, y = next(iter(make_loader()))
     scaler.scale(torch.nn.functional.cross_entropy(model(x), y)).backward()
-    step_optimizers(state, Engine(state, Logger()), scaler)
+    step_optimizers(state, Loop(state, Logger()), scaler)
     grad = reference_gradient(torch.nn.Linear(4, 3), start, x, y)
     expected = grad * 0.05 / (np.linalg.norm(grad) + 1e-6)
     np.testing.assert_allclose((start - flat_weights(model)).numpy(), expected, rtol=1e-4, atol=1e-7)

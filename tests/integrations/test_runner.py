@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 import torch
 
-from composer_swa import EMA, SWATS
+from composer_swa import EMA, SWATS, Callback, Event, State, Trainer
 from composer_swa.integrations import AlgorithmRunner
+from composer_swa.loggers import Logger
 
 from .reference import (
+    BATCH_SIZE,
     EPOCHS,
     STEPS_PER_EPOCH,
     assert_batch_norm_recomputed,
@@ -107,6 +109,67 @@ def test_epochs_close_with_their_last_batch_and_early_ends_are_reported() -> Non
         short.batch_end()
     short.epoch_end()
     assert short.is_finished and short.state.timestamp.epoch_count == 1
+
+
+class Timeline(Callback):
+    """Every event with the timestamp it sees: (event, batches, epochs, samples)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, int, int]] = []
+
+    def run_event(self, event: Event, state: State, logger: Logger) -> None:
+        stamp = state.timestamp
+        self.seen.append((event.value, stamp.batch_count, stamp.epoch_count, stamp.sample_count))
+
+
+def expected_timeline(max_batches: int) -> list[tuple[str, int, int, int]]:
+    """Written out by hand from Event's contract: 7 steps an epoch of 6 × 16 + 4 samples, no EPOCH_END mid-epoch."""
+    sizes = [BATCH_SIZE] * (STEPS_PER_EPOCH - 1) + [4]
+    events, samples = [("init", 0, 0, 0), ("fit_start", 0, 0, 0)], 0
+    for batch in range(max_batches):
+        epoch, in_epoch = divmod(batch, STEPS_PER_EPOCH)
+        if in_epoch == 0:
+            events.append(("epoch_start", batch, epoch, samples))
+        events += [("batch_start", batch, epoch, samples), ("after_train_batch", batch, epoch, samples)]
+        samples += sizes[in_epoch]
+        events.append(("batch_end", batch + 1, epoch, samples))
+        if in_epoch == STEPS_PER_EPOCH - 1:
+            events.append(("epoch_end", batch + 1, epoch + 1, samples))
+    return [*events, ("fit_end", max_batches, max_batches // STEPS_PER_EPOCH, samples)]
+
+
+@pytest.mark.parametrize("max_duration", [f"{EPOCHS}ep", "10ba"])
+def test_a_plain_loop_and_our_trainer_fire_the_same_events_at_the_same_times(max_duration: str) -> None:
+    trainer_timeline = Timeline()
+    model = initial_model()
+    optimizer, _ = optimizer_and_schedule(model)
+    trainer = Trainer(model, tuple_loader(), max_duration, optimizers=optimizer, callbacks=[trainer_timeline],
+                      loggers=[], progress_bar=False)  # fmt: skip
+    trainer.fit()
+
+    loop_timeline = Timeline()
+    model = initial_model()
+    optimizer, _ = optimizer_and_schedule(model)
+    runner = AlgorithmRunner([], model, optimizer, tuple_loader(), max_duration, callbacks=[loop_timeline], loggers=[])
+    runner.fit_start()
+    while not runner.is_finished:
+        runner.epoch_start()
+        for x, y in itertools.islice(tuple_loader(), STEPS_PER_EPOCH - runner.state.timestamp.batch_in_epoch):
+            runner.batch_start()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            runner.after_train_batch()
+            optimizer.step()
+            optimizer.zero_grad()
+            runner.batch_end(samples=len(x))
+            if runner.is_finished:
+                break
+        runner.epoch_end()
+    runner.fit_end()
+
+    expected = expected_timeline(trainer.state.max_batches)
+    only_ours = {"after_forward", "after_loss", "after_backward"}  # a plain loop could fire them too; this one does not
+    assert [entry for entry in trainer_timeline.seen if entry[0] not in only_ours] == expected
+    assert loop_timeline.seen == expected
 
 
 def test_misuse_is_reported_with_the_fix() -> None:
