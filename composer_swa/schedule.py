@@ -37,13 +37,15 @@ class Schedule:
     """Something that recurs every ``interval`` from ``start`` through ``end`` (see the module docstring).
 
     Args:
-        interval: How often: ``"5ba"``, ``"1ep"``, ``"0.1dur"``, ``"10_000sp"``; at least one batch.
+        interval: How often: ``"5ba"``, ``"1ep"``, ``"0.1dur"``, ``"10_000sp"``; at least 1 of its unit,
+            or in ``(0, 1]`` for ``dur``.
         start: The first time it may fire (default: the start of the run).
         end: The last time it may fire (default: the end of the run).
         argument: The user's name for ``interval``, for errors.
 
     Raises:
-        ValueError: ``interval`` is zero or negative, or a ``dur`` time lies outside ``[0, 1]``.
+        ValueError: ``interval`` is below 1 of its unit (outside ``(0, 1]`` in ``dur``), or ``start`` or
+            ``end`` in ``dur`` lies outside ``[0, 1]``.
 
     Example:
         >>> Schedule("2ep", argument="save_interval").interval
@@ -63,13 +65,13 @@ class Schedule:
         argument: str = "interval",
     ) -> None:
         interval = as_time(interval, argument)
-        if interval.value <= 0:
-            raise ValueError(f"{argument} must be positive, got {str(interval)!r}")
+        if interval.unit is TimeUnit.DURATION and not 0 < float(interval.value) <= 1:
+            raise ValueError(f"{argument} in 'dur' must lie in (0, 1], got {str(interval)!r}")
+        if interval.unit is not TimeUnit.DURATION and interval.value < 1:
+            raise ValueError(f"{argument} must be at least 1 of its unit, got {str(interval)!r}")
         for name, time in (("start", as_time(start, "start")), ("end", None if end is None else as_time(end, "end"))):
             if time is not None and time.unit is TimeUnit.DURATION and not 0 <= float(time.value) <= 1:
                 raise ValueError(f"the {name} of {argument} in 'dur' must lie in [0, 1], got {str(time)!r}")
-        if interval.unit is TimeUnit.DURATION and float(interval.value) > 1:
-            raise ValueError(f"{argument} in 'dur' must lie in (0, 1], got {str(interval)!r}")
         object.__setattr__(self, "interval", interval)
         object.__setattr__(self, "start", as_time(start, "start"))
         object.__setattr__(self, "end", None if end is None else as_time(end, "end"))
@@ -140,7 +142,7 @@ class ResolvedSchedule:
             5
         """
         first, last = self.first_batch(batches_per_epoch), min(batch_count, self.end)
-        step = self.step * (batches_per_epoch or 1) if self.at_epoch_end else self.step
+        step = self.batch_step(batches_per_epoch)
         return (last - first) // step + 1 if first <= last else 0
 
     def batch_step(self, batches_per_epoch: int | None) -> int:

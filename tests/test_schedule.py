@@ -57,7 +57,7 @@ def test_count_through_matches_the_walk() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"interval": "0ba"}, "update_interval must be positive"),
+        ({"interval": "0ba"}, "update_interval must be at least 1 of its unit"),
         ({"interval": "2dur"}, r"update_interval in 'dur' must lie in \(0, 1\]"),
         ({"interval": "1ba", "start": "1.5dur"}, r"the start of update_interval in 'dur' must lie in \[0, 1\]"),
         ({"interval": "often"}, "update_interval"),
@@ -66,3 +66,9 @@ def test_count_through_matches_the_walk() -> None:
 def test_bad_arguments_name_the_argument(kwargs: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Schedule(**kwargs, argument="update_interval")
+
+
+def test_an_epoch_schedule_cannot_count_batches_without_the_epoch_length() -> None:
+    resolved = Schedule("2ep").resolve(BatchResolver(max_duration=Time(30, "ba")))
+    with pytest.raises(ValueError, match="the epoch's length is unknown"):
+        resolved.count_through(30, None)

@@ -2,8 +2,8 @@
 
 Example:
     >>> from composer_swa.checkpoint import Checkpointer, CheckpointOptions
-    >>> Checkpointer(CheckpointOptions.from_arguments(save_folder="checkpoints", save_num_checkpoints_to_keep=3)).keep
-    3
+    >>> Checkpointer(CheckpointOptions.from_arguments(save_folder="checkpoints", save_interval="2ep")).options.save_interval
+    Time(2, 'ep')
 """
 
 from __future__ import annotations

@@ -57,9 +57,6 @@ class Checkpointer:
 
     def __init__(self, options: CheckpointOptions | None = None) -> None:
         self.options = options if options is not None else CheckpointOptions()
-        self.save_folder, self.save_interval = self.options.save_folder, self.options.save_interval
-        self.keep, self.autoresume = self.options.save_num_checkpoints_to_keep, self.options.autoresume
-        self.load_path, self.load_weights_only = self.options.load_path, self.options.load_weights_only
         self.last_saved_batch: int | None = None
         #: The checkpoint the last successful :meth:`save` wrote.
         self.last_saved_path: Path | None = None
@@ -70,7 +67,7 @@ class Checkpointer:
 
     @property
     def saving(self) -> bool:
-        return self.save_folder is not None
+        return self.options.save_folder is not None
 
     # Resuming ---------------------------------------------------------------------------------
 
@@ -84,25 +81,25 @@ class Checkpointer:
         if self._restored:
             return None
         self._restored = True
-        found = self._newest_valid() if self.autoresume else None
-        existing = list_checkpoints(self.save_folder) if self.save_folder is not None else []
-        if found is None and existing and self.autoresume:
+        found = self._newest_valid() if self.options.autoresume else None
+        existing = list_checkpoints(self.options.save_folder) if self.options.save_folder is not None else []
+        if found is None and existing and self.options.autoresume:
             raise CheckpointError(
-                f"autoresume found {len(existing)} checkpoint(s) in {str(self.save_folder)!r} and none is valid "
+                f"autoresume found {len(existing)} checkpoint(s) in {str(self.options.save_folder)!r} and none is valid "
                 "(see the warnings above); move them away to start afresh, or pass load_path= an intact copy"
             )
         if found is None and existing:
             raise CheckpointError(
-                f"save_folder {str(self.save_folder)!r} already holds checkpoints ({existing[-1].name}, ...) "
+                f"save_folder {str(self.options.save_folder)!r} already holds checkpoints ({existing[-1].name}, ...) "
                 "of another run; pass autoresume=True to continue it, or use an empty folder"
             )
-        if found is None and self.load_path is not None:
-            if self.load_weights_only:
-                stripped = load_model_weights(state.model, self.load_path)
+        if found is None and self.options.load_path is not None:
+            if self.options.load_weights_only:
+                stripped = load_model_weights(state.model, self.options.load_path)
                 self.notes += [stripped] if stripped else []
-                self.notes.append(f"loaded model weights from {self.load_path}")
+                self.notes.append(f"loaded model weights from {self.options.load_path}")
                 return None
-            found = (self.load_path, read_checkpoint(self.load_path))
+            found = (self.options.load_path, read_checkpoint(self.options.load_path))
         if found is None:
             return None
         path, payload = found
@@ -131,8 +128,8 @@ class Checkpointer:
         self.notes.append(message)
 
     def _newest_valid(self) -> tuple[Path, dict[str, Any]] | None:
-        assert self.save_folder is not None
-        for path in reversed(list_checkpoints(self.save_folder)):
+        assert self.options.save_folder is not None
+        for path in reversed(list_checkpoints(self.options.save_folder)):
             try:
                 return path, read_checkpoint(path)
             except CheckpointError as error:
@@ -145,7 +142,7 @@ class Checkpointer:
 
     def resolve(self, state: State) -> None:
         """Resolves ``save_interval`` against the run's length (at FIT_START)."""
-        self._schedule = Schedule(self.save_interval, argument="save_interval").resolve(state.resolver)
+        self._schedule = Schedule(self.options.save_interval, argument="save_interval").resolve(state.resolver)
 
     def is_due(self, state: State, epoch_ended: bool) -> bool:
         """Whether a periodic checkpoint falls at this batch boundary (an epoch's end is a batch's end too)."""
@@ -163,9 +160,9 @@ class Checkpointer:
         before anything is written or pruned, so the newest checkpoint is always a finite one. A full
         disk raises :class:`~composer_swa.atomic_files.DiskFullError` and prunes nothing.
         """
-        assert self.save_folder is not None
+        assert self.options.save_folder is not None
         timestamp = state.timestamp
-        path = self.save_folder / checkpoint_name(int(timestamp.epoch_count), int(timestamp.batch_count))
+        path = self.options.save_folder / checkpoint_name(int(timestamp.epoch_count), int(timestamp.batch_count))
         rng = capture_rng(state.train_dataloader)
         per_rank = all_gather_objects({"rng": rng, "epoch_rng": epoch_rng})
         model_state = state.state_dict()  # a collective under FSDP2: every process gathers its shards
@@ -188,8 +185,8 @@ class Checkpointer:
         }
         write_checkpoint(payload, path)
         self.last_saved_path = path
-        if self.keep > 0:
-            for old in list_checkpoints(self.save_folder)[: -self.keep]:
+        if self.options.save_num_checkpoints_to_keep > 0:
+            for old in list_checkpoints(self.options.save_folder)[: -self.options.save_num_checkpoints_to_keep]:
                 remove_checkpoint(old)
         return path
 

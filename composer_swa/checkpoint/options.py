@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from composer_swa.schedule import Schedule
 from composer_swa.time import Time, TimeUnit, as_time
 
 __all__ = ["CheckpointOptions"]
@@ -52,11 +53,7 @@ class CheckpointOptions:
     load_weights_only: bool = False
 
     def __post_init__(self) -> None:
-        interval = self.save_interval
-        if interval.unit is TimeUnit.DURATION and not 0 < float(interval.value) <= 1:
-            raise ValueError(f"save_interval in 'dur' must lie in (0, 1], got {str(interval)!r}")
-        if interval.unit is not TimeUnit.DURATION and interval.value < 1:
-            raise ValueError(f"save_interval must be at least 1 of its unit, got {str(interval)!r}")
+        Schedule(self.save_interval, argument="save_interval")  # its one check of an interval
         keep = self.save_num_checkpoints_to_keep
         if isinstance(keep, bool) or not isinstance(keep, int) or not (keep == -1 or keep >= 1):
             raise ValueError(f"save_num_checkpoints_to_keep must be -1 (keep all) or a count >= 1, got {keep!r}")

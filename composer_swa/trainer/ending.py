@@ -64,7 +64,7 @@ def save_at_boundary(trainer: Trainer, epoch_ended: bool) -> None:
 def finish_fit(trainer: Trainer) -> None:
     """After the last batch: the final checkpoint, FIT_END, the last evaluation and the export of ``final/``."""
     state, checkpointer = trainer.state, trainer.checkpointer
-    folder = checkpointer.save_folder
+    folder = checkpointer.options.save_folder
     trainer._guard.check_run()
     if checkpointer.saving and checkpointer.last_saved_batch != state.timestamp.batch_count:
         _save_or_warn(trainer)  # before FIT_END: resuming it replays FIT_END

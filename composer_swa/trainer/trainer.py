@@ -202,7 +202,7 @@ class Trainer:
         state.model.train()
         watching = self._preemption.watching() if checkpointer.saving else contextlib.nullcontext()
         # One run per save_folder while fit() runs; SIGTERM/SIGINT are noted from here to the end of the export.
-        with owning_save_folder(checkpointer.save_folder, self.device) as folder_notes, watching:
+        with owning_save_folder(checkpointer.options.save_folder, self.device) as folder_notes, watching:
             checkpoint = checkpointer.restore(state, self.engine, self._scaler)
             loop.fit_start()
             for note in folder_notes + checkpointer.notes:  # after FIT_START, where a run's loggers may first be attached

@@ -122,7 +122,7 @@ def main() -> None:
         callbacks.append(SignalAt(args.term_at, signal.SIGTERM, rank=1))
     trainer = build(args.case, args.out, world_size, args.parallelism, callbacks, args.load_path)
     trainer.fit()
-    if trainer.checkpointer.save_folder is None:
+    if trainer.checkpointer.options.save_folder is None:
         from composer_swa.checkpoint import export_weights
 
         export_weights(trainer.state, args.out / "run" / "final")
