@@ -6,6 +6,8 @@ products integrated numerically, and reconstructed averages against EMAs run ste
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 
 import numpy as np
@@ -37,11 +39,9 @@ def integrate(function, end: float, start: float = 0.0) -> float:
     """Gauss-Legendre on [start, end] cut into 16 pieces per interval, on intervals halving towards 0
     from ``end`` (1000 of them when ``start`` is 0, where τ^γ may blow up for γ < 0)."""
     nodes, weights = np.polynomial.legendre.leggauss(40)
-    if start == 0.0:
-        edges = np.concatenate([[0.0], end * 2.0 ** -np.arange(1000.0)[::-1]])
-    else:
-        edges = np.array([start, end])
-    edges = np.concatenate([np.linspace(a, b, 17)[:-1] for a, b in zip(edges[:-1], edges[1:])] + [[end]])
+    halving = np.concatenate([[0.0], end * 2.0 ** -np.arange(1000.0)[::-1]])
+    coarse = halving if start == 0.0 else np.array([start, end])
+    edges = np.concatenate([np.linspace(a, b, 17)[:-1] for a, b in itertools.pairwise(coarse)] + [[end]])
     left, right = edges[:-1, None], edges[1:, None]
     tau = (right - left) / 2.0 * nodes + (right + left) / 2.0
     return float(((right - left)[:, 0] / 2.0) @ (function(tau) @ weights))
@@ -62,7 +62,8 @@ def test_edm2_defaults_and_the_longest_profile() -> None:
     assert round(sigma_rel_to_gamma(0.05), 2) == 16.97  # the paper's figures
     assert round(sigma_rel_to_gamma(0.10), 2) == 6.94
     grid = np.linspace(-0.999, 5.0, 600_001)
-    assert MAX_SIGMA_REL == pytest.approx(np.sqrt((grid + 1) / ((grid + 2) ** 2 * (grid + 3))).max(), rel=1e-10)
+    longest = np.sqrt((grid + 1) / ((grid + 2) ** 2 * (grid + 3))).max()
+    assert longest == pytest.approx(MAX_SIGMA_REL, rel=1e-10)
     with pytest.raises(ValueError, match="sigma_rel must lie in"):
         sigma_rel_to_gamma(MAX_SIGMA_REL * 1.001)
     with pytest.raises(ValueError, match="sigma_rel must lie in"):
@@ -70,11 +71,12 @@ def test_edm2_defaults_and_the_longest_profile() -> None:
 
 
 def test_sigma_rel_is_the_profiles_relative_standard_deviation() -> None:
+    t = 7.0
     for sigma_rel in (0.05, 0.1, 0.25):
-        gamma, t = sigma_rel_to_gamma(sigma_rel), 7.0
-        mean = integrate(lambda tau: tau * profile(tau, t, gamma), t)
-        second = integrate(lambda tau: tau**2 * profile(tau, t, gamma), t)
-        assert integrate(lambda tau: profile(tau, t, gamma), t) == pytest.approx(1.0, rel=1e-12)
+        density = functools.partial(profile, t=t, gamma=sigma_rel_to_gamma(sigma_rel))
+        mean = integrate(lambda tau, density=density: tau * density(tau), t)
+        second = integrate(lambda tau, density=density: tau**2 * density(tau), t)
+        assert integrate(density, t) == pytest.approx(1.0, rel=1e-12)
         assert math.sqrt(second - mean**2) / t == pytest.approx(sigma_rel, rel=1e-9)
 
 
