@@ -195,8 +195,7 @@ class PostHocEMA(Algorithm):
                 average.copy_from_model()
             if step != 1:
                 logger.log_message(
-                    f"PostHocEMA: averaging starts at step {step}, not 1: the weights before it count as equal to "
-                    "this step's",
+                    f"PostHocEMA: averaging starts at step {step}, not 1: the weights before it count as equal to this step's",
                     step=step,
                 )
         else:
