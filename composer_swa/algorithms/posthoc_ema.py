@@ -121,6 +121,8 @@ class PostHocEMA(Algorithm):
     def match(self, event: Event, state: State) -> bool:
         if event is Event.EPOCH_END:
             return self._resolved is not None and self._resolved.fires(state.timestamp, at_epoch_end=True)
+        if event is Event.FIT_END:
+            return self.last_step > 0 and all(entry.step != self.last_step for entry in self.snapshots)
         return True
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
@@ -131,9 +133,7 @@ class PostHocEMA(Algorithm):
             assert self._resolved is not None
             if self._resolved.fires(state.timestamp, at_epoch_end=False):
                 self._write_snapshots(state)
-        elif event is Event.EPOCH_END:
-            self._write_snapshots(state)
-        elif event is Event.FIT_END and self.last_step > 0 and self.last_step not in {e.step for e in self.snapshots}:
+        else:  # EPOCH_END on the schedule, or FIT_END after a batch that was not
             self._write_snapshots(state)
 
     def _start(self, state: State, logger: Logger) -> None:
