@@ -2,7 +2,8 @@
 
 :class:`~composer_swa.algorithms.posthoc_ema.PostHocEMA` writes one safetensors file per tracked
 profile at every snapshot and rewrites ``posthoc_ema.json`` beside them (atomically) after each;
-reconstruction reads only the folder. No torch here, so torch-free tools can read it.
+reconstruction reads only the folder, and :func:`solve_snapshot_weights` plans it from the index
+alone. No torch here, so torch-free tools can read it.
 
 The file is JSON::
 
@@ -19,9 +20,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from composer_swa.averaging.power_ema import Reconstruction, sigma_rel_to_gamma, solve_weights
 from composer_swa.checkpoint.atomic import atomic_write_text
 
-__all__ = ["INDEX_NAME", "SnapshotEntry", "read_index", "snapshot_name", "write_index"]
+__all__ = ["INDEX_NAME", "SnapshotEntry", "read_index", "snapshot_name", "solve_snapshot_weights", "write_index"]
 
 INDEX_NAME = "posthoc_ema.json"
 _FORMAT, _VERSION = "composer_swa.posthoc_ema", 1
@@ -86,3 +88,28 @@ def read_index(folder: Path) -> list[SnapshotEntry]:
         ]
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{str(path)!r} has a malformed snapshot entry: {error!r}") from None
+
+
+def solve_snapshot_weights(
+    entries: list[SnapshotEntry], sigma_rel: float, step: int | None = None
+) -> tuple[list[SnapshotEntry], Reconstruction]:
+    """The snapshots that combine into the power EMA ``sigma_rel`` read at ``step``, and their weights.
+
+    Only snapshots taken at or before ``step`` (default: the last one's) are used: later ones
+    average weights the target does not see.
+
+    Raises:
+        ValueError: No snapshot at or before ``step``.
+
+    Example:
+        >>> entries = [SnapshotEntry(f"{s}-{t}", t, sigma_rel_to_gamma(s), s) for t in (50, 100) for s in (0.05, 0.1)]
+        >>> used, fit = solve_snapshot_weights(entries, 0.1)
+        >>> [entry.file for entry, weight in zip(used, fit.weights) if abs(weight) > 1e-9]
+        ['0.1-100']
+    """
+    target = max(entry.step for entry in entries) if step is None and entries else step
+    used = [entry for entry in entries if target is not None and entry.step <= target]
+    if not used or target is None:
+        raise ValueError(f"no post-hoc EMA snapshot at or before step {step} to reconstruct from")
+    fit = solve_weights([e.step for e in used], [e.gamma for e in used], target, sigma_rel_to_gamma(sigma_rel))
+    return used, fit
