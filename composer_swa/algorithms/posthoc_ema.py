@@ -182,8 +182,8 @@ class PostHocEMA(Algorithm):
             (self.folder / entry.file).unlink(missing_ok=True)
         if foreign:
             logger.log_message(
-                f"PostHocEMA: removed {len(foreign)} snapshot(s) written after step {self.last_step} by an attempt that "
-                "did not reach its next checkpoint; this run writes them again",
+                f"PostHocEMA: removed {len(foreign)} snapshot(s) an earlier attempt wrote after step {self.last_step}, "
+                "where this run resumes; it writes them again",
                 step=state.timestamp.batch_count,
             )
         self.folder.mkdir(parents=True, exist_ok=True)
