@@ -77,6 +77,9 @@ class AveragingAlgorithm(PlannedAlgorithm):
     def _has_average(self) -> bool:
         """Whether the average holds at least one snapshot of the weights."""
 
+    def exported_weights(self) -> dict[str, dict[str, torch.Tensor] | None]:
+        return {"average": self.averaged_weights(), "training": self.training_weights}
+
     def averaged_weights(self) -> dict[str, torch.Tensor] | None:
         """A copy of the average by tensor name (fp32 for floating tensors), or ``None`` before the first update.
 

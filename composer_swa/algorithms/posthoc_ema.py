@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -13,10 +13,8 @@ from composer_swa.algorithms.arguments import check_flag, is_number
 from composer_swa.averaging.model_average import ModelAverage
 from composer_swa.averaging.posthoc_index import INDEX_NAME, SnapshotEntry, read_index, snapshot_name, write_index
 from composer_swa.averaging.power_ema import MAX_SIGMA_REL, decay, sigma_rel_to_gamma
-from composer_swa.averaging.safetensors_format import slices
-from composer_swa.averaging.sources import TensorInfo
-from composer_swa.averaging.writer import OutputTensor, write_safetensors_stream
 from composer_swa.events import Algorithm, Event
+from composer_swa.safetensors_format import DTYPES, slices, write_stream
 from composer_swa.schedule import ResolvedSchedule, Schedule
 from composer_swa.time import Time
 
@@ -46,7 +44,7 @@ class PostHocEMA(Algorithm):
     is written as ``ema-sigma_rel{σ}-ba{t}.safetensors`` into ``snapshot_dir`` (streamed slice by slice
     and atomically; fp32) and ``posthoc_ema.json`` lists every snapshot's file, step, ``γ`` and
     ``σ_rel`` (:mod:`composer_swa.averaging.posthoc_index`). After training,
-    :func:`~composer_swa.algorithms.posthoc_reconstruct.reconstruct` combines the snapshots into the
+    :func:`~composer_swa.merging.posthoc.reconstruct` combines the snapshots into the
     EMA of any other ``σ_rel`` by least squares. Each snapshot set takes ``len(sigma_rels)`` files of
     4 bytes per averaged element; memory holds the averages only (one fp32 copy each).
 
@@ -213,8 +211,8 @@ class PostHocEMA(Algorithm):
                 metadata = {"format": "pt", "producer": "composer_swa PostHocEMA"} | {
                     key: str(value) for key, value in asdict(entry).items() if key != "file"
                 }
-                write_safetensors_stream(
-                    [_output_tensor(name, tensor) for name, tensor in tensors.items()], self.folder / entry.file, metadata
+                write_stream(
+                    [_SnapshotTensor(name, tensor) for name, tensor in tensors.items()], self.folder / entry.file, metadata
                 )
             self.snapshots = [e for e in self.snapshots if e.file != entry.file] + [entry]
         if state.rank == 0:
@@ -255,12 +253,30 @@ class PostHocEMA(Algorithm):
             self._pending = saved  # the averages are built at FIT_START
 
 
-def _output_tensor(name: str, tensor: torch.Tensor) -> OutputTensor:
-    """``tensor`` as a stream of CPU slices, so writing it never holds more than one slice beside the averages."""
-    flat = tensor.detach().reshape(-1)
+_DTYPE_NAMES = {attribute: name for name, (attribute, _) in DTYPES.items()}
 
-    def chunks() -> Iterator[torch.Tensor]:
+
+@dataclass(frozen=True)
+class _SnapshotTensor:
+    """One tensor of a snapshot as :func:`~composer_swa.safetensors_format.write_stream` takes it: CPU slices,
+    so writing never holds more than one slice beside the averages."""
+
+    name: str
+    tensor: torch.Tensor
+
+    @property
+    def dtype_name(self) -> str:
+        return _DTYPE_NAMES[str(self.tensor.dtype).removeprefix("torch.")]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.tensor.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.tensor.numel() * self.tensor.element_size()
+
+    def byte_chunks(self) -> Iterator[bytes]:
+        flat = self.tensor.detach().reshape(-1)
         for start, stop in slices(flat.numel()):
-            yield flat[start:stop].cpu()
-
-    return OutputTensor(name, TensorInfo(tensor.dtype, tuple(tensor.shape)), chunks)
+            yield flat[start:stop].cpu().view(torch.uint8).numpy().tobytes()

@@ -20,8 +20,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from composer_swa.atomic_files import atomic_write_text
 from composer_swa.averaging.power_ema import Reconstruction, sigma_rel_to_gamma, solve_weights
-from composer_swa.checkpoint.atomic import atomic_write_text
 
 __all__ = ["INDEX_NAME", "SnapshotEntry", "read_index", "snapshot_name", "solve_snapshot_weights", "write_index"]
 

@@ -49,7 +49,6 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
         >>> sorted(json.loads(path.read_text())["files"])
         ['model.safetensors']
     """
-    from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
     from composer_swa.state import unique_keys
 
     folder = Path(folder)
@@ -72,10 +71,9 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
             )
     files["model.safetensors"] = {"weights": "final", "dtype": _dtypes(model_weights.values())}
     for key, algorithm in zip(unique_keys(state.algorithms), state.algorithms):
-        if not isinstance(algorithm, AveragingAlgorithm):
-            continue
-        described = {"algorithm": key, **algorithm.summary()}
-        for kind, tensors in (("average", algorithm.averaged_weights()), ("training", algorithm.training_weights)):
+        exported = algorithm.exported_weights()
+        described = {"algorithm": key, **algorithm.summary()} if exported else {}
+        for kind, tensors in exported.items():
             if tensors is None:
                 continue
             name = f"{key}-{kind}.safetensors"

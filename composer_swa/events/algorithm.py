@@ -10,6 +10,8 @@ from composer_swa.events.composition import Resource, Tenure
 from composer_swa.events.event import Event
 
 if TYPE_CHECKING:
+    import torch
+
     from composer_swa.loggers import Logger
     from composer_swa.state import State
 
@@ -77,6 +79,11 @@ class Algorithm(ABC):
 
     def summary(self) -> dict[str, Any]:
         """What the algorithm did in this run, as plain values (``swa-train`` writes it to summary.json)."""
+        return {}
+
+    def exported_weights(self) -> dict[str, dict[str, torch.Tensor] | None]:
+        """Weights the run's export writes beside the model's, by kind (``"average"``, ``"training"``);
+        ``None`` for a kind with nothing yet. Under FSDP2 every process must call it (a collective)."""
         return {}
 
     def on_load(self, state: State) -> None:

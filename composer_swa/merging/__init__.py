@@ -2,9 +2,9 @@
 
 The offline half of composer_swa (what runs during training is :mod:`composer_swa.averaging`):
 
-- ``sources.py`` and ``safetensors_format.py`` read inputs slice by slice (the latter, and
-  ``numpy_average.py``, without torch); ``inputs.py`` opens them together, ``compatibility.py``
-  compares them, ``order.py`` puts them oldest first.
+- ``sources.py`` and :mod:`composer_swa.safetensors_format` read inputs slice by slice (the latter,
+  shared with training's snapshot files, and ``numpy_average.py`` without torch); ``inputs.py`` opens
+  them together, ``compatibility.py`` compares them, ``order.py`` puts them oldest first.
 - ``weighted_sum.py`` is the one arithmetic of every merge (and says why it is not the training
   kernel); ``merge.py`` streams it into ``writer.py``'s safetensors, ``output.py`` guards the output.
 - ``methods.py`` is the registry of merge methods; ``recipes.py`` (schedules, layer-wise weights),
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from composer_swa.merging.merge import average_checkpoints, cosine_similarities
     from composer_swa.merging.methods import METHODS, MergeInputs, MergeOptions, Weighting, register_method
     from composer_swa.merging.recipes import decay_emulating_weights, last_k_weights, layerwise_weights, normalize_weights
-    from composer_swa.merging.safetensors_format import SourceError
     from composer_swa.merging.soups import greedy_soup, soce, uniform_soup, weighted_soup
+    from composer_swa.safetensors_format import SourceError
 
 __all__ = [
     "METHODS",
@@ -61,7 +61,7 @@ __getattr__, __dir__ = lazy_attributes(
         "IncompatibleCheckpoints": f"{__name__}.compatibility",
         "MergeInputs": f"{__name__}.methods",
         "MergeOptions": f"{__name__}.methods",
-        "SourceError": f"{__name__}.safetensors_format",
+        "SourceError": "composer_swa.safetensors_format",
         "average_checkpoints": f"{__name__}.merge",
         "check_compatibility": f"{__name__}.compatibility",
         "cosine_similarities": f"{__name__}.merge",

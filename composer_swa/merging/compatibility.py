@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from composer_swa.merging.safetensors_format import DTYPES
+from composer_swa.safetensors_format import DTYPES
 
 __all__ = ["CompatibilityReport", "IncompatibleCheckpoints", "KeyPolicy", "check_compatibility", "require_compatible"]
 

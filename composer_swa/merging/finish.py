@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
-from composer_swa.merging.safetensors_format import write_stream
 from composer_swa.merging.sources import TensorInfo, open_source
 from composer_swa.merging.writer import OutputTensor
+from composer_swa.safetensors_format import write_stream
 
 __all__ = ["recompute_batch_norm_in_output"]
 

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import torch
 
-from composer_swa.merging import safetensors_format
+from composer_swa import safetensors_format
 from composer_swa.merging.compatibility import KeyPolicy, check_compatibility, require_compatible
 from composer_swa.merging.inputs import open_sources
 from composer_swa.merging.output import check_output, write_merged
 from composer_swa.merging.recipes import TensorWeights, scaled_weights, weights_for
-from composer_swa.merging.safetensors_format import slices
 from composer_swa.merging.sources import TensorInfo, TensorSource
 from composer_swa.merging.weighted_sum import weighted_sum
 from composer_swa.merging.writer import OutputTensor
+from composer_swa.safetensors_format import slices
 
 __all__ = ["average_checkpoints", "cosine_similarities"]
 

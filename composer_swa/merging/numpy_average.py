@@ -4,7 +4,7 @@ Importing torch costs about 1.5 s, more than the whole streamed average of typic
 command that only averages safetensors files with known weights would spend most of its time loading
 a library it barely uses. This module is that command's arithmetic and nothing else: inputs are
 read, checked and ordered, and the output is composed and written, by the same torch-free code as
-the torch path (:mod:`~composer_swa.merging.safetensors_format`, :mod:`~composer_swa.merging.compatibility`,
+the torch path (:mod:`~composer_swa.safetensors_format`, :mod:`~composer_swa.merging.compatibility`,
 :mod:`~composer_swa.merging.output`). The arithmetic is
 :func:`~composer_swa.merging.weighted_sum.weighted_sum`'s (whose docstring says why merges do not
 go through the training kernel), rounding for rounding: each input is cast to fp32, multiplied by
@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from composer_swa import safetensors_format
 from composer_swa.checkpoint.prefixes import strip_prefix
-from composer_swa.merging import safetensors_format
 from composer_swa.merging.compatibility import KeyPolicy, require_compatible
 from composer_swa.merging.inputs import open_sources
 from composer_swa.merging.output import check_output, write_merged
 from composer_swa.merging.recipes import TensorWeights, scaled_weights, weights_for
-from composer_swa.merging.safetensors_format import (
+from composer_swa.safetensors_format import (
     DTYPES,
     SafetensorsFile,
     safetensors_files,
@@ -126,7 +126,7 @@ def _narrow(values: np.ndarray, dtype: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Output:
-    """One output tensor for :func:`~composer_swa.merging.safetensors_format.write_stream`."""
+    """One output tensor for :func:`~composer_swa.safetensors_format.write_stream`."""
 
     name: str
     dtype_name: str

@@ -41,7 +41,7 @@ def stored_step(path: str | Path) -> int | None:
             return int(payload["state"]["timestamp"]["batch_count"])
         except (KeyError, TypeError, ValueError):
             return None
-    from composer_swa.merging.safetensors_format import SafetensorsFile, safetensors_files
+    from composer_swa.safetensors_format import SafetensorsFile, safetensors_files
 
     found = safetensors_files(path)
     if found is None:

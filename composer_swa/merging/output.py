@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from composer_swa.merging.safetensors_format import StreamTensor, output_metadata, write_stream
+from composer_swa.safetensors_format import StreamTensor, output_metadata, write_stream
 
 __all__ = ["check_output", "copy_model_files", "removed_on_failure", "write_merged"]
 

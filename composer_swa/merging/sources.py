@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from composer_swa.checkpoint.prefixes import strip_prefix
-from composer_swa.merging.safetensors_format import DTYPES, HF_WEIGHTS, SafetensorsFile, SourceError, safetensors_files
+from composer_swa.safetensors_format import DTYPES, HF_WEIGHTS, SafetensorsFile, SourceError, safetensors_files
 
 __all__ = ["SAFETENSORS_DTYPES", "SourceError", "TensorInfo", "TensorSource", "open_source"]
 

@@ -1,6 +1,6 @@
 """Torch tensors for the safetensors stream: each output tensor's name and info, and its values as bytes.
 
-:func:`~composer_swa.merging.safetensors_format.write_stream` writes them (the header first, since
+:func:`~composer_swa.safetensors_format.write_stream` writes them (the header first, since
 shapes are known up front, then each tensor's bytes in order, sharded above a cap, each file
 atomically); the values are cast to the output dtype chunk by chunk, without a copy.
 """

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from composer_swa.algorithms.posthoc_ema import PostHocEMA
 from composer_swa.averaging.posthoc_index import read_index
 from composer_swa.integrations import AlgorithmRunner
-from tests.conftest import make_loader, mlp
+from tests.helpers import make_loader, mlp
 
 SIGMA_RELS = (0.05, 0.10)
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from composer_swa.merging import IncompatibleCheckpoints, average_checkpoints, safetensors_format
+from composer_swa import safetensors_format
+from composer_swa.merging import IncompatibleCheckpoints, average_checkpoints
 from composer_swa.merging.numpy_average import average_safetensors
 from composer_swa.merging.recipes import layerwise_weights
 

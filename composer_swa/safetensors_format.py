@@ -2,7 +2,9 @@
 
 Both ``swa-average`` back ends (torch, and NumPy for plain safetensors averages; see
 :mod:`composer_swa.merging.numpy_average`) read and write through this module, so they accept the
-same files, refuse the same ones with the same messages, and write the same bytes.
+same files, refuse the same ones with the same messages, and write the same bytes. PostHocEMA writes
+its snapshots through it during training, so it sits beside :mod:`composer_swa.atomic_files`, outside
+both halves, and imports nothing else of composer_swa.
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import load_file
 
 from composer_swa.algorithms.posthoc_ema import PostHocEMA
-from composer_swa.algorithms.posthoc_reconstruct import reconstruct
 from composer_swa.averaging.posthoc_index import read_index
 from composer_swa.integrations import AlgorithmRunner
-from tests.conftest import make_loader, mlp
+from composer_swa.merging.posthoc import reconstruct
+from tests.helpers import make_loader, mlp
 
 #: Measured (600 batches, snapshots every 10, σ_rel 0.05 and 0.10 tracked): the untracked σ_rel 0.07
 #: and 0.13 differ from their directly computed power EMAs by 8.4e-6 and 1.5e-5 of the distance
