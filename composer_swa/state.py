@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -106,6 +107,8 @@ class State:
         #: Runs the model on one batch (device, precision, microbatching); used by statistics passes.
         self.run_forward: Callable[[Any], Any] | None = None
         self.stop_training = False
+        #: Where the run saves checkpoints (the Trainer's ``save_folder``); algorithms put their files beside them.
+        self.save_folder: Path | None = None
         self._resolver: BatchResolver | None = None
         self.tokens_per_sample: float | None = None
 

@@ -151,13 +151,12 @@ class PostHocEMA(Algorithm):
         if self.snapshot_dir is not None:
             folder = Path(self.snapshot_dir)
         else:
-            save_folder = getattr(state, "save_folder", None)
-            if save_folder is None:
+            if state.save_folder is None:
                 raise ValueError(
                     "PostHocEMA needs a folder for its snapshots: pass snapshot_dir=..., or give the Trainer a save_folder "
                     f"(snapshots then go to save_folder/{DEFAULT_SUBFOLDER})"
                 )
-            folder = Path(save_folder) / DEFAULT_SUBFOLDER
+            folder = state.save_folder / DEFAULT_SUBFOLDER
         if self._saved_folder is not None and Path(self._saved_folder).resolve() != folder.resolve():
             raise ValueError(
                 f"the checkpoint's PostHocEMA wrote its snapshots to {self._saved_folder!r}, this run would write to "

@@ -164,6 +164,7 @@ class Trainer:
                 save_folder, save_interval, save_num_checkpoints_to_keep, autoresume, load_path, load_weights_only
             )
         )
+        self.state.save_folder = self.checkpointer.options.save_folder
         self._preemption = PreemptionWatcher()
         self._guard = RunGuard(model, self.device)
 

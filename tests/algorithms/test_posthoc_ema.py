@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from composer_swa import Trainer
 from composer_swa.algorithms.posthoc_ema import PostHocEMA
 from composer_swa.averaging.posthoc_index import read_index
 from composer_swa.integrations import AlgorithmRunner
@@ -130,15 +131,10 @@ def test_refuses_another_runs_folder_and_a_run_without_one(tmp_path: Path) -> No
         runner.fit_start()
 
 
-def test_default_folder_is_under_the_runs_save_folder(tmp_path: Path) -> None:
-    model = mlp()
+def test_default_folder_is_under_the_trainers_save_folder(tmp_path: Path) -> None:
     posthoc = PostHocEMA(snapshot_interval="2ba")
-    runner = AlgorithmRunner([posthoc], model, torch.optim.SGD(model.parameters(), lr=0.1), [0] * 4, "4ba", loggers=[])
-    runner.state.save_folder = tmp_path  # type: ignore[attr-defined]  # what the Trainer sets from its save_folder
-    runner.fit_start()
-    for _ in range(4):
-        runner.batch_start()
-        runner.batch_end()
+    trainer = Trainer(mlp(), make_loader(), "4ba", algorithms=[posthoc], save_folder=tmp_path, progress_bar=False, loggers=[])
+    trainer.fit()
     assert [entry.step for entry in read_index(tmp_path / "posthoc_ema")] == [2, 2, 4, 4]
 
 
