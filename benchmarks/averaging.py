@@ -27,8 +27,9 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn
 
 from benchmarks._timing import alternate, median_ratio
-from composer_swa import EMA
+from composer_swa import EMA, State
 from composer_swa.averaging import ModelAverage
+from composer_swa.loggers import Logger
 
 SHAPES = {"48x(Linear1024+LN)": (48, 1024), "400x(Linear128+LN)": (400, 128)}
 
@@ -51,7 +52,8 @@ def measure(blocks: int, width: int, repeats: int) -> None:
     ema_baseline = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.999))
     ema = EMA(smoothing=0.999)
     ema.average = ModelAverage(model)
-    ema._update()  # the first update copies; the timed ones interpolate
+    state = State(model=model, max_duration="1ba", train_dataloader=[0])
+    ema._snapshot(state, Logger())  # the first update copies; the timed ones interpolate
     limit_average, limit_live = torch.zeros(params), torch.randn(params)
 
     contenders = {
@@ -59,7 +61,7 @@ def measure(blocks: int, width: int, repeats: int) -> None:
         "(b) AveragedModel foreach": lambda: foreach.update_parameters(model),
         "(c) AveragedModel EMA": lambda: ema_baseline.update_parameters(model),
         "composer_swa": lambda: ours.interpolate(0.1),
-        "composer_swa EMA": ema._update,
+        "composer_swa EMA": lambda: ema._snapshot(state, Logger()),
         "limit: one flat lerp_": lambda: limit_average.lerp_(limit_live, 0.1),
     }
     times = alternate(contenders, repeats)
