@@ -10,26 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from composer_swa.cli.average import main
 from composer_swa.config import build_run, load_config
-
-CONFIG = """\
-model: {name: mlp, hidden: [8], batch_norm: true}
-data:
-  train: {name: synthetic, samples: 96, features: 6, classes: 3, batch_size: 32}
-  eval: {name: synthetic, samples: 48, features: 6, classes: 3, seed: 1, batch_size: 48}
-optimizer: {name: sgd, lr: 0.1}
-trainer: {max_duration: 1ep}
-"""
-
-
-def invoke(*args: Any) -> tuple[int, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
+from tests.cli.helpers import CONFIG, invoke
 
 
 @pytest.fixture
