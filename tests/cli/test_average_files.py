@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from composer_swa import safetensors_format as writer  # where files are written
 from composer_swa.checkpoint.files import CHECKPOINT_FORMAT, write_checkpoint
 from composer_swa.config import build_run, load_config
-from composer_swa import safetensors_format as writer  # where files are written
 from tests.cli.helpers import CONFIG, invoke
 
 PASSWD = b"root:x:0:0:root:/root:/bin/bash\n"
