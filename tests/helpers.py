@@ -160,3 +160,23 @@ def fit_evaluating_every_epoch(algorithm: Algorithm) -> tuple[torch.nn.Module, W
     )  # fmt: skip
     trainer.fit()
     return model, recorder, seen
+
+
+def train_recording_weights(
+    runner: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer, stop_at: int | None = None
+) -> dict[int, dict[str, torch.Tensor]]:
+    """Cross-entropy SGD steps through ``runner`` (an AlgorithmRunner) over its train batches until the run is
+    finished, or after batch ``stop_at``; returns the model's weights after every step, by step (from 1)."""
+    data = list(runner.state.train_dataloader)
+    recorded: dict[int, dict[str, torch.Tensor]] = {}
+    while not runner.is_finished:
+        x, y = data[runner.state.timestamp.batch_in_epoch]
+        runner.batch_start()
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        recorded[runner.state.timestamp.batch_count + 1] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        runner.batch_end(samples=len(x))
+        if runner.state.timestamp.batch_count == stop_at:
+            break
+    return recorded

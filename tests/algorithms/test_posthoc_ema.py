@@ -15,7 +15,7 @@ from composer_swa import Trainer
 from composer_swa.algorithms.posthoc_ema import PostHocEMA
 from composer_swa.averaging.posthoc_index import read_index
 from composer_swa.integrations import AlgorithmRunner
-from tests.helpers import make_loader, mlp
+from tests.helpers import make_loader, mlp, train_recording_weights
 
 SIGMA_RELS = (0.05, 0.10)
 
@@ -48,20 +48,12 @@ def run(
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         runner.load_state_dict(saved["runner"])
-    recorded: dict[int, dict[str, torch.Tensor]] = {}
     runner.fit_start()
-    while not runner.is_finished:
-        x, y = data[runner.state.timestamp.batch_in_epoch]
-        runner.batch_start()
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        recorded[runner.state.timestamp.batch_count + 1] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        runner.batch_end(samples=len(x))
-        if runner.state.timestamp.batch_count == stop_at:
-            buffer = io.BytesIO()
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "runner": runner.state_dict()}, buffer)
-            return posthoc, recorded, buffer.getvalue()
+    recorded = train_recording_weights(runner, model, optimizer, stop_at)
+    if stop_at is not None and runner.state.timestamp.batch_count == stop_at:
+        buffer = io.BytesIO()
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "runner": runner.state_dict()}, buffer)
+        return posthoc, recorded, buffer.getvalue()
     runner.fit_end()
     return posthoc, recorded, None
 

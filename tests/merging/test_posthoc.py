@@ -13,7 +13,7 @@ from composer_swa.algorithms.posthoc_ema import PostHocEMA
 from composer_swa.averaging.posthoc_index import read_index
 from composer_swa.integrations import AlgorithmRunner
 from composer_swa.merging.posthoc import reconstruct
-from tests.helpers import make_loader, mlp
+from tests.helpers import make_loader, mlp, train_recording_weights
 
 #: Measured (600 batches, snapshots every 10, σ_rel 0.05 and 0.10 tracked): the untracked σ_rel 0.07
 #: and 0.13 differ from their directly computed power EMAs by 8.4e-6 and 1.5e-5 of the distance
@@ -33,16 +33,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, d
     runner = AlgorithmRunner(
         [PostHocEMA(snapshot_interval="10ba", snapshot_dir=folder)], model, optimizer, data, "600ba", loggers=[]
     )
-    recorded: dict[int, dict[str, torch.Tensor]] = {}
     runner.fit_start()
-    while not runner.is_finished:
-        x, y = data[runner.state.timestamp.batch_in_epoch]
-        runner.batch_start()
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        recorded[runner.state.timestamp.batch_count + 1] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        runner.batch_end(samples=len(x))
+    recorded = train_recording_weights(runner, model, optimizer)
     runner.fit_end()
     return folder, recorded
 
