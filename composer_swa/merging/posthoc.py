@@ -97,8 +97,8 @@ def _combine(name: str, handles: dict[str, Any], weights: dict[str, float], newe
         return handles[newest].get_tensor(name)
     shape = tuple(handles[newest].get_slice(name).get_shape())
     for file, handle in handles.items():
-        if tuple(handle.get_slice(name).get_shape()) != shape:
-            raise ValueError(f"tensor {name!r} has shape {tuple(handle.get_slice(name).get_shape())} in {file!r}, {shape} in {newest!r}")
+        if (other := tuple(handle.get_slice(name).get_shape())) != shape:
+            raise ValueError(f"tensor {name!r} has shape {other} in {file!r}, {shape} in {newest!r}")
     total, scratch = torch.empty(shape, dtype=torch.float32), torch.empty(shape, dtype=torch.float32)
     terms = ((handle.get_tensor(name), weights[file]) for file, handle in handles.items() if weights[file] != 0)
     return weighted_sum(terms, total, scratch)

@@ -169,7 +169,7 @@ def _sweep(options: MergeOptions, inputs: MergeInputs, folder: Path, grid: list[
         return Weighting(None, {"sweep": sweep}, steps, output=False)
     chosen = _weighting(inputs, folder, _entries(folder), best[0])
     chosen.provenance["sweep"] = sweep
-    return Weighting(chosen.weights, chosen.provenance, steps + [f"best: sigma_rel {best[0]:.6g}"] + chosen.steps)
+    return Weighting(chosen.weights, chosen.provenance, [*steps, f"best: sigma_rel {best[0]:.6g}", *chosen.steps])
 
 
 def _require_matplotlib() -> None:

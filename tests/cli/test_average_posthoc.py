@@ -40,7 +40,7 @@ def invoke(*args: Any) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    """The config's model trained 60 batches with PostHocEMA (σ_rel 0.05, 0.10, snapshots every 5); the weights after each step."""
+    """The config's model trained 60 batches with PostHocEMA (σ_rel 0.05, 0.10, snapshots every 5); its weights by step."""
     root = tmp_path_factory.mktemp("posthoc_cli")
     config = root / "run.yaml"
     config.write_text(CONFIG)
@@ -120,7 +120,8 @@ def test_a_half_life_is_the_sigma_rel_at_the_last_snapshots_step(trained: Traine
 def test_a_sweep_prints_a_table_plots_it_and_writes_the_best(trained: Trained, tmp_path: Path) -> None:
     config, folder, _ = trained
     output = tmp_path / "best.safetensors"
-    code, out = invoke(folder, "--method", "posthoc", "--sweep", "0.04:0.12:3", "--config", config, "--select", "best", "-o", output)
+    sweep = ("--sweep", "0.04:0.12:3", "--config", config, "--select", "best")
+    code, out = invoke(folder, "--method", "posthoc", *sweep, "-o", output)
     assert code == 0, out
     rows = [(float(s), float(r), float(m)) for s, r, m in re.findall(r"posthoc:\s+([\d.]+)\s+([\d.e+-]+)\s+(-?[\d.]+)", out)]
     assert [row[0] for row in rows] == [0.04, 0.08, 0.12]
