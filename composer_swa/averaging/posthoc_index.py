@@ -23,7 +23,7 @@ from pathlib import Path
 from composer_swa.atomic_files import atomic_write_text
 from composer_swa.averaging.power_ema import Reconstruction, sigma_rel_to_gamma, solve_weights
 
-__all__ = ["INDEX_NAME", "SnapshotEntry", "read_index", "snapshot_name", "solve_snapshot_weights", "write_index"]
+__all__ = ["INDEX_NAME", "SnapshotEntry", "newest_first", "read_index", "snapshot_name", "solve_snapshot_weights", "write_index"]
 
 INDEX_NAME = "posthoc_ema.json"
 _FORMAT, _VERSION = "composer_swa.posthoc_ema", 1
@@ -113,3 +113,15 @@ def solve_snapshot_weights(
         raise ValueError(f"no post-hoc EMA snapshot at or before step {step} to reconstruct from")
     fit = solve_weights([e.step for e in used], [e.gamma for e in used], target, sigma_rel_to_gamma(sigma_rel))
     return used, fit
+
+
+def newest_first(entries: list[SnapshotEntry]) -> list[SnapshotEntry]:
+    """The snapshots from the last step back, in index order within a step: the order every post-hoc sum
+    takes, so that the streamed merge (which copies integer tensors from its first input) and
+    :func:`~composer_swa.merging.posthoc.reconstruct` agree to the bit.
+
+    Example:
+        >>> newest_first([SnapshotEntry("a", 10, 1.0, 0.2), SnapshotEntry("b", 20, 1.0, 0.2)])[0].file
+        'b'
+    """
+    return sorted(entries, key=lambda entry: -entry.step)

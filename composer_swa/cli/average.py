@@ -33,6 +33,8 @@ Examples:
   swa-average ckpt/*.pt --method decay --decay-shape 1-sqrt -o merged/
   swa-average ft/*.safetensors --method greedy --config examples/mnist1d_swa.yaml -o greedy.safetensors
   swa-average m1/ m2/ m3/ --method soce --scores scores.csv -o soce/
+  swa-average run/posthoc_ema --method posthoc --sigma-rel 0.07 -o ema.safetensors
+  swa-average run/posthoc_ema --method posthoc --sweep 0.02:0.20:10 --config run.yaml --select best -o ema.safetensors
   swa-average a.safetensors b.safetensors --dry-run       # compatibility report and cosine similarity
 """
 
@@ -53,6 +55,11 @@ class _Command:
     scores: Path | None
     threshold: float
     step: float
+    sigma_rel: float | None
+    half_life: str | None
+    sweep: str | None
+    select: str | None
+    plot: Path | None
     config: Path | None
     dtype: str | None
     keys: KeyPolicy
@@ -112,6 +119,11 @@ def _warnings_as_lines() -> Iterator[None]:
 @click.option("--scores", type=_FILE, help="soce: CSV candidate,<category>,...")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="soce: mean-correlation cut for categories.")
 @click.option("--step", type=float, default=0.1, show_default=True, help="soce: simplex grid step.")
+@click.option("--sigma-rel", type=float, help="posthoc: the EMA length to reconstruct from SNAPSHOT_DIR, in (0, 0.3003].")
+@click.option("--half-life", help="posthoc: ... or its half-life at the last snapshot's step: 500ba.")
+@click.option("--sweep", help="posthoc: score START:STOP:COUNT lengths (0.02:0.20:10) on --config's data.eval, and plot.")
+@click.option("--select", type=click.Choice(["best"]), help="posthoc: write the --sweep's best length to -o.")
+@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="posthoc: the --sweep's PNG (default: beside -o).")
 @click.option(
     "--config",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -159,9 +171,12 @@ def _options(command: _Command) -> MergeOptions:
         if not isinstance(loaded, list) or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in loaded):
             raise OptionError(f"{command.weights_from}: expected a list of numbers, one weight per input, got {loaded!r}")
         given = [float(w) for w in loaded]
+    plot = command.plot
+    if plot is None and command.sweep is not None and command.output is not None:
+        plot = Path(command.output.rstrip("/")).with_suffix(".sweep.png")
     return MergeOptions(
         given, command.weights_from, not command.no_normalize, command.last_k, command.decay_shape, command.scores,
-        command.threshold, command.step,
+        command.threshold, command.step, command.sigma_rel, command.half_life, command.sweep, command.select, plot,
     )  # fmt: skip
 
 
@@ -173,12 +188,13 @@ def _run(command: _Command) -> None:
     if command.dry_run:
         _dry_run(command.inputs, command.keys)
         return
-    if command.output is None:
+    plotted_only = command.sweep is not None and command.select is None and command.plot is not None
+    if command.output is None and not plotted_only:
         raise click.UsageError("give -o OUTPUT (a .safetensors file or a folder), or --dry-run")
-    output = check_output(command.output, command.inputs)
+    output = check_output(command.output, command.inputs) if command.output is not None else None
     options = _options(command)
     method: MergeMethod = METHODS[command.method or ("weighted" if options.weights else "uniform")]
-    inputs = command.inputs
+    inputs = method.expand(command.inputs) if method.expand is not None else command.inputs
     if method.ordered:
         from composer_swa.merging.order import chronological
 
@@ -206,6 +222,10 @@ def _run(command: _Command) -> None:
     weighting = method.weigh(options, MergeInputs(inputs, target, opener, scorer))
     for line in weighting.steps:
         click.echo(f"{method.name}: {line}")
+    if not weighting.output:
+        return
+    if output is None or command.output is None:  # --sweep --plot without -o, and a method that writes
+        raise click.UsageError("give -o OUTPUT (a .safetensors file or a folder), or --dry-run")
     weights = weighting.weights
     provenance: dict[str, object] = {"method": method.name, **weighting.provenance}
     if weights is not None and not callable(weights):

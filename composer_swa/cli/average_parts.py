@@ -67,8 +67,10 @@ def check_fits_model(inputs: Sequence[str], keys: KeyPolicy, model: torch.nn.Mod
         )
 
 
-def evaluator(parts: RunParts) -> Callable[[dict[str, torch.Tensor]], float]:
-    """Held-out score of a state dict: accuracy on the config's eval data (else minus the loss)."""
+def evaluator(parts: RunParts, refresh_batch_norm: bool = False) -> Callable[[dict[str, torch.Tensor]], float]:
+    """Held-out score of a state dict: accuracy on the config's eval data (else minus the loss); with
+    ``refresh_batch_norm``, batch-norm statistics are first recomputed on its training data, as the output's are."""
+    from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
     from composer_swa.trainer import Trainer
 
     if parts.eval_dataloader is None:
@@ -79,6 +81,8 @@ def evaluator(parts: RunParts) -> Callable[[dict[str, torch.Tensor]], float]:
 
     def evaluate(weights: dict[str, torch.Tensor]) -> float:
         parts.model.load_state_dict(weights)
+        if refresh_batch_norm and batch_norm_layers(parts.model):
+            recompute_batch_norm(parts.model, parts.train_dataloader)
         metrics: dict[str, Any] = trainer.eval()
         return float(metrics.get("eval/accuracy", -metrics["eval/loss"]))
 

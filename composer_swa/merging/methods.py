@@ -5,7 +5,8 @@ method, and ``swa-average --method`` offers exactly its keys. Adding a method is
 :func:`register_method` call on a function ``(options, inputs) -> Weighting``; an option no method read
 before also needs its field in :class:`MergeOptions` and its command-line flag. Every method so far
 produces weights over the inputs, which :func:`~composer_swa.merging.merge.average_checkpoints` (or
-its torch-free twin) then sums.
+its torch-free twin) then sums; a method may first turn the inputs given into the files it weighs
+(``expand``: post-hoc EMA reads a snapshot folder's index).
 
 Importing this module does not import torch: the soups load it when they run.
 
@@ -14,7 +15,7 @@ Example:
     >>> METHODS["lawa"].weigh(MergeOptions(last_k=2), inputs).weights
     [0.0, 0.5, 0.5]
     >>> list(METHODS)
-    ['uniform', 'weighted', 'layerwise', 'lawa', 'decay', 'greedy', 'soce']
+    ['uniform', 'weighted', 'layerwise', 'lawa', 'decay', 'greedy', 'soce', 'posthoc']
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class MergeOptions:
     scores: Path | None = None  # soce: a CSV of per-category scores
     threshold: float = 0.5
     step: float = 0.1
+    sigma_rel: float | None = None  # posthoc: the EMA length to reconstruct
+    half_life: str | None = None  # posthoc: ... or its half-life at the last snapshot, "500ba"
+    sweep: str | None = None  # posthoc: START:STOP:COUNT lengths to score
+    select: str | None = None  # posthoc: "best" writes the sweep's best length
+    plot: Path | None = None  # posthoc: where the sweep's plot goes
 
 
 @dataclass(frozen=True)
@@ -59,13 +65,14 @@ class MergeInputs:
         target: The names the output must fit (a model's ``state_dict()`` keys), if known.
         opener: Opens one input (default: torch's :func:`~composer_swa.merging.sources.open_source`).
         scorer: Builds the held-out score of a model's weights (higher is better), when a model and
-            its held-out data are given; called only by the methods that score soups.
+            its held-out data are given; called only by the methods that score soups (with
+            ``refresh_batch_norm=True``, the score recomputes batch-norm statistics first).
     """
 
     paths: tuple[str, ...]
     target: list[str] | None = None
     opener: Callable[[Path], Any] | None = None
-    scorer: Callable[[], Callable[[dict[str, Any]], float]] | None = None
+    scorer: Callable[..., Callable[[dict[str, Any]], float]] | None = None
 
     @property
     def count(self) -> int:
@@ -88,6 +95,7 @@ class Weighting:
     weights: recipes.TensorWeights | None
     provenance: dict[str, object] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)
+    output: bool = True  # False: the printed steps are the result (a sweep without --select); nothing is written
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,7 @@ class MergeMethod:
     Attributes:
         ordered: It weighs the inputs by position, so they must come oldest first.
         needs_torch: It runs models (soups); the others' plain safetensors inputs are averaged on NumPy.
+        expand: Turns the inputs given into the files to weigh and average, before anything opens them.
     """
 
     name: str
@@ -104,6 +113,7 @@ class MergeMethod:
     parameters: tuple[str, ...] = ()
     ordered: bool = False
     needs_torch: bool = False
+    expand: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None
 
 
 #: Every method, by name.
@@ -112,7 +122,11 @@ _OPTIONS = {option.name for option in fields(MergeOptions)}
 
 
 def register_method(
-    name: str, parameters: tuple[str, ...] = (), ordered: bool = False, needs_torch: bool = False
+    name: str,
+    parameters: tuple[str, ...] = (),
+    ordered: bool = False,
+    needs_torch: bool = False,
+    expand: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None,
 ) -> Callable[[Callable[[MergeOptions, MergeInputs], Weighting]], Callable[[MergeOptions, MergeInputs], Weighting]]:
     """Adds the decorated ``(options, inputs) -> Weighting`` function to :data:`METHODS` as ``name``.
 
@@ -124,7 +138,7 @@ def register_method(
         raise ValueError(f"method {name!r}: " + (f"unknown parameters {unknown}" if unknown else "already registered"))
 
     def add(weigh: Callable[[MergeOptions, MergeInputs], Weighting]) -> Callable[[MergeOptions, MergeInputs], Weighting]:
-        METHODS[name] = MergeMethod(name, weigh, parameters, ordered, needs_torch)
+        METHODS[name] = MergeMethod(name, weigh, parameters, ordered, needs_torch, expand)
         return weigh
 
     return add
@@ -192,3 +206,16 @@ def _soce(options: MergeOptions, inputs: MergeInputs) -> Weighting:
         evaluate = lambda w: score_soup(weighted_soup(candidates, w))  # noqa: E731
     result = soce(categories, table, evaluate, options.threshold, options.step)
     return Weighting(result.weights, {"experts": result.experts, "aggregate": result.aggregate}, result.steps)
+
+
+def _snapshot_files(inputs: tuple[str, ...]) -> tuple[str, ...]:
+    from composer_swa.merging.posthoc_method import snapshot_files
+
+    return snapshot_files(inputs)
+
+
+@register_method("posthoc", parameters=("sigma_rel", "half_life", "sweep", "select", "plot"), expand=_snapshot_files)
+def _posthoc(options: MergeOptions, inputs: MergeInputs) -> Weighting:
+    from composer_swa.merging.posthoc_method import weigh_posthoc
+
+    return weigh_posthoc(options, inputs)

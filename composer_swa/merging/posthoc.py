@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from composer_swa.averaging.posthoc_index import read_index, solve_snapshot_weights
+from composer_swa.averaging.posthoc_index import newest_first, read_index, solve_snapshot_weights
+from composer_swa.merging.weighted_sum import weighted_sum
 
 __all__ = ["PostHocAverage", "reconstruct"]
 
@@ -41,8 +42,10 @@ def reconstruct(snapshot_dir: str | Path, sigma_rel: float, step: int | None = N
 
     The weights solve the least-squares fit of EDM2 (Karras et al., CVPR 2024) over the closed-form
     inner products of the stored profiles (:func:`~composer_swa.averaging.power_ema.solve_weights`);
-    the sum is streamed tensor by tensor, so memory holds the output, one input tensor and one
-    float64 accumulator. A tracked ``sigma_rel`` gives back its own snapshot (to rounding).
+    the sum is the one arithmetic of every merge (:func:`~composer_swa.merging.weighted_sum.weighted_sum`,
+    fp32, over the snapshots newest first, zero weights left out), so it is the file
+    ``swa-average SNAPSHOT_DIR --method posthoc`` writes, bit for bit; memory holds the output and
+    one input tensor. A tracked ``sigma_rel`` gives back its own snapshot (to rounding).
 
     Args:
         snapshot_dir: A folder PostHocEMA wrote (it holds ``posthoc_ema.json``).
@@ -71,7 +74,8 @@ def reconstruct(snapshot_dir: str | Path, sigma_rel: float, step: int | None = N
     folder = Path(snapshot_dir)
     used, fit = solve_snapshot_weights(read_index(folder), sigma_rel, step)
     weights = {entry.file: float(weight) for entry, weight in zip(used, fit.weights)}
-    newest = max(used, key=lambda entry: entry.step).file
+    used = newest_first(used)
+    newest = used[0].file
     with contextlib.ExitStack() as stack:
         handles: dict[str, Any] = {}
         for entry in used:
@@ -87,17 +91,14 @@ def reconstruct(snapshot_dir: str | Path, sigma_rel: float, step: int | None = N
 
 
 def _combine(name: str, handles: dict[str, Any], weights: dict[str, float], newest: str) -> torch.Tensor:
-    """``Σ wᵢ · tensorᵢ`` in float64, read one input at a time, as fp32; integer tensors from the newest file."""
+    """``Σ wᵢ · tensorᵢ`` as every merge sums (see :mod:`~composer_swa.merging.weighted_sum`), one input at a
+    time, in fp32; integer tensors from the newest file."""
     if handles[newest].get_slice(name).get_dtype() not in _FLOATING:
         return handles[newest].get_tensor(name)
-    total: torch.Tensor | None = None
+    shape = tuple(handles[newest].get_slice(name).get_shape())
     for file, handle in handles.items():
-        tensor = handle.get_tensor(name)
-        if total is None:
-            total = torch.zeros(tensor.shape, dtype=torch.float64)
-        if tuple(tensor.shape) != tuple(total.shape):
-            raise ValueError(f"tensor {name!r} has shape {tuple(tensor.shape)} in {file!r}, {tuple(total.shape)} elsewhere")
-        total.add_(tensor.double(), alpha=weights[file])
-        del tensor  # one input tensor at a time
-    assert total is not None
-    return total.float()
+        if (other := tuple(handle.get_slice(name).get_shape())) != shape:
+            raise ValueError(f"tensor {name!r} has shape {other} in {file!r}, {shape} in {newest!r}")
+    total, scratch = torch.empty(shape, dtype=torch.float32), torch.empty(shape, dtype=torch.float32)
+    terms = ((handle.get_tensor(name), weights[file]) for file, handle in handles.items() if weights[file] != 0)
+    return weighted_sum(terms, total, scratch)

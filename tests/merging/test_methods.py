@@ -22,7 +22,7 @@ THREE = MergeInputs(("a.safetensors", "b.safetensors", "c.safetensors"))
 def test_every_method_declares_options_that_exist() -> None:
     options = {option.name for option in fields(MergeOptions)}
 
-    assert list(METHODS) == ["uniform", "weighted", "layerwise", "lawa", "decay", "greedy", "soce"]
+    assert list(METHODS) == ["uniform", "weighted", "layerwise", "lawa", "decay", "greedy", "soce", "posthoc"]
     assert all(name == method.name and set(method.parameters) <= options for name, method in METHODS.items())
     assert [name for name, method in METHODS.items() if method.ordered] == ["lawa", "decay"]
     assert [name for name, method in METHODS.items() if method.needs_torch] == ["greedy", "soce"]
