@@ -11,13 +11,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from composer_swa.merging import (
-    IncompatibleCheckpoints,
-    average_checkpoints,
-    cosine_similarities,
-    normalize_weights,
-    safetensors_format,
-)
+from composer_swa import safetensors_format
+from composer_swa.merging import IncompatibleCheckpoints, average_checkpoints, cosine_similarities, normalize_weights
 from composer_swa.merging.inputs import open_sources
 from composer_swa.merging.recipes import layerwise_weights
 from composer_swa.merging.sources import SourceError, open_source
