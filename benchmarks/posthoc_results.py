@@ -62,7 +62,8 @@ def run_seed(seed: int, max_duration: str, snapshot_interval: str, work: Path) -
     folder = work / f"seed-{seed}"
     shutil.rmtree(folder, ignore_errors=True)
     config = load_config(CONFIG, [f"trainer.seed={seed}", f"trainer.max_duration={max_duration}"])
-    config.algorithms = [algorithm for algorithm in config.algorithms if algorithm.name in _KEPT]
+    # every algorithm schema has a name; mypy sees a union without the attribute
+    config.algorithms = [a for a in config.algorithms if getattr(a, "name") in _KEPT]  # noqa: B009
     parts = build_run(config, CONFIG.parent, source=str(CONFIG))
     parts.algorithms += [
         PostHocEMA(sigma_rels=TRACKED, snapshot_interval=snapshot_interval, snapshot_dir=folder / "A"),
@@ -171,7 +172,8 @@ def plot(per_seed: dict[int, dict[str, Any]], path: Path) -> None:
         axis.plot(sigmas, [row["reconstructed"] for row in result["rows"].values()], color=color, marker=".",
                   label=f"seed {seed}: reconstructed from σ_rel 0.05, 0.10 snapshots")  # fmt: skip
         points = [(float(key), row["direct"]) for key, row in result["rows"].items() if "direct" in row]
-        axis.scatter(*zip(*points), color=color, marker="x", s=60, label=f"seed {seed}: tracked directly")
+        xs, ys = [point[0] for point in points], [point[1] for point in points]
+        axis.scatter(xs, ys, color=color, marker="x", s=60, label=f"seed {seed}: tracked directly")
         axis.axhline(result["live"], color=color, linestyle=":", label=f"seed {seed}: live weights")
     axis.set_xlabel("σ_rel (EMA length relative to the run)")
     axis.set_ylabel("eval loss (nats/char)")
