@@ -210,6 +210,11 @@ def main() -> None:
         f"Largest |reconstructed − direct| eval loss: {largest['B']:.2e} nats/char at the untracked lengths (B), "
         f"{largest['A']:.2e} at the tracked ones (A).\n"
     )
+    for seed, result in sorted(per_seed.items()):
+        best = min(result["rows"], key=lambda key: result["rows"][key]["reconstructed"])
+        loss = result["rows"][best]["reconstructed"]
+        below = result["live"] - loss
+        text += f"Seed {seed}: best reconstructed σ_rel {best} ({loss:.4f}, {below:.4f} below the live weights).\n"
     raw: dict[str, Any] = {"recipe": recipe, "per_seed": per_seed, "largest_gap": largest}
     if not args.no_snapshot_cost:
         raw["snapshot_cost"] = posthoc_snapshot.run(args.repeats)

@@ -43,7 +43,7 @@ CONFIG = Path(__file__).resolve().parent.parent / "examples" / "char_stdlib_cons
 SIZES = {
     "char GPT of the config (2 x 64)": [],
     "char GPT 4 x 256": ["model.layers=4", "model.width=256"],
-    "char GPT 8 x 512": ["model.layers=8", "model.width=512"],
+    "char GPT 4 x 512": ["model.layers=4", "model.width=512"],
 }
 
 
