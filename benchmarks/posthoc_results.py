@@ -25,7 +25,7 @@ Writes ``OUT/posthoc.md`` (mean ± std over seeds), ``OUT/posthoc.json`` (every 
 unless ``--no-snapshot-cost``. Default OUT ``benchmarks/results/``.
 
 Run: ``python -m benchmarks.posthoc_results [--seeds 0 1 2] [--max-duration 1000ba] [--out benchmarks/results]``
-(about 3 minutes a seed on a 2-core machine).
+(8 minutes a seed on the shared 2-core machine, 5.4 of them training, with the snapshot cost after).
 """
 
 from __future__ import annotations
