@@ -45,7 +45,7 @@ from safetensors.torch import load_file
 
 from benchmarks import posthoc_snapshot
 from composer_swa.algorithms.posthoc_ema import PostHocEMA
-from composer_swa.averaging.model_average import named_state_tensors
+from composer_swa.averaging.model_average import load_tracked_weights
 from composer_swa.averaging.posthoc_index import read_index
 from composer_swa.config import build_run, load_config
 from composer_swa.merging.posthoc import reconstruct
@@ -77,7 +77,7 @@ def run_seed(seed: int, max_duration: str, snapshot_interval: str, work: Path) -
     live = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
 
     def loss(weights: dict[str, torch.Tensor]) -> float:
-        _load(model, weights)
+        load_tracked_weights(model, weights)
         return float(trainer.eval()["eval/loss"])
 
     direct = _final_snapshots(folder / "A") | _final_snapshots(folder / "B")
@@ -97,14 +97,6 @@ def run_seed(seed: int, max_duration: str, snapshot_interval: str, work: Path) -
         "train_seconds": train_seconds,
         "seconds": time.perf_counter() - start,
     }
-
-
-def _load(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    """Loads averaged weights, which name a tied tensor once (the char GPT's head is its embedding)."""
-    aliases = set(model.state_dict()) - {name for name, _ in named_state_tensors(model)}
-    result = model.load_state_dict(weights, strict=False)
-    if set(result.missing_keys) != aliases & set(result.missing_keys) or result.unexpected_keys:
-        raise ValueError(f"the weights do not fit the model: {result}")
 
 
 def _final_snapshots(folder: Path) -> dict[float, dict[str, torch.Tensor]]:

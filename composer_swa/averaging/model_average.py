@@ -10,7 +10,7 @@ import torch
 from composer_swa.averaging.kernel import FlatAverage
 from composer_swa.distributed.sharded import full_tensor, is_dtensor, local_part, local_tensor
 
-__all__ = ["ModelAverage", "named_state_tensors"]
+__all__ = ["ModelAverage", "load_tracked_weights", "named_state_tensors"]
 
 
 def named_state_tensors(model: torch.nn.Module, include_buffers: bool = True) -> list[tuple[str, torch.Tensor]]:
@@ -39,6 +39,32 @@ def named_state_tensors(model: torch.nn.Module, include_buffers: bool = True) ->
             seen.add(id(tensor))
             named.append((name, tensor))
     return named
+
+
+def load_tracked_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """``model.load_state_dict(weights)`` for weights named as :func:`named_state_tensors` names them.
+
+    A tensor the model shares under two names (a language model's output head tied to its embedding)
+    is stored once in an average or a snapshot; its other names take the stored one's value, so the
+    load stays strict about every tensor that is really missing.
+
+    Example:
+        >>> tied = torch.nn.Sequential(torch.nn.Embedding(3, 2), torch.nn.Linear(2, 3, bias=False))
+        >>> tied[1].weight = tied[0].weight
+        >>> weights = {name: torch.ones_like(tensor) for name, tensor in named_state_tensors(tied)}
+        >>> sorted(weights), sorted(tied.state_dict())
+        (['0.weight'], ['0.weight', '1.weight'])
+        >>> load_tracked_weights(tied, weights)
+        >>> bool(tied[1].weight.eq(1).all())
+        True
+    """
+    stored_as = {id(tensor): name for name, tensor in reversed(named_state_tensors(model))}
+    complete = dict(weights)
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        stored = stored_as.get(id(tensor))
+        if name not in complete and stored is not None and stored in weights:
+            complete[name] = weights[stored]
+    model.load_state_dict(complete)
 
 
 class ModelAverage:

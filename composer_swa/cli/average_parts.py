@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import torch
 
+from composer_swa.averaging.model_average import load_tracked_weights, named_state_tensors
 from composer_swa.merging.compatibility import IncompatibleCheckpoints, KeyPolicy, check_compatibility
 from composer_swa.merging.inputs import open_sources
 
@@ -51,7 +52,7 @@ def check_fits_model(inputs: Sequence[str], keys: KeyPolicy, model: torch.nn.Mod
         raise IncompatibleCheckpoints(
             f"the {len(inputs)} inputs do not match ({len(report.differences)} differences):\n" + report.text(list(inputs))
         )
-    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    expected = {name: tuple(tensor.shape) for name, tensor in named_state_tensors(model)}  # a tied tensor once
     problems = [f"{name!r} is in the model but not in the inputs" for name in expected if name not in report.infos]
     problems += [f"{name!r} is in the inputs but not in the model" for name in report.infos if name not in expected]
     problems += [
@@ -80,7 +81,7 @@ def evaluator(parts: RunParts, refresh_batch_norm: bool = False) -> Callable[[di
     )
 
     def evaluate(weights: dict[str, torch.Tensor]) -> float:
-        parts.model.load_state_dict(weights)
+        load_tracked_weights(parts.model, weights)
         if refresh_batch_norm and batch_norm_layers(parts.model):
             recompute_batch_norm(parts.model, parts.train_dataloader)
         metrics: dict[str, Any] = trainer.eval()

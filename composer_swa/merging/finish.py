@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
+from composer_swa.averaging.model_average import load_tracked_weights
 from composer_swa.merging.sources import TensorInfo, open_source
 from composer_swa.merging.writer import OutputTensor
 from composer_swa.safetensors_format import write_stream
@@ -39,7 +40,7 @@ def recompute_batch_norm_in_output(written: list[Path], model: torch.nn.Module, 
         metadata = dict(source.metadata)
     finally:
         source.close()
-    model.load_state_dict(weights)
+    load_tracked_weights(model, weights)
     samples = recompute_batch_norm(model, batches)
     state = model.state_dict()
     tensors = [

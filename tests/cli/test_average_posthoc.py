@@ -6,36 +6,24 @@ import math
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from composer_swa.algorithms.posthoc_ema import PostHocEMA
-from composer_swa.cli.average import main
+from composer_swa.averaging.model_average import load_tracked_weights, named_state_tensors
+from composer_swa.cli.average_parts import check_fits_model
 from composer_swa.config import build_run, load_config
 from composer_swa.integrations import AlgorithmRunner
 from composer_swa.merging.posthoc import reconstruct
+from tests.cli.helpers import CONFIG, invoke
+from tests.helpers import train_recording_weights
 
-CONFIG = """\
-model: {name: mlp, hidden: [8], batch_norm: true}
-data:
-  train: {name: synthetic, samples: 96, features: 6, classes: 3, batch_size: 32}
-  eval: {name: synthetic, samples: 48, features: 6, classes: 3, seed: 1, batch_size: 48}
-optimizer: {name: sgd, lr: 0.1}
-trainer: {max_duration: 1ep}
-"""
 STEPS = 60
 Trained = tuple[Path, Path, dict[int, dict[str, torch.Tensor]]]
-
-
-def invoke(*args: Any) -> tuple[int, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +39,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     runner = AlgorithmRunner(
         [PostHocEMA(snapshot_interval="5ba", snapshot_dir=folder)], model, optimizer, data, f"{STEPS}ba", loggers=[]
     )
-    recorded: dict[int, dict[str, torch.Tensor]] = {}
     runner.fit_start()
-    while not runner.is_finished:
-        x, y = data[runner.state.timestamp.batch_in_epoch]
-        runner.batch_start()
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        recorded[runner.state.timestamp.batch_count + 1] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        runner.batch_end(samples=len(x))
+    recorded = train_recording_weights(runner, model, optimizer)
     runner.fit_end()
     return config, folder, recorded
 
@@ -183,3 +163,16 @@ def test_a_folder_without_an_index_or_with_a_missing_snapshot_is_refused(trained
                        tmp_path / "ema.safetensors")  # fmt: skip
     assert code == 2 and "takes one input, the SNAPSHOT_DIR" in out, out
     assert not (tmp_path / "ema.safetensors").exists()
+
+
+def test_a_model_with_tied_weights_fits_inputs_that_store_the_tied_tensor_once(tmp_path: Path) -> None:
+    """A language model's head tied to its embedding: averages and snapshots hold the tensor once."""
+    tied = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.Linear(4, 5, bias=False))
+    tied[1].weight = tied[0].weight
+    stored = {name: torch.full_like(tensor, 2.0) for name, tensor in named_state_tensors(tied)}
+    save_file(stored, tmp_path / "a.safetensors")
+    check_fits_model([str(tmp_path / "a.safetensors")], "strict", tied, None)  # refused before: '1.weight' missing
+    load_tracked_weights(tied, stored)
+    assert tied[1].weight.data_ptr() == tied[0].weight.data_ptr() and bool(tied[1].weight.eq(2.0).all())
+    with pytest.raises(RuntimeError, match="Missing key"):  # a tensor really missing is still refused
+        load_tracked_weights(torch.nn.Linear(4, 5), {"weight": torch.zeros(5, 4)})
