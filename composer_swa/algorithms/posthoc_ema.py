@@ -217,6 +217,14 @@ class PostHocEMA(Algorithm):
         if state.rank == 0:
             write_index(self.folder, self.snapshots)
 
+    def exported_weights(self) -> dict[str, dict[str, torch.Tensor] | None]:
+        """Each tracked profile's EMA now, as ``sigma_rel<σ>`` (the final table and ``final/`` name them so)."""
+        if not self.averages or self.last_step == 0:
+            return {}
+        return {
+            f"sigma_rel{sigma_rel:g}": average.full_state_dict() for sigma_rel, average in zip(self.sigma_rels, self.averages)
+        }
+
     def summary(self) -> dict[str, Any]:
         return {
             "sigma_rels": list(self.sigma_rels),

@@ -84,7 +84,8 @@ def _quiet(trainer: Trainer) -> Iterator[None]:
 def evaluate_every_weights(trainer: Trainer) -> dict[str, dict[str, float]]:
     """Eval metrics of the live weights and of every average, ``{"live": {...}, "SWA": {...}, ...}``.
 
-    Keys are ``"live"`` then each averaging algorithm's key (its class name, numbered when repeated).
+    Keys are ``"live"`` then each averaging algorithm's key (its class name, numbered when repeated),
+    with the kind appended where an algorithm exports several (``"PostHocEMA sigma_rel0.05"``).
     Every process must call it under torch.distributed (evaluation reduces across processes). Returns
     ``{}`` without an eval loader. The model's weights, ``eval_metrics`` and the logs are unchanged.
 
@@ -106,7 +107,10 @@ def evaluate_every_weights(trainer: Trainer) -> dict[str, dict[str, float]]:
     holder = _holder(trainer)
     live = holder[1].training_weights if holder is not None else None
     sets: list[tuple[str, dict[str, torch.Tensor] | None, bool]] = [("live", live, False)]
-    sets += [(key, algorithm.averaged_weights(), True) for key, algorithm in _averaging_algorithms(trainer)]
+    for key, algorithm in zip(unique_keys(state.algorithms), state.algorithms):
+        averages = algorithm.exported_weights()  # an AveragingAlgorithm's average, PostHocEMA's profiles...
+        averages.pop("training", None)  # the live weights: "live" above
+        sets += [(key if kind == "average" else f"{key} {kind}", weights, True) for kind, weights in averages.items()]
     refresh = bool(batch_norm_layers(state.model))
     results: dict[str, dict[str, float]] = {}
     with _quiet(trainer):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from composer_swa import Trainer
 from composer_swa.algorithms.posthoc_ema import PostHocEMA
 from composer_swa.averaging.posthoc_index import read_index
 from composer_swa.integrations import AlgorithmRunner
+from composer_swa.trainer.comparison import evaluate_every_weights
 from tests.helpers import make_loader, mlp, train_recording_weights
 
 SIGMA_RELS = (0.05, 0.10)
@@ -134,3 +136,24 @@ def test_default_folder_is_under_the_trainers_save_folder(tmp_path: Path) -> Non
 def test_rejects_bad_sigma_rels(sigma_rels: Any) -> None:
     with pytest.raises(ValueError, match="sigma_rels must be distinct numbers"):
         PostHocEMA(sigma_rels=sigma_rels, snapshot_dir="unused")
+
+
+def test_the_final_table_and_export_name_each_tracked_profile(tmp_path: Path) -> None:
+    """Each profile's row is the eval of its last snapshot, loaded into the model and evaluated on its own."""
+    posthoc = PostHocEMA(snapshot_interval="4ba")
+    loader = make_loader()
+    trainer = Trainer(
+        mlp(), loader, "8ba", eval_dataloader=loader, algorithms=[posthoc], save_folder=tmp_path, progress_bar=False, loggers=[]
+    )
+    trainer.fit()
+    table = evaluate_every_weights(trainer)
+    assert list(table) == ["live", "PostHocEMA sigma_rel0.05", "PostHocEMA sigma_rel0.1"]
+    exported = json.loads((tmp_path / "final" / "export.json").read_text())["files"]
+    assert {"PostHocEMA-sigma_rel0.05.safetensors", "PostHocEMA-sigma_rel0.1.safetensors"} <= set(exported)
+    for entry in read_index(tmp_path / "posthoc_ema"):
+        if entry.step != 8:
+            continue
+        reference = mlp()
+        reference.load_state_dict(load_file(tmp_path / "posthoc_ema" / entry.file))
+        alone = Trainer(reference, loader, "1ba", eval_dataloader=loader, progress_bar=False, loggers=[])
+        assert table[f"PostHocEMA sigma_rel{entry.sigma_rel:g}"] == pytest.approx(alone.eval(), abs=1e-6)
