@@ -80,15 +80,15 @@ def update_schedule(
     return Schedule(time, start, end, argument)
 
 
-def check_count(value: object, argument: str) -> int:
-    """``value`` if it is an int >= 0 (not a bool).
+def check_count(value: object, argument: str, meaning: str = "") -> int:
+    """``value`` if it is an int >= 0 (not a bool); ``meaning`` says in the error what the count counts.
 
     Example:
         >>> check_count(10, "anneal_steps")
         10
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{argument} must be an int >= 0, got {value!r}")
+        raise ValueError(f"{argument} must be an int >= 0, got {value!r}" + (f": {meaning}" if meaning else ""))
     return value
 
 
@@ -213,3 +213,19 @@ def check_cyclic_lr(value: object) -> tuple[float, float] | None:
     ):
         raise ValueError(f"cyclic_lr must be (high, low) with high >= low > 0, or None, got {value!r}")
     return float(value[0]), float(value[1])
+
+
+def check_min_decay(value: object, smoothing: float, warmup_gamma: float | None) -> float:
+    """EMA's ``min_decay``: a number in [0, smoothing], clamping the warm-up's decay from below (so > 0 needs a warm-up).
+
+    Example:
+        >>> check_min_decay(0.5, 0.99, warmup_gamma=1.0)
+        0.5
+    """
+    if not is_number(value) or not 0.0 <= value <= smoothing:  # type: ignore[operator]
+        raise ValueError(f"min_decay must be a number in [0, smoothing={smoothing!r}], got {value!r}")
+    if value > 0 and warmup_gamma is None:  # type: ignore[operator]
+        raise ValueError(
+            f"min_decay={value!r} bounds the decay warm-up from below, but there is none; set warmup_gamma (timm: use_warmup=True)"
+        )
+    return float(value)  # type: ignore[arg-type]

@@ -34,14 +34,20 @@ class AveragingAlgorithm(PlannedAlgorithm):
     EVAL_START and EVAL_END when ``eval_with_average`` is set, and copied into the model for good
     once (``finished``).
 
+    Each time the schedule fires, :meth:`should_update` decides whether the update happens: override it
+    in a subclass for a policy of your own over the same window (Lightning's ``WeightAveraging`` hook).
+
     Args:
         schedule: When to take a snapshot of the weights into the average.
         eval_with_average: Evaluate with the averaged weights during fit.
         offload: Keep the average on the CPU instead of the model's device.
+        use_buffers: Average floating buffers too; ``False``: the average holds the live buffers as of its
+            last update (torch's and Lightning's ``use_buffers``, timm's ``exclude_buffers`` inverted).
     """
 
-    def __init__(self, schedule: Schedule, eval_with_average: bool, offload: bool) -> None:
+    def __init__(self, schedule: Schedule, eval_with_average: bool, offload: bool, use_buffers: bool = True) -> None:
         self.schedule = schedule
+        self.use_buffers = use_buffers
         self._updates = UNRESOLVED  # the schedule's batch (epoch) counts in this run, resolved at FIT_START
         self._batches_per_epoch: int | None = None
         self.eval_with_average = eval_with_average
@@ -67,6 +73,35 @@ class AveragingAlgorithm(PlannedAlgorithm):
     def _update_step(self) -> int:
         """Batches between snapshots in this run."""
         return self._updates.batch_step(self._batches_per_epoch)
+
+    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
+        """Whether the update the schedule asks for now happens (always, unless a subclass says otherwise).
+
+        Called once each time the update schedule fires, with the zero-based index of the batch
+        (optimizer step) just done when the interval is in ``ba``, or of the epoch just done when it is
+        in ``ep``, as Lightning's ``WeightAveraging.should_update``; ``-1`` for a snapshot of the
+        initial weights (an SWA window from batch 0). It cannot add updates off the schedule: give a
+        shorter ``update_interval`` for that. The LR that SWA sets follows the schedule, not this hook.
+
+        Example:
+            >>> from composer_swa import EMA
+            >>> class EveryOtherBatch(EMA):
+            ...     def should_update(self, step_idx=None, epoch_idx=None):
+            ...         return step_idx is not None and step_idx % 2 == 1
+            >>> EveryOtherBatch(half_life="10ba").should_update(step_idx=3)
+            True
+        """
+        return True
+
+    def _accepts_update(self, state: State) -> bool:
+        """Asks :meth:`should_update` about the update due now (a batch or an epoch one, as the schedule is)."""
+        if self._updates.at_epoch_end:
+            answer = self.should_update(epoch_idx=state.timestamp.epoch_count - 1)
+        else:
+            answer = self.should_update(step_idx=state.timestamp.batch_count - 1)
+        if not isinstance(answer, bool):
+            raise TypeError(f"{type(self).__name__}.should_update must return True or False, got {answer!r}")
+        return answer
 
     def _resolve_schedule(self, state: State) -> None:
         self._updates = self.schedule.resolve(state.resolver)
@@ -101,7 +136,7 @@ class AveragingAlgorithm(PlannedAlgorithm):
 
     def _prepare_average(self, state: State) -> ModelAverage:
         if self.average is None:  # a second fit() keeps the average it has
-            self.average = ModelAverage(state.model, device="cpu" if self.offload else None)
+            self.average = ModelAverage(state.model, device="cpu" if self.offload else None, use_buffers=self.use_buffers)
         if self._pending_average is not None:
             self.average.load_state_dict(self._pending_average)
             self._pending_average = None
@@ -168,8 +203,10 @@ class GridAveragingAlgorithm(AveragingAlgorithm):
     may_own: ClassVar[frozenset[Resource]] = frozenset({Resource.FINAL_WEIGHTS, Resource.EVAL_WEIGHTS})
     replaces_weights_at: ClassVar[frozenset[Event]] = frozenset({Event.FIT_END})
 
-    def __init__(self, schedule: Schedule, replace_at_fit_end: bool, eval_with_average: bool, offload: bool) -> None:
-        super().__init__(schedule, eval_with_average, offload)
+    def __init__(
+        self, schedule: Schedule, replace_at_fit_end: bool, eval_with_average: bool, offload: bool, use_buffers: bool = True
+    ) -> None:
+        super().__init__(schedule, eval_with_average, offload, use_buffers)
         self.replace_at_fit_end = replace_at_fit_end
         self._start_batch = 0
 
@@ -181,7 +218,7 @@ class GridAveragingAlgorithm(AveragingAlgorithm):
 
     def plan(self, event: Event, state: State) -> Sequence[Action]:
         if event is Event.BATCH_END or event is Event.EPOCH_END:
-            return (self._snapshot,) if self._updates.fires(state.timestamp, event is Event.EPOCH_END) else ()
+            return (self._scheduled_snapshot,) if self._updates.fires(state.timestamp, event is Event.EPOCH_END) else ()
         if event is Event.FIT_START:
             return (self._start,)
         if event is Event.FIT_END:
@@ -192,6 +229,10 @@ class GridAveragingAlgorithm(AveragingAlgorithm):
         self._resolve_schedule(state)
         self._start_batch = state.to_batches(self.schedule.start)
         self._prepare_average(state)
+
+    def _scheduled_snapshot(self, state: State, logger: Logger) -> None:
+        if self._accepts_update(state):
+            self._snapshot(state, logger)
 
     @abstractmethod
     def _snapshot(self, state: State, logger: Logger) -> None:

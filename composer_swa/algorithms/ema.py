@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from composer_swa.algorithms.arguments import check_flag, check_positive, is_number, update_schedule
+from composer_swa.algorithms.arguments import check_flag, check_min_decay, check_positive, is_number, update_schedule
 from composer_swa.algorithms.averaging_algorithm import GridAveragingAlgorithm
+from composer_swa.averaging.model_average import ModelAverage, compute_ema
 from composer_swa.time import Time, TimeUnit, as_time
 
 if TYPE_CHECKING:
     from composer_swa.loggers import Logger
     from composer_swa.state import State
 
-__all__ = ["EMA"]
+__all__ = ["EMA", "compute_ema"]
 
 #: ``half_life``'s default, told apart by identity from an explicit ``half_life=None`` (which needs ``smoothing``).
 _DEFAULT_HALF_LIFE = "".join(["1000", "ba"])  # built at run time, so never the same object as a literal "1000ba"
@@ -36,8 +37,10 @@ class EMA(GridAveragingAlgorithm):
     EMA in ``average``. ``replace_at_fit_end=False`` keeps the training weights in the model instead.
 
     Decay warm-up (as in timm's ``ModelEmaV3``): with ``warmup_gamma`` set, the ``t``-th update after
-    the first copy uses ``min(s, 1 - (1 + t / warmup_gamma) ** -warmup_power)``, so early weights,
-    far from where training ends, fade quickly.
+    the first copy uses ``max(min_decay, min(s, 1 - (1 + t / warmup_gamma) ** -warmup_power))``, so early
+    weights, far from where training ends, fade quickly. timm's ``ModelEmaV3(decay=s, use_warmup=True,
+    update_after_step=N)`` stepped after every optimizer step is ``EMA(smoothing=s, warmup_gamma=...,
+    ema_start=f"{N + 1}ba")``: timm copies the weights up to step ``N + 1``, as our first update does.
 
     Resuming: the checkpoint stores these arguments. Once the EMA holds an average, a resumed run may
     not change the decay (``smoothing``, or ``half_life`` and ``update_interval`` in a way that
@@ -59,6 +62,9 @@ class EMA(GridAveragingAlgorithm):
         warmup_gamma: Decay warm-up speed, or ``None`` for no warm-up.
         warmup_power: Decay warm-up exponent (timm's default 2/3).
         offload: Keep the average on the CPU.
+        min_decay: The least decay the warm-up uses (timm's ``min_decay``), in [0, ``smoothing``]; needs ``warmup_gamma``.
+        use_buffers: Average floating buffers too; ``False``: the EMA holds the live buffers as of its last update
+            (timm's ``exclude_buffers=True``, torch's ``use_buffers=False``).
 
     Example:
         >>> import torch
@@ -76,7 +82,7 @@ class EMA(GridAveragingAlgorithm):
 
     stored_arguments: ClassVar[tuple[str, ...]] = (
         "half_life", "smoothing", "ema_start", "update_interval", "replace_at_fit_end", "eval_with_average",
-        "warmup_gamma", "warmup_power", "offload",
+        "warmup_gamma", "warmup_power", "offload", "min_decay", "use_buffers",
     )  # fmt: skip
 
     def __init__(
@@ -90,6 +96,8 @@ class EMA(GridAveragingAlgorithm):
         warmup_gamma: float | None = None,
         warmup_power: float = 2 / 3,
         offload: bool = False,
+        min_decay: float = 0.0,
+        use_buffers: bool = True,
     ) -> None:
         if smoothing is not None and half_life is _DEFAULT_HALF_LIFE:
             half_life = None  # smoothing given alone
@@ -119,9 +127,10 @@ class EMA(GridAveragingAlgorithm):
         gamma = None if warmup_gamma is None else check_positive(warmup_gamma, "warmup_gamma", "> 0 (or None for no warm-up)")
         power = check_positive(warmup_power, "warmup_power", "> 0")
         flags = (check_flag(replace_at_fit_end, "replace_at_fit_end"), check_flag(eval_with_average, "eval_with_average"))
-        super().__init__(schedule, *flags, offload=check_flag(offload, "offload"))
+        super().__init__(schedule, *flags, offload=check_flag(offload, "offload"), use_buffers=check_flag(use_buffers, "use_buffers"))
         self.warmup_gamma = gamma
         self.warmup_power = power
+        self.min_decay = check_min_decay(min_decay, self.smoothing, gamma)
         self.n_updates = 0
 
     @property
@@ -132,7 +141,13 @@ class EMA(GridAveragingAlgorithm):
         """The decay used by the ``update``-th interpolation after the first copy (1, 2, ...)."""
         if self.warmup_gamma is None:
             return self.smoothing
-        return min(self.smoothing, 1.0 - (1.0 + update / self.warmup_gamma) ** -self.warmup_power)
+        warmed = 1.0 - (1.0 + update / self.warmup_gamma) ** -self.warmup_power
+        return max(self.min_decay, min(self.smoothing, warmed))
+
+    @property
+    def ema_model(self) -> ModelAverage | None:
+        """Composer's name for the EMA weights: :attr:`average` (``ema_model.state_dict()`` gives them by name)."""
+        return self.average
 
     @property
     def _has_average(self) -> bool:
@@ -143,7 +158,8 @@ class EMA(GridAveragingAlgorithm):
             return {}
         why = f"the saved EMA of {self.n_updates} updates was built with the checkpoint's decay and grid"
         # half_life is checked through the smoothing it gives: the same decay by another spelling is only a warning.
-        return dict.fromkeys(("smoothing", "update_interval", "ema_start", "warmup_gamma", "warmup_power"), why)
+        decay = ("smoothing", "update_interval", "ema_start", "warmup_gamma", "warmup_power", "min_decay")
+        return dict.fromkeys(decay, why)
 
     def _snapshot(self, state: State, logger: Logger) -> None:
         assert self.average is not None

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
-from composer_swa.algorithms.arguments import check_positive
+from composer_swa.algorithms.arguments import check_positive, is_number
 from composer_swa.events import Algorithm, Event
 
 if TYPE_CHECKING:
     from composer_swa.loggers import Logger
     from composer_swa.state import State
 
-__all__ = ["GradientClipping"]
+__all__ = ["GradientClipping", "apply_gradient_clipping"]
 
 CLIPPING_TYPES = ("norm", "value", "adaptive")
 
@@ -32,7 +32,7 @@ class GradientClipping(Algorithm):
       the whole tensor for biases, gains and other 0-D or 1-D parameters), where
       ``‖G_i‖ > λ · max(‖W_i‖, eps)`` the unit's gradient is scaled to that norm, else left alone.
       The ``eps`` floor is the paper's: without it a zero-initialised bias would get zero gradients
-      (and never move). Composer's version has no floor.
+      (and never move). Composer's version has no floor: ``eps=0`` is its rule exactly.
 
     Where it runs: in our Trainer after all microbatches (``grad_accum``) have added their gradients
     and, under DDP, after they are averaged across processes; under fp16 they are unscaled first, so
@@ -51,7 +51,7 @@ class GradientClipping(Algorithm):
         clipping_threshold: The maximum global norm (``"norm"``; default 1.0, as ``transformers``'
             ``max_grad_norm``), absolute value (``"value"``), or ratio of gradient norm to weight norm
             ``λ`` (``"adaptive"``; the paper uses 0.01 to 0.16). Composer requires both arguments.
-        eps: The floor of the weight norms in ``"adaptive"`` (the paper's 1e-3); unused otherwise.
+        eps: The floor of the weight norms in ``"adaptive"`` (the paper's 1e-3; 0 for Composer's rule); unused otherwise.
 
     Example:
         >>> import torch
@@ -72,32 +72,57 @@ class GradientClipping(Algorithm):
             raise ValueError(f"clipping_type must be one of {CLIPPING_TYPES}, got {clipping_type!r}")
         self.clipping_type = clipping_type
         self.clipping_threshold = check_positive(clipping_threshold, "clipping_threshold")
-        self.eps = check_positive(eps, "eps")
+        self.eps = check_eps(eps)
 
     def match(self, event: Event, state: State) -> bool:
         return event is Event.AFTER_TRAIN_BATCH
 
     def apply(self, event: Event, state: State, logger: Logger) -> None:
-        clip_gradients(state.model.parameters(), self.clipping_type, self.clipping_threshold, self.eps)
+        apply_gradient_clipping(state.model, self.clipping_type, self.clipping_threshold, eps=self.eps)
 
 
-def clip_gradients(parameters: Iterable[torch.nn.Parameter], clipping_type: str, threshold: float, eps: float = 1e-3) -> None:
-    """Clips the ``.grad`` of ``parameters`` in place, as :class:`GradientClipping` does (parameters without one are skipped).
+def check_eps(value: object) -> float:
+    """The adaptive rule's weight-norm floor: a finite number >= 0."""
+    if not is_number(value) or not value >= 0:  # type: ignore[operator]
+        raise ValueError(f"eps must be a finite number >= 0 (0 is Composer's rule), got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def apply_gradient_clipping(
+    model: torch.nn.Module | Iterable[torch.nn.Parameter],
+    clipping_type: str,
+    clipping_threshold: float,
+    fsdp_enabled: bool = False,
+    eps: float = 1e-3,
+) -> None:
+    """Clips the ``.grad`` of a model's parameters in place, as :class:`GradientClipping` does (Composer's function
+    for a loop of your own; parameters without a gradient are skipped).
+
+    Args:
+        model: The model, or its parameters.
+        clipping_type: ``"norm"``, ``"value"`` or ``"adaptive"``.
+        clipping_threshold: As :class:`GradientClipping`'s.
+        fsdp_enabled: Composer's switch to its FSDP1 code path, taken for the same call; the rules are the same here.
+        eps: The adaptive rule's weight-norm floor.
 
     Example:
         >>> weight = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
         >>> weight.grad = torch.tensor([7.0, 24.0])  # norm 25, weight norm 5: clipped to 0.5 * 5
-        >>> clip_gradients([weight], "adaptive", 0.5)
+        >>> apply_gradient_clipping([weight], "adaptive", 0.5)
         >>> weight.grad
         tensor([0.7000, 2.4000])
     """
+    if clipping_type not in CLIPPING_TYPES:
+        raise ValueError(f"clipping_type must be one of {CLIPPING_TYPES}, got {clipping_type!r}")
+    threshold = check_positive(clipping_threshold, "clipping_threshold")
+    parameters = model.parameters() if isinstance(model, torch.nn.Module) else model
     with_grads = [parameter for parameter in parameters if parameter.grad is not None]
     if clipping_type == "norm":
         torch.nn.utils.clip_grad_norm_(with_grads, max_norm=threshold)
     elif clipping_type == "value":
         torch.nn.utils.clip_grad_value_(with_grads, clip_value=threshold)
     else:
-        _clip_adaptive(with_grads, threshold, eps)
+        _clip_adaptive(with_grads, threshold, check_eps(eps))
 
 
 @torch.no_grad()
@@ -107,7 +132,7 @@ def _clip_adaptive(parameters: list[torch.nn.Parameter], threshold: float, eps: 
         assert grad is not None
         max_norm = _unitwise_norm(parameter.float()).clamp_(min=eps).mul_(threshold)
         grad_norm = _unitwise_norm(grad.float())
-        # grad_norm > max_norm > 0 wherever the scale is used; a NaN norm compares False and is left alone.
+        # grad_norm > max_norm >= 0 wherever the scale is used; a NaN norm compares False and is left alone.
         scale = torch.where(grad_norm > max_norm, max_norm / grad_norm, torch.ones_like(grad_norm))
         grad.mul_(scale.to(grad.dtype))
 

@@ -46,6 +46,7 @@ class LAWA(GridAveragingAlgorithm):
         lawa_start: When snapshots start.
         replace_at_fit_end: Leave the window's mean in the model at FIT_END.
         eval_with_average: Evaluate with the window's mean during fit.
+        use_buffers: Average floating buffers too; ``False``: the mean holds the live buffers of the newest snapshot.
 
     Example:
         >>> import torch
@@ -60,7 +61,7 @@ class LAWA(GridAveragingAlgorithm):
     """
 
     stored_arguments: ClassVar[tuple[str, ...]] = (
-        "window", "update_interval", "lawa_start", "replace_at_fit_end", "eval_with_average",
+        "window", "update_interval", "lawa_start", "replace_at_fit_end", "eval_with_average", "use_buffers",
     )  # fmt: skip
 
     def __init__(
@@ -70,13 +71,14 @@ class LAWA(GridAveragingAlgorithm):
         lawa_start: Time | str = "0.0dur",
         replace_at_fit_end: bool = True,
         eval_with_average: bool = True,
+        use_buffers: bool = True,
     ) -> None:
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be an int >= 1, got {window!r}")
         self.window = window
         schedule = update_schedule(update_interval, start=as_time(lawa_start, "lawa_start"))
         flags = (check_flag(replace_at_fit_end, "replace_at_fit_end"), check_flag(eval_with_average, "eval_with_average"))
-        super().__init__(schedule, *flags, offload=True)
+        super().__init__(schedule, *flags, offload=True, use_buffers=check_flag(use_buffers, "use_buffers"))
         self.snapshots: deque[ModelAverage] = deque()
         #: The completed-batch count of each snapshot in the window, oldest first.
         self.snapshot_batches: list[int] = []
@@ -119,7 +121,7 @@ class LAWA(GridAveragingAlgorithm):
     def _new_slot(self, state: State) -> ModelAverage:
         """The snapshot to overwrite next: the oldest once the window is full, else a new one."""
         full = len(self.snapshots) == self.window
-        slot = self.snapshots.popleft() if full else ModelAverage(state.model, device="cpu")
+        slot = self.snapshots.popleft() if full else ModelAverage(state.model, device="cpu", use_buffers=self.use_buffers)
         self.snapshots.append(slot)
         return slot
 

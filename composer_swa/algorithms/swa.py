@@ -88,6 +88,8 @@ class SWA(AveragingAlgorithm):
         cyclic_lr: ``(high, low)`` for the paper's cyclic schedule, or ``None``.
         eval_with_average: Evaluate with the averaged weights during the window.
         offload: Keep the average on the CPU.
+        use_buffers: Average floating buffers too; ``False``: the average holds the live buffers as of its last
+            update (then recomputed by ``bn_update``), as torch's ``AveragedModel(use_buffers=False)``.
 
     Example:
         >>> import torch
@@ -108,7 +110,7 @@ class SWA(AveragingAlgorithm):
     replaces_weights_at: ClassVar[frozenset[Event]] = frozenset({Event.BATCH_END, Event.EPOCH_END})  # at swa_end
     stored_arguments: ClassVar[tuple[str, ...]] = (
         "swa_start", "swa_end", "update_interval", "schedule_swa_lr", "anneal_strategy", "anneal_steps",
-        "swa_lr", "bn_update", "cyclic_lr", "eval_with_average", "offload",
+        "swa_lr", "bn_update", "cyclic_lr", "eval_with_average", "offload", "use_buffers",
     )  # fmt: skip
 
     def __init__(
@@ -124,10 +126,11 @@ class SWA(AveragingAlgorithm):
         cyclic_lr: tuple[float, float] | None = None,
         eval_with_average: bool = False,
         offload: bool = False,
+        use_buffers: bool = True,
     ) -> None:
         self.swa_start, self.swa_end = check_swa_window(swa_start, swa_end)
         self.anneal_strategy = normalize_anneal_strategy(anneal_strategy)
-        self.anneal_steps = check_count(anneal_steps, "anneal_steps")
+        self.anneal_steps = check_count(anneal_steps, "anneal_steps", "it counts optimizer steps, an int as in Composer (not a Time)")
         self.swa_lr = check_swa_lr(swa_lr)
         self.cyclic_lr = check_cyclic_lr(cyclic_lr)
         self.schedule_swa_lr = check_schedule_swa_lr(schedule_swa_lr, self.swa_lr)
@@ -135,7 +138,8 @@ class SWA(AveragingAlgorithm):
             raise ValueError("cyclic_lr and schedule_swa_lr=True both set the LR in the window; choose one")
         self.bn_update = check_flag(bn_update, "bn_update")
         schedule = update_schedule(update_interval, start=self.swa_start, end=self.swa_end)
-        super().__init__(schedule, check_flag(eval_with_average, "eval_with_average"), check_flag(offload, "offload"))
+        flags = (check_flag(eval_with_average, "eval_with_average"), check_flag(offload, "offload"))
+        super().__init__(schedule, *flags, use_buffers=check_flag(use_buffers, "use_buffers"))
 
         self.n_averaged = 0
         self._start_lrs: list[list[float]] = []
@@ -214,6 +218,8 @@ class SWA(AveragingAlgorithm):
 
     def _update(self, state: State, logger: Logger) -> None:
         assert self.average is not None
+        if not self._accepts_update(state):
+            return
         if self.n_averaged == 0:
             self.average.copy_from_model()
         else:
@@ -221,18 +227,25 @@ class SWA(AveragingAlgorithm):
         self.n_averaged += 1
 
     def _swap_in_average(self, state: State, logger: Logger) -> None:
+        if self.n_averaged == 0:  # should_update refused every update of the window
+            warnings.warn("SWA: should_update accepted no update in the window; the model keeps the live weights", stacklevel=3)
+            self._hand_back_lr(state)
+            return
         self._replace_model_weights(state)  # the live weights stay in training_weights
         message = f"SWA: the model now holds the average of {self.n_averaged} snapshots"
         if self.bn_update and batch_norm_layers(state.model):
             samples = recompute_batch_norm(state.model, state.train_dataloader, state.run_forward)
             message += f"; batch-norm statistics recomputed over {samples} samples"
+        self._hand_back_lr(state)
+        logger.log_message(message, step=state.timestamp.batch_count)
+
+    def _hand_back_lr(self, state: State) -> None:
         if state.lr_owner is self:
             # Only a run that trains past swa_end needs the paused schedule back; at the end of the run the
             # last logged LR stays the one the last batch used.
             if self._window[1] < state.max_batches:
                 set_lrs(state.optimizers, self._start_lrs)
             state.lr_owner = None
-        logger.log_message(message, step=state.timestamp.batch_count)
 
     def _warn_if_stopped_early(self, state: State, logger: Logger) -> None:
         count, end = state.timestamp.batch_count, self._window[1]

@@ -24,15 +24,16 @@ from composer_swa._lazy import lazy_attributes
 if TYPE_CHECKING:
     from composer_swa.averaging.bn import recompute_batch_norm
     from composer_swa.averaging.kernel import FlatAverage
-    from composer_swa.averaging.model_average import ModelAverage
+    from composer_swa.averaging.model_average import ModelAverage, compute_ema
 
-__all__ = ["FlatAverage", "ModelAverage", "recompute_batch_norm"]
+__all__ = ["FlatAverage", "ModelAverage", "compute_ema", "recompute_batch_norm"]
 
 __getattr__, __dir__ = lazy_attributes(
     __name__,
     {
         "FlatAverage": f"{__name__}.kernel",
         "ModelAverage": f"{__name__}.model_average",
+        "compute_ema": f"{__name__}.model_average",
         "recompute_batch_norm": f"{__name__}.bn",
     },
 )

@@ -10,10 +10,10 @@ import torch
 from composer_swa.averaging.kernel import FlatAverage
 from composer_swa.distributed.sharded import full_tensor, is_dtensor, local_part, local_tensor
 
-__all__ = ["ModelAverage", "load_tracked_weights", "named_state_tensors"]
+__all__ = ["ModelAverage", "compute_ema", "load_tracked_weights", "named_state_tensors"]
 
 
-def named_state_tensors(model: torch.nn.Module, include_buffers: bool = True) -> list[tuple[str, torch.Tensor]]:
+def named_state_tensors(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
     """Parameters then buffers, each shared tensor once, named exactly as in ``model.state_dict()``.
 
     Nothing is stripped: ``model`` is the unwrapped model (:class:`~composer_swa.State` never holds a
@@ -32,8 +32,7 @@ def named_state_tensors(model: torch.nn.Module, include_buffers: bool = True) ->
     seen: set[int] = set()
     named: list[tuple[str, torch.Tensor]] = []
     pairs: list[tuple[str, torch.Tensor]] = list(model.named_parameters())
-    if include_buffers:
-        pairs += [(name, buffer) for name, buffer in model.named_buffers() if buffer is not None]
+    pairs += [(name, buffer) for name, buffer in model.named_buffers() if buffer is not None]
     for name, tensor in pairs:
         if id(tensor) not in seen:
             seen.add(id(tensor))
@@ -67,11 +66,47 @@ def load_tracked_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor
     model.load_state_dict(complete)
 
 
+@torch.no_grad()
+def compute_ema(model: torch.nn.Module, ema_model: torch.nn.Module, smoothing: float = 0.99) -> None:
+    """``ema ← smoothing · ema + (1 − smoothing) · w`` in place, for every parameter and buffer of ``model``
+    that ``ema_model`` has under the same name (Composer's ``compute_ema``, for a loop of your own).
+
+    Integer buffers (``num_batches_tracked``) take the live value: an average of counters means nothing.
+    The half-life in updates of a given ``smoothing`` is ``-log(2) / log(smoothing)``.
+
+    Args:
+        model: The live model.
+        ema_model: The model holding the moving average (a copy of ``model``, typically).
+        smoothing: How much of the old average each update keeps, in [0, 1].
+
+    Example:
+        >>> model, ema_model = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+        >>> _ = torch.nn.init.ones_(model.weight), torch.nn.init.zeros_(ema_model.weight)
+        >>> compute_ema(model, ema_model, smoothing=0.75)
+        >>> ema_model.weight
+        Parameter containing:
+        tensor([[0.2500, 0.2500]], requires_grad=True)
+    """
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0.0 <= smoothing <= 1.0:
+        raise ValueError(f"smoothing must be a number in [0, 1], got {smoothing!r}")
+    targets = ema_model.state_dict(keep_vars=True)
+    for name, live in named_state_tensors(model):
+        target = targets.get(name)
+        if target is None:
+            continue
+        if target.is_floating_point():
+            target.lerp_(live.detach().to(device=target.device, dtype=target.dtype), 1.0 - smoothing)
+        else:
+            target.copy_(live.detach())
+
+
 class ModelAverage:
     """An fp32 average of a model's floating-point parameters and buffers.
 
     Integer and bool buffers (``num_batches_tracked``) are not averaged: each update copies their
-    current value, and :meth:`copy_to_model` writes that copy back.
+    current value, and :meth:`copy_to_model` writes that copy back. With ``use_buffers=False`` every
+    buffer is treated so: the average holds the live buffers as of the last update (torch's
+    ``AveragedModel(use_buffers=False)``, timm's ``exclude_buffers=True``).
 
     Under FSDP2 each process averages only its own shard of every sharded parameter:
     :meth:`state_dict` holds those local slices and :meth:`full_state_dict` gathers whole tensors.
@@ -79,7 +114,7 @@ class ModelAverage:
     Args:
         model: The live model; the average reads its tensors by reference.
         device: Where the average lives. Defaults to the model's devices; ``"cpu"`` offloads it.
-        include_buffers: Average floating-point buffers (e.g. batch-norm running statistics) too.
+        use_buffers: Average floating-point buffers (e.g. batch-norm running statistics) too; ``False`` copies them.
 
     Example:
         >>> model = torch.nn.BatchNorm1d(2)
@@ -93,18 +128,20 @@ class ModelAverage:
         tensor([2., 2.])
     """
 
-    def __init__(self, model: torch.nn.Module, device: torch.device | str | None = None, include_buffers: bool = True) -> None:
-        shared = named_state_tensors(model, include_buffers)
+    def __init__(self, model: torch.nn.Module, device: torch.device | str | None = None, use_buffers: bool = True) -> None:
+        shared = named_state_tensors(model)
         #: The DTensor of each sharded tensor, for its layout (FSDP2 only).
         self._sharded_like = {name: tensor for name, tensor in shared if is_dtensor(tensor)}
         named = [(name, local_tensor(tensor)) for name, tensor in shared]
-        floating = [(name, tensor) for name, tensor in named if tensor.is_floating_point()]
+        parameters = {id(local_tensor(parameter)) for parameter in model.parameters()}
+        averaged = [tensor.is_floating_point() and (use_buffers or id(tensor) in parameters) for _, tensor in named]
+        floating = [pair for pair, keep in zip(named, averaged) if keep]
         self._float_names = [name for name, _ in floating]
         self._live_sources = [tensor for _, tensor in floating]
         self._average = FlatAverage(self._live_sources, device=device)
         self._float_views = self._average.views()
-        self._copied_names = [name for name, tensor in named if not tensor.is_floating_point()]
-        self._copied_sources = [tensor for _, tensor in named if not tensor.is_floating_point()]
+        self._copied_names = [name for (name, _), keep in zip(named, averaged) if not keep]
+        self._copied_sources = [tensor for (_, tensor), keep in zip(named, averaged) if not keep]
         self._copies = [tensor.detach().clone() for tensor in self._copied_sources]
 
     @property

@@ -159,7 +159,7 @@ def test_a_plain_loop_clips_through_the_runner() -> None:
         ({"clipping_type": "l2", "clipping_threshold": 1.0}, r"clipping_type must be one of \('norm', .*\), got 'l2'"),
         ({"clipping_type": "norm", "clipping_threshold": 0}, "clipping_threshold must be a finite number > 0, got 0"),
         ({"clipping_type": "norm", "clipping_threshold": "1"}, "clipping_threshold must be a finite number > 0, got '1'"),
-        ({"clipping_type": "adaptive", "clipping_threshold": 0.01, "eps": -1.0}, "eps must be a finite number > 0, got -1.0"),
+        ({"clipping_type": "adaptive", "clipping_threshold": 0.01, "eps": -1.0}, r"eps must be a finite number >= 0 \(0 is Composer.s rule\), got -1.0"),
     ],
 )
 def test_bad_arguments_are_named(arguments: dict[str, Any], message: str) -> None:
