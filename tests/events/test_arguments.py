@@ -57,7 +57,7 @@ def test_the_checkpoint_stores_the_arguments_as_plain_values(tmp_path: Path) -> 
     assert saved["SWA"]["arguments"] == {
         "swa_start": "0.25dur", "swa_end": "0.75dur", "update_interval": "2ba", "schedule_swa_lr": True,
         "anneal_strategy": "linear", "anneal_steps": 10, "swa_lr": 0.02, "bn_update": True, "cyclic_lr": None,
-        "eval_with_average": False, "offload": False,
+        "eval_with_average": False, "offload": False, "use_buffers": True,
     }  # fmt: skip
     assert saved["EMA"]["arguments"]["half_life"] == "4ba"
     assert saved["EMA"]["arguments"]["smoothing"] == 2 ** (-1 / 4)
