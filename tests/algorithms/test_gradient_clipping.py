@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from composer_swa import Callback, Event, GradientClipping, State, Trainer
+from composer_swa.algorithms.gradient_clipping import apply_gradient_clipping
 from composer_swa.config.builtins import ALGORITHMS
 from composer_swa.events.loop import Loop
 from composer_swa.integrations import AlgorithmRunner
@@ -199,3 +200,83 @@ def test_fp16_on_the_gpu_clips_the_unscaled_gradient() -> None:
         step = recorder.weights[batch] - recorder.weights[batch + 1]
         torch.testing.assert_close(step.cpu(), grad.cpu(), rtol=1e-3, atol=1e-6)
     assert any(torch.isfinite(grad).all() for grad in seen.seen)
+
+
+# Composer's own facts (its tests/algorithms/test_gradient_clipping.py), with eps=0: its rule has no floor ----
+
+
+def composer_agc(weight: np.ndarray, grad: np.ndarray, threshold: float) -> np.ndarray:
+    """Composer's ``_get_clipped_gradient_coeff`` in NumPy: ``min(1, λ‖W_i‖ / ‖G_i‖)``, 0/0 counted as 1."""
+    axes = tuple(range(1, weight.ndim)) if weight.ndim > 1 else None
+    weight_norm = np.sqrt((weight**2).sum(axis=axes, keepdims=weight.ndim > 1))
+    grad_norm = np.sqrt((grad**2).sum(axis=axes, keepdims=weight.ndim > 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        coefficient = np.nan_to_num(threshold * weight_norm / grad_norm, nan=1.0)
+    return grad * np.minimum(coefficient, 1.0)
+
+
+COMPOSER_CASES = [  # weights, gradient, threshold, Composer's expected clipped gradient
+    ([3.0, 4.0], [7.0, 24.0], 0.5, [0.7, 2.4]),
+    ([[3.0, 4.0], [9.0, 40.0]], [[7.0, 24.0], [5.0, 12.0]], 0.5, [[0.7, 2.4], [5.0, 12.0]]),
+    (
+        [[[3.0, 8.0], [2.0, 2.0]], [[1.0, 3.0], [3.0, 9.0]]], [[[1.0, 1.0], [3.0, 5.0]], [[1.0, 1.0], [1.0, 1.0]]], 1 / 3,
+        [[[0.5, 0.5], [1.5, 2.5]], [[1.0, 1.0], [1.0, 1.0]]],
+    ),
+    (
+        [[[[3.0], [8.0]], [[2.0], [2.0]]], [[[1.0], [3.0]], [[3.0], [9.0]]]],
+        [[[[1.0], [1.0]], [[3.0], [5.0]]], [[[1.0], [1.0]], [[1.0], [1.0]]]], 1 / 3,
+        [[[[0.5], [0.5]], [[1.5], [2.5]]], [[[1.0], [1.0]], [[1.0], [1.0]]]],
+    ),
+    ([0.0, 0.0], [1.0, 1.0], 1e-4, [0.0, 0.0]),  # a zero weight: Composer zeroes its gradient (our eps floor would not)
+    ([1.0, 1.0], [0.0, 0.0], 1e-4, [0.0, 0.0]),
+    ([0.0, 0.0], [0.0, 0.0], 1e-4, [0.0, 0.0]),
+]
+
+
+@pytest.mark.parametrize(("weight", "grad", "threshold", "expected"), COMPOSER_CASES)
+def test_adaptive_with_eps_zero_gives_composers_results(weight: Any, grad: Any, threshold: float, expected: Any) -> None:
+    parameter = torch.nn.Parameter(torch.tensor(weight))
+    parameter.grad = torch.tensor(grad)
+    apply_gradient_clipping([parameter], "adaptive", threshold, eps=0.0)
+    np.testing.assert_allclose(parameter.grad.numpy(), np.array(expected), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(expected, composer_agc(np.array(weight), np.array(grad), threshold), rtol=1e-6, atol=1e-7)
+
+
+def cnn_with_grads() -> torch.nn.Module:
+    """Composer's test CNN: conv filters, Linear weights and biases, gradients of a cross-entropy loss."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, kernel_size=2), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(98, 2), torch.nn.ReLU(),
+        torch.nn.Linear(2, 2), torch.nn.Softmax(dim=1),
+    )  # fmt: skip
+    x, y = torch.rand(4, 1, 8, 8), torch.randint(0, 1, (4,))
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    return model
+
+
+@pytest.mark.parametrize("clipping_type", ["adaptive", "norm", "value"])
+def test_composers_call_clips_a_whole_model_as_the_algorithm_does(clipping_type: str) -> None:
+    functional, algorithm = cnn_with_grads(), cnn_with_grads()
+    weights = [p.detach().double().numpy().copy() for p in functional.parameters()]
+    grads = [p.grad.double().numpy().copy() for p in functional.parameters()]
+    apply_gradient_clipping(functional, clipping_type, 0.01, fsdp_enabled=False, eps=0.0)  # Composer's signature
+    state = State(model=algorithm, max_duration="1ba", train_dataloader=[0])
+    GradientClipping(clipping_type=clipping_type, clipping_threshold=0.01, eps=0.0).apply(Event.AFTER_TRAIN_BATCH, state, Logger())
+    total = np.sqrt(sum(float((g**2).sum()) for g in grads))
+    for index, (mine, theirs) in enumerate(zip(functional.parameters(), algorithm.parameters())):
+        torch.testing.assert_close(mine.grad, theirs.grad, rtol=0, atol=0)
+        want = {
+            "adaptive": composer_agc(weights[index], grads[index], 0.01),
+            "norm": grads[index] * min(1.0, 0.01 / (total + 1e-6)),
+            "value": np.clip(grads[index], -0.01, 0.01),
+        }[clipping_type]
+        np.testing.assert_allclose(mine.grad.double().numpy(), want, rtol=1e-5, atol=1e-9)
+
+
+def test_composers_functional_import_paths() -> None:
+    import composer_swa.functional as cf
+    from composer_swa.algorithms.gradient_clipping import apply_gradient_clipping as from_module
+
+    assert cf.apply_gradient_clipping is from_module is apply_gradient_clipping
+    with pytest.raises(ValueError, match=r"clipping_type must be one of \('norm', 'value', 'adaptive'\), got 'l1'"):
+        apply_gradient_clipping(cnn_with_grads(), "l1", 0.1)
