@@ -226,6 +226,7 @@ def check_min_decay(value: object, smoothing: float, warmup_gamma: float | None)
         raise ValueError(f"min_decay must be a number in [0, smoothing={smoothing!r}], got {value!r}")
     if value > 0 and warmup_gamma is None:  # type: ignore[operator]
         raise ValueError(
-            f"min_decay={value!r} bounds the decay warm-up from below, but there is none; set warmup_gamma (timm: use_warmup=True)"
+            f"min_decay={value!r} bounds the decay warm-up from below, but there is none; "
+            "set warmup_gamma (timm: use_warmup=True)"
         )
     return float(value)  # type: ignore[arg-type]

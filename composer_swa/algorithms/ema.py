@@ -127,7 +127,9 @@ class EMA(GridAveragingAlgorithm):
         gamma = None if warmup_gamma is None else check_positive(warmup_gamma, "warmup_gamma", "> 0 (or None for no warm-up)")
         power = check_positive(warmup_power, "warmup_power", "> 0")
         flags = (check_flag(replace_at_fit_end, "replace_at_fit_end"), check_flag(eval_with_average, "eval_with_average"))
-        super().__init__(schedule, *flags, offload=check_flag(offload, "offload"), use_buffers=check_flag(use_buffers, "use_buffers"))
+        super().__init__(
+            schedule, *flags, offload=check_flag(offload, "offload"), use_buffers=check_flag(use_buffers, "use_buffers")
+        )
         self.warmup_gamma = gamma
         self.warmup_power = power
         self.min_decay = check_min_decay(min_decay, self.smoothing, gamma)

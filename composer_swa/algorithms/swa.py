@@ -130,7 +130,9 @@ class SWA(AveragingAlgorithm):
     ) -> None:
         self.swa_start, self.swa_end = check_swa_window(swa_start, swa_end)
         self.anneal_strategy = normalize_anneal_strategy(anneal_strategy)
-        self.anneal_steps = check_count(anneal_steps, "anneal_steps", "it counts optimizer steps, an int as in Composer (not a Time)")
+        self.anneal_steps = check_count(
+            anneal_steps, "anneal_steps", "it counts optimizer steps, an int as in Composer (not a Time)"
+        )
         self.swa_lr = check_swa_lr(swa_lr)
         self.cyclic_lr = check_cyclic_lr(cyclic_lr)
         self.schedule_swa_lr = check_schedule_swa_lr(schedule_swa_lr, self.swa_lr)
@@ -227,16 +229,15 @@ class SWA(AveragingAlgorithm):
         self.n_averaged += 1
 
     def _swap_in_average(self, state: State, logger: Logger) -> None:
+        self._hand_back_lr(state)
         if self.n_averaged == 0:  # should_update refused every update of the window
             warnings.warn("SWA: should_update accepted no update in the window; the model keeps the live weights", stacklevel=3)
-            self._hand_back_lr(state)
             return
         self._replace_model_weights(state)  # the live weights stay in training_weights
         message = f"SWA: the model now holds the average of {self.n_averaged} snapshots"
         if self.bn_update and batch_norm_layers(state.model):
             samples = recompute_batch_norm(state.model, state.train_dataloader, state.run_forward)
             message += f"; batch-norm statistics recomputed over {samples} samples"
-        self._hand_back_lr(state)
         logger.log_message(message, step=state.timestamp.batch_count)
 
     def _hand_back_lr(self, state: State) -> None:

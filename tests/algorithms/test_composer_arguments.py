@@ -38,13 +38,17 @@ def test_a_composer_swa_call_with_every_argument_positionally() -> None:
     assert (swa.schedule_swa_lr, swa.anneal_strategy, swa.anneal_steps, swa.swa_lr) == (True, "cosine", 4, 0.05)
 
 
-@pytest.mark.parametrize(("spelling", "strategy"), [("linear", "linear"), ("lin", "linear"), ("cos", "cosine"), ("COSINE", "cosine")])
+@pytest.mark.parametrize(
+    ("spelling", "strategy"), [("linear", "linear"), ("lin", "linear"), ("cos", "cosine"), ("COSINE", "cosine")]
+)
 def test_composers_anneal_strategy_spellings(spelling: str, strategy: str) -> None:
     assert SWA(anneal_strategy=spelling).anneal_strategy == strategy
 
 
 def test_anneal_steps_stays_an_int_and_the_error_says_so() -> None:
-    with pytest.raises(ValueError, match=r"anneal_steps must be an int >= 0, got '10ep': it counts optimizer steps, an int as in Composer"):
+    with pytest.raises(
+        ValueError, match=r"anneal_steps must be an int >= 0, got '10ep': it counts optimizer steps, an int as in Composer"
+    ):
         SWA(anneal_steps="10ep")  # type: ignore[arg-type]
 
 
@@ -64,7 +68,9 @@ def test_swa_lr_none_is_kept_and_never_overwritten() -> None:
         ({"smoothing": 0.999}, 0.999, "1ba"),  # crashes in Composer (no half_life attribute): works here
     ],
 )
-def test_ema_smoothing_from_half_life_as_composer_computes_it(arguments: dict[str, object], smoothing: float, interval: str) -> None:
+def test_ema_smoothing_from_half_life_as_composer_computes_it(
+    arguments: dict[str, object], smoothing: float, interval: str
+) -> None:
     ema = EMA(**arguments)  # type: ignore[arg-type]
     assert ema.smoothing == pytest.approx(smoothing, rel=1e-12)
     assert str(ema.update_interval) == interval
@@ -104,7 +110,7 @@ def test_compute_ema_as_composers_test_checks_it(smoothing: float) -> None:
 
 
 def test_compute_ema_refuses_a_smoothing_outside_zero_one() -> None:
-    with pytest.raises(ValueError, match="smoothing must be a number in \\[0, 1\\], got 1.5"):
+    with pytest.raises(ValueError, match=r"smoothing must be a number in \[0, 1\], got 1\.5"):
         compute_ema(conv_bn(), conv_bn(), smoothing=1.5)
 
 

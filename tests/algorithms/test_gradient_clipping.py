@@ -160,7 +160,10 @@ def test_a_plain_loop_clips_through_the_runner() -> None:
         ({"clipping_type": "l2", "clipping_threshold": 1.0}, r"clipping_type must be one of \('norm', .*\), got 'l2'"),
         ({"clipping_type": "norm", "clipping_threshold": 0}, "clipping_threshold must be a finite number > 0, got 0"),
         ({"clipping_type": "norm", "clipping_threshold": "1"}, "clipping_threshold must be a finite number > 0, got '1'"),
-        ({"clipping_type": "adaptive", "clipping_threshold": 0.01, "eps": -1.0}, r"eps must be a finite number >= 0 \(0 is Composer.s rule\), got -1.0"),
+        (
+            {"clipping_type": "adaptive", "clipping_threshold": 0.01, "eps": -1.0},
+            r"eps must be a finite number >= 0 \(0 is Composer.s rule\), got -1.0",
+        ),
     ],
 )
 def test_bad_arguments_are_named(arguments: dict[str, Any], message: str) -> None:
@@ -219,12 +222,15 @@ COMPOSER_CASES = [  # weights, gradient, threshold, Composer's expected clipped 
     ([3.0, 4.0], [7.0, 24.0], 0.5, [0.7, 2.4]),
     ([[3.0, 4.0], [9.0, 40.0]], [[7.0, 24.0], [5.0, 12.0]], 0.5, [[0.7, 2.4], [5.0, 12.0]]),
     (
-        [[[3.0, 8.0], [2.0, 2.0]], [[1.0, 3.0], [3.0, 9.0]]], [[[1.0, 1.0], [3.0, 5.0]], [[1.0, 1.0], [1.0, 1.0]]], 1 / 3,
+        [[[3.0, 8.0], [2.0, 2.0]], [[1.0, 3.0], [3.0, 9.0]]],
+        [[[1.0, 1.0], [3.0, 5.0]], [[1.0, 1.0], [1.0, 1.0]]],
+        1 / 3,
         [[[0.5, 0.5], [1.5, 2.5]], [[1.0, 1.0], [1.0, 1.0]]],
     ),
     (
         [[[[3.0], [8.0]], [[2.0], [2.0]]], [[[1.0], [3.0]], [[3.0], [9.0]]]],
-        [[[[1.0], [1.0]], [[3.0], [5.0]]], [[[1.0], [1.0]], [[1.0], [1.0]]]], 1 / 3,
+        [[[[1.0], [1.0]], [[3.0], [5.0]]], [[[1.0], [1.0]], [[1.0], [1.0]]]],
+        1 / 3,
         [[[[0.5], [0.5]], [[1.5], [2.5]]], [[[1.0], [1.0]], [[1.0], [1.0]]]],
     ),
     ([0.0, 0.0], [1.0, 1.0], 1e-4, [0.0, 0.0]),  # a zero weight: Composer zeroes its gradient (our eps floor would not)
@@ -261,7 +267,9 @@ def test_composers_call_clips_a_whole_model_as_the_algorithm_does(clipping_type:
     grads = [p.grad.double().numpy().copy() for p in functional.parameters()]
     apply_gradient_clipping(functional, clipping_type, 0.01, fsdp_enabled=False, eps=0.0)  # Composer's signature
     state = State(model=algorithm, max_duration="1ba", train_dataloader=[0])
-    GradientClipping(clipping_type=clipping_type, clipping_threshold=0.01, eps=0.0).apply(Event.AFTER_TRAIN_BATCH, state, Logger())
+    GradientClipping(clipping_type=clipping_type, clipping_threshold=0.01, eps=0.0).apply(
+        Event.AFTER_TRAIN_BATCH, state, Logger()
+    )
     total = np.sqrt(sum(float((g**2).sum()) for g in grads))
     for index, (mine, theirs) in enumerate(zip(functional.parameters(), algorithm.parameters())):
         torch.testing.assert_close(mine.grad, theirs.grad, rtol=0, atol=0)

@@ -191,7 +191,7 @@ def test_ema_docstring_example() -> None:
 
 
 def test_ema_method_card_functional_example(monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch.nn.functional as F  # noqa: N812 - the snippet's name
+    import torch.nn.functional as F
 
     import composer_swa.functional
 
@@ -217,8 +217,8 @@ def test_ema_method_card_functional_example(monkeypatch: pytest.MonkeyPatch) -> 
         ema_model = copy.deepcopy(model)
         model.train()
 
-        for epoch in range(num_epochs):
-            for X, y in train_loader:  # noqa: N806 - the snippet's name
+        for epoch in range(num_epochs):  # noqa: B007 - the snippet's loop
+            for X, y in train_loader:
                 y_hat = model(X)
                 loss = loss_fn(y_hat, y)
                 loss.backward()
