@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING
 from composer_swa._lazy import lazy_attributes
 
 if TYPE_CHECKING:
+    from composer_swa.averaging.bayesian import Prediction, bayesian_predict, predict
     from composer_swa.averaging.bn import recompute_batch_norm
     from composer_swa.averaging.kernel import FlatAverage
     from composer_swa.averaging.model_average import ModelAverage
+    from composer_swa.averaging.swag_posterior import SWAGPosterior
 
-__all__ = ["FlatAverage", "ModelAverage", "recompute_batch_norm"]
+__all__ = ["FlatAverage", "ModelAverage", "Prediction", "SWAGPosterior", "bayesian_predict", "predict", "recompute_batch_norm"]
 
 __getattr__, __dir__ = lazy_attributes(
     __name__,
@@ -34,5 +36,7 @@ __getattr__, __dir__ = lazy_attributes(
         "FlatAverage": f"{__name__}.kernel",
         "ModelAverage": f"{__name__}.model_average",
         "recompute_batch_norm": f"{__name__}.bn",
+        **dict.fromkeys(("Prediction", "bayesian_predict", "predict"), f"{__name__}.bayesian"),
+        "SWAGPosterior": f"{__name__}.swag_posterior",
     },
 )
