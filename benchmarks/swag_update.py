@@ -67,7 +67,10 @@ def measure(blocks: int, width: int, max_rank: int, repeats: int) -> None:
         for run in contenders.values():
             run()
     times = alternate(contenders, repeats)
-    print(f"\n{blocks}x(Linear {width} + LayerNorm): {params / 1e6:.1f}M params in {len(list(model.parameters()))} tensors, max_rank={max_rank}")
+    print(
+        f"\n{blocks}x(Linear {width} + LayerNorm): {params / 1e6:.1f}M params in {len(list(model.parameters()))} tensors, "
+        f"max_rank={max_rank}"
+    )
     for name, seconds in times.items():
         print(f"  {name:22s} {statistics.median(seconds) * 1e3:8.2f} ms   {ratios(seconds, times['limit: 3 flat passes'])} limit")
     print(f"  SWAG / SWA: {ratios(times['SWAG update'], times['SWA update'])}")

@@ -159,14 +159,17 @@ class SWAG(SWA):
         self.posterior().sample_into(self._model, scale, generator, diagonal_only)
 
     def exported_weights(self) -> dict[str, dict[str, torch.Tensor] | None]:
-        """SWA's ``average`` and ``training`` weights, and the ``posterior``'s tensors (``mean.*``, ``variance.*``, ``deviations.*``)."""
+        """SWA's ``average`` and ``training`` weights, and the ``posterior``'s tensors (``mean.*``, ``variance.*``,
+        ``deviations.*``; written as ``SWAG-posterior.safetensors``)."""
         posterior = self.posterior(gather=True).tensors() if self._has_average and self.moments is not None else None
         return {**super().exported_weights(), "posterior": posterior}
 
     def locked_arguments(self) -> dict[str, str]:
         locked = super().locked_arguments()
         if self.n_averaged > 0:
-            locked["max_rank"] = f"the saved deviations fill a ring buffer of the checkpoint's max_rank after {self.n_averaged} snapshots"
+            locked["max_rank"] = (
+                f"the saved deviations fill a ring buffer of the checkpoint's max_rank after {self.n_averaged} snapshots"
+            )
         return locked
 
     def summary(self) -> dict[str, Any]:

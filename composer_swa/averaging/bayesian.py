@@ -38,7 +38,8 @@ def _logits(outputs: Any) -> torch.Tensor:
     logits = outputs["logits"] if isinstance(outputs, Mapping) and "logits" in outputs else outputs
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         raise TypeError(
-            f"predicting needs class logits of shape (batch, classes): a tensor or a dict with 'logits'; got {type(outputs).__name__}"
+            "predicting needs class logits of shape (batch, classes): a tensor or a dict with 'logits'; "
+            f"got {type(outputs).__name__}"
         )
     return logits
 

@@ -63,10 +63,14 @@ class SWAGMoments:
         tensor([1., 2.])
     """
 
-    def __init__(self, model: torch.nn.Module, mean: ModelAverage, max_rank: int, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self, model: torch.nn.Module, mean: ModelAverage, max_rank: int, device: torch.device | str | None = None
+    ) -> None:
         if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1:
             raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}")
-        named = [(name, tensor) for name, tensor in named_state_tensors(model, include_buffers=False) if tensor.is_floating_point()]
+        named = [
+            (name, tensor) for name, tensor in named_state_tensors(model, include_buffers=False) if tensor.is_floating_point()
+        ]
         self.names = [name for name, _ in named]
         #: The DTensor of each sharded parameter, for its layout (FSDP2 only).
         self.sharded_like = {name: tensor for name, tensor in named if is_dtensor(tensor)}

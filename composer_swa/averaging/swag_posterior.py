@@ -51,7 +51,9 @@ class SWAGPosterior:
 
     Example:
         >>> posterior = SWAGPosterior(
-        ...     mean={"w": torch.zeros(2)}, variance={"w": torch.ones(2)}, deviations={"w": torch.tensor([[1.0, 0.0], [-1.0, 0.0]])}
+        ...     mean={"w": torch.zeros(2)},
+        ...     variance={"w": torch.ones(2)},
+        ...     deviations={"w": torch.tensor([[1.0, 0.0], [-1.0, 0.0]])},
         ... )
         >>> posterior.rank
         2
@@ -152,7 +154,9 @@ class SWAGPosterior:
         for key, tensor in load_file(str(path), device=str(device)).items():
             kind, _, name = key.partition(".")
             if kind not in parts or not name:
-                raise ValueError(f"{path!s} is not a SWAG posterior: tensor {key!r} is not named mean.*, variance.* or deviations.*")
+                raise ValueError(
+                    f"{path!s} is not a SWAG posterior: tensor {key!r} is not named mean.*, variance.* or deviations.*"
+                )
             parts[kind][name] = tensor
         if not parts["mean"]:
             raise ValueError(f"{path!s} is not a SWAG posterior: it holds no mean.* tensors")

@@ -44,7 +44,8 @@ def calibration_metrics(
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
     if probabilities.dim() != 2 or targets.shape != probabilities.shape[:1]:
         raise ValueError(
-            f"calibration needs probabilities (N, C) and targets (N,), got {tuple(probabilities.shape)} and {tuple(targets.shape)}"
+            "calibration needs probabilities (N, C) and targets (N,), "
+            f"got {tuple(probabilities.shape)} and {tuple(targets.shape)}"
         )
     probabilities = probabilities.detach().to(torch.float64)
     targets = targets.detach().to(probabilities.device, torch.long)
@@ -54,10 +55,14 @@ def calibration_metrics(
     nll_sum = -true_class.clamp_min(torch.finfo(torch.float64).tiny).log().sum()
     # Bin m (0-based) holds confidences in (m/M, (m+1)/M]; a confidence of 0 cannot occur for a distribution.
     bins = (confidence * n_bins).ceil().long().clamp(1, n_bins) - 1
-    counts = torch.zeros(n_bins, dtype=torch.float64, device=probabilities.device).index_add_(0, bins, torch.ones_like(confidence))
+    counts = torch.zeros(n_bins, dtype=torch.float64, device=probabilities.device).index_add_(
+        0, bins, torch.ones_like(confidence)
+    )
     confidence_sums = torch.zeros_like(counts).index_add_(0, bins, confidence)
     correct_sums = torch.zeros_like(counts).index_add_(0, bins, correct)
-    totals = torch.cat([torch.stack([torch.tensor(float(len(targets)), dtype=torch.float64), nll_sum.cpu()]).to(counts.device), counts])
+    totals = torch.cat(
+        [torch.stack([torch.tensor(float(len(targets)), dtype=torch.float64), nll_sum.cpu()]).to(counts.device), counts]
+    )
     totals = torch.cat([totals, confidence_sums, correct_sums])
     if is_distributed():
         totals = reduce_sum(totals.to(device)).cpu()

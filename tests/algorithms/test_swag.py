@@ -157,10 +157,12 @@ def test_state_dict_round_trip_resumes_exactly() -> None:
 
 def test_max_rank_is_locked_once_a_snapshot_is_taken() -> None:
     swag = SWAG(swa_start="5ba", update_interval="2ba", max_rank=3)
-    _, saved = train_plain_loop(mlp(), torch.optim.SGD(mlp().parameters(), lr=0.1), [swag], stop_at=7)
+    model = mlp()
+    _, saved = train_plain_loop(model, torch.optim.SGD(model.parameters(), lr=0.1), [swag], stop_at=7)
     assert saved is not None
+    resumed, wider = mlp(), SWAG(swa_start="5ba", update_interval="2ba", max_rank=4)
     with pytest.raises(ValueError, match="max_rank"):
-        train_plain_loop(mlp(), torch.optim.SGD(mlp().parameters(), lr=0.1), [SWAG(swa_start="5ba", update_interval="2ba", max_rank=4)], saved=saved)
+        train_plain_loop(resumed, torch.optim.SGD(resumed.parameters(), lr=0.1), [wider], saved=saved)
 
 
 def test_swa_and_swag_in_one_run_are_refused_naming_both() -> None:

@@ -28,9 +28,9 @@ ALGORITHMS = {
 #: Resumed in-process only (the subprocess kills cover the four above).
 MORE_ALGORITHMS = {
     "lawa": lambda: [LAWA(window=3, update_interval="4ba")],
-    "swats": lambda: [SWATS(switch_at="14ba")],
+    "swats": lambda: [SWATS(switch_at="14ba")],  # Adam until batch 14, SGD after: resumes after the switch
     # Snapshots at 12, 14, ..., 36 into a ring of 3 columns: the checkpoint at 15 holds 2, the resumed run wraps it.
-    "swag": lambda: [SWAG(swa_start="0.25dur", swa_end="0.75dur", update_interval="2ba", swa_lr=0.02, max_rank=3)],  # Adam until batch 14, SGD after: resumes after the switch
+    "swag": lambda: [SWAG(swa_start="0.25dur", swa_end="0.75dur", update_interval="2ba", swa_lr=0.02, max_rank=3)],
     # The paper's LR schedule: decays from batch 12 to 21.6 (the stops at 15 and 17 fall inside), held until swa_end.
     "swa-paper": lambda: [
         SWA(swa_start="0.5dur", swa_end="0.75dur", update_interval="2ba", schedule_swa_lr="paper", swa_lr=0.01)

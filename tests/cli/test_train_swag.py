@@ -52,7 +52,11 @@ def test_the_final_table_has_the_swa_mean_and_the_swag_ensemble(tmp_path: Path) 
     probabilities = ensemble.probabilities.double().numpy()
     nll = -np.log(probabilities[np.arange(64), targets.numpy()]).mean()
     ece = MulticlassCalibrationError(num_classes=3, n_bins=15, norm="l1")(ensemble.probabilities, targets)
-    expected = {"eval/nll": nll, "eval/ece": float(ece), "eval/accuracy": float((probabilities.argmax(1) == targets.numpy()).mean())}
+    expected = {
+        "eval/nll": nll,
+        "eval/ece": float(ece),
+        "eval/accuracy": float((probabilities.argmax(1) == targets.numpy()).mean()),
+    }
     assert sorted(rows["SWAG ensemble"]) == sorted(expected)
     for key, value in expected.items():
         assert abs(rows["SWAG ensemble"][key] - value) < 1e-5, key
