@@ -150,4 +150,7 @@ def evaluate_every_weights(trainer: Trainer) -> dict[str, dict[str, float]]:
 def _calibration(prediction: Prediction, device: torch.device) -> dict[str, float]:
     if prediction.targets is None:
         return {}
-    return {f"eval/{name}": value for name, value in calibration_metrics(prediction.probabilities, prediction.targets, device=device).items()}
+    return {
+        f"eval/{name}": value
+        for name, value in calibration_metrics(prediction.probabilities, prediction.targets, device=device).items()
+    }
