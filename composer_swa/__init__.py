@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from composer_swa._lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from composer_swa.algorithms import EMA, LAWA, SWA, SWATS, GradientClipping, PostHocEMA
+    from composer_swa.algorithms import EMA, LAWA, SWA, SWAG, SWATS, GradientClipping, PostHocEMA
     from composer_swa.batch_resolver import BatchResolver
     from composer_swa.events import Algorithm, AlgorithmConflictError, Callback, Engine, Event, Resource
     from composer_swa.schedule import Schedule
@@ -30,6 +30,7 @@ __all__ = [
     "EMA",
     "LAWA",
     "SWA",
+    "SWAG",
     "SWATS",
     "Algorithm",
     "AlgorithmConflictError",
@@ -53,7 +54,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_attributes(
     __name__,
     {
-        **dict.fromkeys(("EMA", "LAWA", "SWA", "SWATS", "GradientClipping", "PostHocEMA"), "composer_swa.algorithms"),
+        **dict.fromkeys(("EMA", "LAWA", "SWA", "SWAG", "SWATS", "GradientClipping", "PostHocEMA"), "composer_swa.algorithms"),
         **dict.fromkeys(
             ("Algorithm", "AlgorithmConflictError", "Callback", "Engine", "Event", "Resource"), "composer_swa.events"
         ),

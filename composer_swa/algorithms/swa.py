@@ -106,7 +106,9 @@ class SWA(AveragingAlgorithm):
     events: ClassVar[frozenset[Event]] = frozenset(
         {Event.FIT_START, Event.BATCH_START, Event.BATCH_END, Event.EPOCH_END, Event.EVAL_START, Event.EVAL_END, Event.FIT_END}
     )
-    may_own: ClassVar[frozenset[Resource]] = frozenset({Resource.LR, Resource.FINAL_WEIGHTS, Resource.EVAL_WEIGHTS})
+    may_own: ClassVar[frozenset[Resource]] = frozenset(
+        {Resource.LR, Resource.FINAL_WEIGHTS, Resource.EVAL_WEIGHTS, Resource.WINDOW_AVERAGE}
+    )
     replaces_weights_at: ClassVar[frozenset[Event]] = frozenset({Event.BATCH_END, Event.EPOCH_END})  # at swa_end
     stored_arguments: ClassVar[tuple[str, ...]] = (
         "swa_start", "swa_end", "update_interval", "schedule_swa_lr", "anneal_strategy", "anneal_steps",
@@ -157,7 +159,8 @@ class SWA(AveragingAlgorithm):
         return 0 if self.schedule_swa_lr == "paper" else self._first_update
 
     def owned_resources(self, state: State) -> Mapping[Resource, Tenure]:
-        (start, end), owned = self._window, {}
+        (start, end) = self._window
+        owned = {Resource.WINDOW_AVERAGE: Tenure(start, end, "swa_start", "swa_end")}
         if self._owns_lr:
             paper = self.schedule_swa_lr == "paper"
             owned[Resource.LR] = Tenure(0 if paper else start, end, "" if paper else "swa_start", "swa_end")
@@ -234,7 +237,7 @@ class SWA(AveragingAlgorithm):
             warnings.warn("SWA: should_update accepted no update in the window; the model keeps the live weights", stacklevel=3)
             return
         self._replace_model_weights(state)  # the live weights stay in training_weights
-        message = f"SWA: the model now holds the average of {self.n_averaged} snapshots"
+        message = f"{self.name}: the model now holds the average of {self.n_averaged} snapshots"
         if self.bn_update and batch_norm_layers(state.model):
             samples = recompute_batch_norm(state.model, state.train_dataloader, state.run_forward)
             message += f"; batch-norm statistics recomputed over {samples} samples"

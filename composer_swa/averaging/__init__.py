@@ -22,11 +22,22 @@ from typing import TYPE_CHECKING
 from composer_swa._lazy import lazy_attributes
 
 if TYPE_CHECKING:
+    from composer_swa.averaging.bayesian import Prediction, bayesian_predict, predict
     from composer_swa.averaging.bn import recompute_batch_norm
     from composer_swa.averaging.kernel import FlatAverage
     from composer_swa.averaging.model_average import ModelAverage, compute_ema
+    from composer_swa.averaging.swag_posterior import SWAGPosterior
 
-__all__ = ["FlatAverage", "ModelAverage", "compute_ema", "recompute_batch_norm"]
+__all__ = [
+    "FlatAverage",
+    "ModelAverage",
+    "Prediction",
+    "SWAGPosterior",
+    "bayesian_predict",
+    "compute_ema",
+    "predict",
+    "recompute_batch_norm",
+]
 
 __getattr__, __dir__ = lazy_attributes(
     __name__,
@@ -35,5 +46,7 @@ __getattr__, __dir__ = lazy_attributes(
         "ModelAverage": f"{__name__}.model_average",
         "compute_ema": f"{__name__}.model_average",
         "recompute_batch_norm": f"{__name__}.bn",
+        **dict.fromkeys(("Prediction", "bayesian_predict", "predict"), f"{__name__}.bayesian"),
+        "SWAGPosterior": f"{__name__}.swag_posterior",
     },
 )

@@ -2,7 +2,8 @@
 
 Every average kept during training (SWA's equal-weight mean, EMA, LAWA's window) is the same
 in-place interpolation ``average += weight * (source - average)``; only the weight differs:
-``1 / (n + 1)`` for the running mean of SWA, ``1 - smoothing`` for EMA. This module does that one
+``1 / (n + 1)`` for the running mean of SWA, ``1 - smoothing`` for EMA (SWAG's second moment is the same
+update toward the squared sources, :meth:`FlatAverage.interpolate_squares`). This module does that one
 update as fast as memory allows (merges of saved checkpoints are a weighted sum instead; see
 :mod:`composer_swa.merging.weighted_sum` for why they do not interpolate):
 
@@ -119,6 +120,29 @@ class FlatAverage:
                 torch._foreach_lerp_(group.views, group.sources, weight)
             else:
                 group.flat.lerp_(group.staged_sources(), weight)
+
+    @torch.no_grad()
+    def interpolate_squares(self, weight: float) -> None:
+        """``average += weight * (source² - average)`` for every tensor, in fp32: a running second moment (SWAG's).
+
+        Example:
+            >>> weights = [torch.tensor([1.0, -2.0])]
+            >>> second_moment = FlatAverage(weights)
+            >>> second_moment.interpolate_squares(1.0)
+            >>> weights[0].mul_(3.0)  # doctest: +ELLIPSIS
+            tensor(...)
+            >>> second_moment.interpolate_squares(0.5)  # the mean of 1 and 9, of 4 and 36
+            >>> second_moment.views()[0]
+            tensor([ 5., 20.])
+        """
+        for group in self._groups:
+            if group.direct:
+                # (1 - w)·avg + w·source·source without a temporary for the squares
+                torch._foreach_mul_(group.views, 1.0 - weight)
+                torch._foreach_addcmul_(group.views, group.sources, group.sources, weight)
+            else:
+                staged = group.staged_sources()
+                group.flat.lerp_(staged.square_(), weight)
 
     def _paired_groups(self, other: FlatAverage) -> list[tuple[_Group, _Group]]:
         layout = [(g.flat.numel(), g.flat.device) for g in self._groups]

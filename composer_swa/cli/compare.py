@@ -103,7 +103,7 @@ def format_table(summaries: dict[str, dict[str, Any]]) -> str:
             rows.append((f"{label}: {weights}{mark}", metrics, f"{summary['seconds']:.1f}" if index == 0 else ""))
     metrics = sorted({key for _, values, _ in rows for key in values})
     cells = [["", *metrics, "time (s)"]]
-    cells += [[name, *(_number(values.get(m)) for m in metrics), seconds] for name, values, seconds in rows]
+    cells += [[name, *(_number(values[m]) if m in values else "-" for m in metrics), seconds] for name, values, seconds in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
     if any(len(s.get("final_metrics_by_weights") or {}) > 1 for s in summaries.values()):

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from composer_swa.algorithms import EMA, LAWA, SWA, SWATS, GradientClipping, PostHocEMA
+from composer_swa.algorithms import EMA, LAWA, SWA, SWAG, SWATS, GradientClipping, PostHocEMA
 from composer_swa.batch_resolver import BatchResolver
 from composer_swa.data.char_text import char_text  # the modules', not the package's: see below
 from composer_swa.data.fashion_mnist import fashion_mnist
@@ -89,5 +89,6 @@ SCHEDULERS = _subclasses(
 ALGORITHMS: dict[str, Callable[..., Any]] = {
     "swa": SWA, "ema": EMA, "lawa": LAWA, "swats": SWATS, "gradient_clipping": GradientClipping,
     "posthoc_ema": PostHocEMA,
+    "swag": SWAG,
 }  # fmt: skip
 LOGGERS: dict[str, Callable[..., Any]] = {"console": ConsoleLogger, "jsonl": JSONLinesLogger, "tensorboard": TensorBoardLogger}

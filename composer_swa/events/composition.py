@@ -51,6 +51,9 @@ class Resource(str, Enum):
     FINAL_WEIGHTS = "final_weights"
     #: It swaps its weights in for evaluation during fit.
     EVAL_WEIGHTS = "eval_weights"
+    #: It averages the weights over a window and replaces them with the average at the window's end (SWA,
+    #: SWAG): another such window overlapping it would average weights it replaced, or replace them under it.
+    WINDOW_AVERAGE = "window_average"
     #: It replaces ``state.optimizers[i]`` with a new object: only a loop that steps ``state.optimizers``
     #: (our Trainer) follows that, so the framework adapters refuse such an algorithm.
     OPTIMIZER = "optimizer"
@@ -145,4 +148,7 @@ _HOW_TO_RESOLVE = {
     ),
     Resource.EVAL_WEIGHTS: "let only one of them swap its average in for evaluation (eval_with_average=False on the other)",
     Resource.OPTIMIZER: "let only one of them replace the optimizer",
+    Resource.WINDOW_AVERAGE: (
+        "let their averaging windows not overlap; SWAG's mean is SWA's average, so a run with SWAG needs no SWA"
+    ),
 }

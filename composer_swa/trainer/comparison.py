@@ -15,17 +15,23 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from composer_swa.algorithms.swag import SWAG
+from composer_swa.averaging.bayesian import Prediction, bayesian_predict, predict
 from composer_swa.averaging.bn import batch_norm_layers, recompute_batch_norm
 from composer_swa.averaging.model_average import named_state_tensors
 from composer_swa.distributed.sharded import is_dtensor, local_part
 from composer_swa.events import Resource
 from composer_swa.state import unique_keys
+from composer_swa.trainer.calibration import calibration_metrics
 
 if TYPE_CHECKING:
     from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
     from composer_swa.trainer.trainer import Trainer
 
 __all__: list[str] = []
+
+#: The seed of the SWAG ensemble's draws in the final table (one seed on every process: one model per draw).
+ENSEMBLE_SEED = 0
 
 #: The footnote a table of these metrics needs.
 BATCH_NORM_NOTE = "averages: batch-norm statistics recomputed over the training data; live: its own running statistics"
@@ -85,7 +91,11 @@ def evaluate_every_weights(trainer: Trainer) -> dict[str, dict[str, float]]:
     """Eval metrics of the live weights and of every average, ``{"live": {...}, "SWA": {...}, ...}``.
 
     Keys are ``"live"`` then each averaging algorithm's key (its class name, numbered when repeated),
-    with the kind appended where an algorithm exports several (``"PostHocEMA sigma_rel0.05"``).
+    with the kind appended where an algorithm exports several (``"PostHocEMA sigma_rel0.05"``). A run
+    with :class:`~composer_swa.SWAG` adds ``"SWAG ensemble"``: its Bayesian model average
+    (``num_samples`` draws at ``scale``, seed ``ENSEMBLE_SEED``, a batch-norm pass over ``bn_batches`` per
+    draw), and every row gets ``eval/nll`` and ``eval/ece`` (:mod:`composer_swa.trainer.calibration`);
+    the ensemble's row has no ``eval/loss`` (it is not one model the loss function could score).
     Every process must call it under torch.distributed (evaluation reduces across processes). Returns
     ``{}`` without an eval loader. The model's weights, ``eval_metrics`` and the logs are unchanged.
 
@@ -110,7 +120,9 @@ def evaluate_every_weights(trainer: Trainer) -> dict[str, dict[str, float]]:
     for key, algorithm in zip(unique_keys(state.algorithms), state.algorithms):
         averages = algorithm.exported_weights()  # an AveragingAlgorithm's average, PostHocEMA's profiles...
         averages.pop("training", None)  # the live weights: "live" above
+        averages.pop("posterior", None)  # SWAG's distribution, not weights: its ensemble is evaluated below
         sets += [(key if kind == "average" else f"{key} {kind}", weights, True) for kind, weights in averages.items()]
+    swags = [(key, a) for key, a in zip(unique_keys(state.algorithms), state.algorithms) if isinstance(a, SWAG) and a.n_averaged]
     refresh = bool(batch_norm_layers(state.model))
     results: dict[str, dict[str, float]] = {}
     with _quiet(trainer):
@@ -122,4 +134,23 @@ def evaluate_every_weights(trainer: Trainer) -> dict[str, dict[str, float]]:
             if is_average and refresh:
                 recompute_batch_norm(state.model, state.train_dataloader, state.run_forward)
             results[name] = dict(trainer.eval())
+            if swags:  # a run with SWAG compares calibration too
+                results[name].update(_calibration(predict(state.model, state.eval_dataloader), state.device))
+        for key, swag in swags:
+            _load(state.model, final)
+            ensemble = bayesian_predict(
+                swag.posterior(), state.model, state.eval_dataloader, num_samples=swag.num_samples, scale=swag.scale,
+                bn_dataloader=state.train_dataloader, bn_batches=swag.bn_batches, bn_forward=state.run_forward,
+                generator=torch.Generator().manual_seed(ENSEMBLE_SEED),
+            )  # fmt: skip
+            results[f"{key} ensemble"] = _calibration(ensemble, state.device)
     return results
+
+
+def _calibration(prediction: Prediction, device: torch.device) -> dict[str, float]:
+    if prediction.targets is None:
+        return {}
+    return {
+        f"eval/{name}": value
+        for name, value in calibration_metrics(prediction.probabilities, prediction.targets, device=device).items()
+    }

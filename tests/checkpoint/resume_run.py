@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from composer_swa import EMA, LAWA, SWA, SWATS, Callback, State, Trainer
+from composer_swa import EMA, LAWA, SWA, SWAG, SWATS, Callback, State, Trainer
 from composer_swa.algorithms.averaging_algorithm import AveragingAlgorithm
 from composer_swa.loggers import Logger
 
@@ -29,6 +29,8 @@ ALGORITHMS = {
 MORE_ALGORITHMS = {
     "lawa": lambda: [LAWA(window=3, update_interval="4ba")],
     "swats": lambda: [SWATS(switch_at="14ba")],  # Adam until batch 14, SGD after: resumes after the switch
+    # Snapshots at 12, 14, ..., 36 into a ring of 3 columns: the checkpoint at 15 holds 2, the resumed run wraps it.
+    "swag": lambda: [SWAG(swa_start="0.25dur", swa_end="0.75dur", update_interval="2ba", swa_lr=0.02, max_rank=3)],
     # The paper's LR schedule: decays from batch 12 to 21.6 (the stops at 15 and 17 fall inside), held until swa_end.
     "swa-paper": lambda: [
         SWA(swa_start="0.5dur", swa_end="0.75dur", update_interval="2ba", schedule_swa_lr="paper", swa_lr=0.01)
@@ -73,6 +75,8 @@ def final_weights(trainer: Trainer) -> dict[str, torch.Tensor]:
             continue
         for name, tensor in (algorithm.averaged_weights() or {}).items():
             weights[f"{algorithm.name}.{name}"] = tensor
+        if isinstance(algorithm, SWAG):  # its moments and deviations too
+            weights |= {f"{algorithm.name}.{name}": tensor for name, tensor in algorithm.posterior().tensors().items()}
     return weights
 
 

@@ -126,7 +126,7 @@ def test_a_shuffling_loader_with_its_own_generator_resumes_exactly(tmp_path: Pat
 
 
 @pytest.mark.parametrize("algorithms", sorted(MORE_ALGORITHMS))
-def test_lawa_and_swats_resume_exactly_after_preemption(algorithms: str, tmp_path: Path) -> None:
+def test_lawa_swats_and_swag_resume_exactly_after_preemption(algorithms: str, tmp_path: Path) -> None:
     stopped = build(tmp_path / "stopped", algorithms, callbacks=[SignalSelf(STOP_AT, signal.SIGTERM)])
     with pytest.raises(TrainingPreempted):
         stopped.fit()

@@ -7,7 +7,8 @@ check that process 0 alone writes.
 
 Cases: ``swa`` (no batch norm), ``bn`` (SWA with batch norm), ``resume`` (dropout, checkpoints; with
 ``--kill-at N`` process 0 SIGKILLs itself after batch N, with ``--term-at N`` process 1 gets SIGTERM),
-``fsdp-ema`` (FSDP2 with EMA; ``--parallelism`` picks the wrapper). ``swa`` and ``resume`` save
+``fsdp-ema`` (FSDP2 with EMA; ``--parallelism`` picks the wrapper), ``fsdp-swag`` (the same with SWAG, plus one
+sample drawn after fit). ``swa`` and ``resume`` save
 checkpoints every 3 batches; ``--load-path`` starts from one.
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from composer_swa import EMA, SWA, Callback, State, Trainer
+from composer_swa import EMA, SWA, SWAG, Callback, State, Trainer
 from composer_swa.distributed import distributed_info
 from composer_swa.loggers import Logger
 
@@ -75,6 +76,8 @@ def build(
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     swa = SWA(swa_start="0.5dur", update_interval="1ba", swa_lr=0.02)
     algorithms: list[Any] = [EMA(half_life="3ba")] if case == "fsdp-ema" else [swa]
+    if case == "fsdp-swag":
+        algorithms = [SWAG(swa_start="0.5dur", update_interval="1ba", swa_lr=0.02, max_rank=3)]
     checkpoints: dict[str, Any] = {}
     if case in ("resume", "swa", "fsdp-ema"):
         checkpoints = {"save_folder": out / "run" / "checkpoints", "save_interval": "3ba", "autoresume": True}
@@ -97,7 +100,7 @@ def build(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("case", choices=["swa", "bn", "resume", "fsdp-ema"])
+    parser.add_argument("case", choices=["swa", "bn", "resume", "fsdp-ema", "fsdp-swag"])
     parser.add_argument("out", type=Path)
     parser.add_argument("--parallelism", default=None)
     parser.add_argument("--kill-at", type=int)
@@ -130,6 +133,11 @@ def main() -> None:
     batch_norm = {name: buffer for name, buffer in trainer.state.model.named_buffers() if "running" in name}
     report = {"written": written, "batch_norm": batch_norm, "eval": trainer.state.eval_metrics}
     report["timestamp"] = trainer.state.timestamp.state_dict()
+    if args.case == "fsdp-swag":  # one seed on every process: one sampled model, whatever the sharding
+        from composer_swa.distributed.sharded import full_model_state_dict
+
+        trainer.state.algorithms[0].sample(generator=torch.Generator().manual_seed(0))  # type: ignore[attr-defined]
+        report["sample"] = full_model_state_dict(trainer.state.model)
     (args.out / "reports").mkdir(parents=True, exist_ok=True)
     torch.save(report, args.out / "reports" / f"rank{rank}.pt")
 

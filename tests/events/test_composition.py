@@ -56,11 +56,15 @@ def test_lr_holders_over_separate_batches_compose_and_overlapping_ones_name_the_
     check(first_end="2ba", second_start="2ba")  # batches [1, 2) and [2, 4)
     with pytest.raises(AlgorithmConflictError) as error:
         check(first_end="3ba", second_start="2ba")
-    assert str(error.value) == (
+    assert str(error.value).splitlines() == [
         "SWA and SWA both take charge of 'lr' in this run: SWA until swa_end='3ba' (batch 3), SWA from "
         "swa_start='2ba' (batch 2); set swa_end no later than swa_start, or let only one of them schedule the "
-        "learning rate (e.g. SWA(schedule_swa_lr=False))"
-    )
+        "learning rate (e.g. SWA(schedule_swa_lr=False))",
+        # Their averaging windows overlap too: the first's swap at batch 3 would land in the second's average.
+        "SWA and SWA both take charge of 'window_average' in this run: SWA until swa_end='3ba' (batch 3), SWA from "
+        "swa_start='2ba' (batch 2); set swa_end no later than swa_start, or let their averaging windows not overlap; "
+        "SWAG's mean is SWA's average, so a run with SWAG needs no SWA",
+    ]
 
 
 def test_swats_holds_the_lr_until_its_switch() -> None:
