@@ -63,6 +63,7 @@ class SWAG(SWA):
         cyclic_lr: As SWA.
         eval_with_average: As SWA (evaluates the mean).
         offload: Keep the mean, the moments and the deviations on the CPU.
+        use_buffers: As SWA.
 
     Example:
         >>> from torch.utils.data import DataLoader, TensorDataset
@@ -95,10 +96,11 @@ class SWAG(SWA):
         cyclic_lr: tuple[float, float] | None = None,
         eval_with_average: bool = False,
         offload: bool = False,
+        use_buffers: bool = True,
     ) -> None:
         super().__init__(
             swa_start, swa_end, update_interval, schedule_swa_lr, anneal_strategy, anneal_steps, swa_lr, bn_update,
-            cyclic_lr, eval_with_average, offload,
+            cyclic_lr, eval_with_average, offload, use_buffers,
         )  # fmt: skip
         self.max_rank = _positive(max_rank, "max_rank")
         self.num_samples = _positive(num_samples, "num_samples")

@@ -68,8 +68,11 @@ class SWAGMoments:
     ) -> None:
         if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1:
             raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}")
+        parameters = {id(parameter) for parameter in model.parameters()}
         named = [
-            (name, tensor) for name, tensor in named_state_tensors(model, include_buffers=False) if tensor.is_floating_point()
+            (name, tensor)
+            for name, tensor in named_state_tensors(model)
+            if id(tensor) in parameters and tensor.is_floating_point()
         ]
         self.names = [name for name, _ in named]
         #: The DTensor of each sharded parameter, for its layout (FSDP2 only).
