@@ -87,7 +87,8 @@ class ModelCalls:
 
     def eval_forward(self, module: Callable[..., Any], batch: Any) -> Any:
         """Evaluation's forward: ``model.eval_forward(batch)`` (unwrapped, as Composer), else :meth:`forward`."""
-        return self.model.eval_forward(batch) if self.composer else forward_batch(module, batch)
+        # outputs=None passed explicitly: Composer's docs show eval_forward(self, batch, outputs) without a default.
+        return self.model.eval_forward(batch, None) if self.composer else forward_batch(module, batch)
 
     def eval_metrics(self, device: torch.device) -> dict[str, Metric]:
         """Fresh metrics for one evaluation, on ``device``: copies of ``get_metrics(is_train=False)``, or ``loss``."""

@@ -3,8 +3,10 @@
 Batches are dicts (a ``datasets`` row collated, with ``labels``). Training: the model is called
 with the batch's keys that its ``forward`` takes, and the loss is the one it returns. Evaluation:
 ``eval_forward`` returns the model's output, or with ``use_logits=True`` its logits from a forward
-without ``labels`` (shifted one token left for a causal LM, as the model shifts them for its loss);
-each metric is updated with ``(logits, labels)``.
+without ``labels``; each metric is updated with ``(logits, labels)``, the labels shifted one token
+left for a causal LM (as the model shifts them for its own loss). Composer hands metrics the labels
+only with ``use_logits=True``; here they get them, and the logits, either way, and a metric with
+``needs_batch = True`` gets ``update(batch=..., outputs=..., labels=...)`` as in Composer.
 
 Not supported here, refused by name: ``peft_config`` (LoRA), generation evaluation (``mode:
 "generate"`` batches) and in-context-learning batches (``mode: "icl_task"``).
@@ -145,7 +147,12 @@ class HuggingFaceModel(ComposerModel):
         labels = self.labels
         if labels is not None and labels.device != metric.device:
             labels = labels.to(metric.device)
-        metric.update(outputs, labels)
+        if getattr(metric, "needs_batch", False):
+            metric.update(batch=batch, outputs=outputs, labels=labels)
+            return
+        # Metrics take logits, as with use_logits=True: a whole output (use_logits=False) hands over its logits.
+        logits = outputs["logits"] if isinstance(outputs, Mapping) and "logits" in outputs else outputs
+        metric.update(logits, labels)
 
 
 def _by_class_name(metrics: Sequence[Metric]) -> dict[str, Metric]:
