@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torchmetrics import Metric
 
 from composer_swa.batch_resolver import BatchResolver
 from composer_swa.compiled import split_compiled
@@ -18,6 +17,8 @@ from composer_swa.state import State
 from composer_swa.time import Time
 
 if TYPE_CHECKING:
+    from torchmetrics import Metric
+
     from composer_swa.events import Callback
 
 __all__ = ["AlgorithmRunner", "check_algorithms"]
@@ -206,6 +207,8 @@ class AlgorithmRunner:
                 whose ``compute()`` returns it.
             label: The eval data's name.
         """
+        from torchmetrics import Metric  # loads (seconds) at the first evaluation, not with the adapters
+
         from composer_swa.metrics import reported_metric
 
         by_name = {name: m if isinstance(m, Metric) else reported_metric(m) for name, m in (metrics or {}).items()}
