@@ -129,9 +129,7 @@ def is_class_logits(outputs: Any, targets: Any) -> bool:
     """Whether ``outputs`` are class logits for the integer ``targets`` (what :class:`ArgmaxAccuracy` takes)."""
     if not isinstance(outputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
         return False
-    return (
-        not targets.is_floating_point() and outputs.dim() == targets.dim() + 1 and outputs.shape[:-1] == targets.shape
-    )
+    return not targets.is_floating_point() and outputs.dim() == targets.dim() + 1 and outputs.shape[:-1] == targets.shape
 
 
 class WeightedMean(Metric):
@@ -167,7 +165,9 @@ class WeightedMean(Metric):
 def mean_loss_metric(device: torch.device) -> WeightedMean:
     """A plain module's ``loss``: the batches' losses, weighted by their samples."""
     metric = WeightedMean()
-    return metric.to(device) if device.type != "mps" else metric.set_dtype(torch.float32).to(device)
+    if device.type == "mps":  # no float64 there
+        metric.set_dtype(torch.float32)
+    return metric.to(device)
 
 
 def reported_metric(value: float | torch.Tensor) -> Metric:
@@ -196,9 +196,7 @@ def metric_values(metrics: Mapping[str, Mapping[str, Metric]]) -> dict[str, floa
     for label, by_name in metrics.items():
         for name, metric in by_name.items():
             value = metric.compute()
-            if isinstance(value, torch.Tensor) and value.numel() == 1:
-                values[f"{label}/{name}"] = float(value)
-            elif isinstance(value, (int, float)):
+            if (isinstance(value, torch.Tensor) and value.numel() == 1) or isinstance(value, (int, float)):
                 values[f"{label}/{name}"] = float(value)
             else:
                 warnings.warn(

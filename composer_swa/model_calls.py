@@ -60,7 +60,9 @@ class ModelCalls:
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn | None = None) -> None:
         self.model = model
-        self.composer = isinstance(model, ComposerModel)
+        #: The model when it is a ComposerModel (called through its protocol), else ``None``.
+        self.composer_model = model if isinstance(model, ComposerModel) else None
+        self.composer = self.composer_model is not None
         if self.composer and loss_fn is not None:
             raise ValueError(
                 f"loss_fn={loss_fn!r} was given with a ComposerModel ({type(model).__name__}), which computes its own "
@@ -81,19 +83,21 @@ class ModelCalls:
 
     def loss(self, outputs: Any, batch: Any) -> torch.Tensor:
         """The scalar loss to backpropagate, from :meth:`forward`'s outputs."""
-        if self.composer:
-            return _total_loss(self.model.loss(outputs, batch))
+        if self.composer_model is not None:
+            return _total_loss(self.composer_model.loss(outputs, batch))
         return check_scalar_loss(compute_loss(self.loss_fn, outputs, batch))
 
     def eval_forward(self, module: Callable[..., Any], batch: Any) -> Any:
         """Evaluation's forward: ``model.eval_forward(batch)`` (unwrapped, as Composer), else :meth:`forward`."""
         # outputs=None passed explicitly: Composer's docs show eval_forward(self, batch, outputs) without a default.
-        return self.model.eval_forward(batch, None) if self.composer else forward_batch(module, batch)
+        if self.composer_model is not None:
+            return self.composer_model.eval_forward(batch, None)
+        return forward_batch(module, batch)
 
     def eval_metrics(self, device: torch.device) -> dict[str, Metric]:
         """Fresh metrics for one evaluation, on ``device``: copies of ``get_metrics(is_train=False)``, or ``loss``."""
-        if self.composer:
-            metrics = self.model.get_metrics(is_train=False)
+        if self.composer_model is not None:
+            metrics = self.composer_model.get_metrics(is_train=False)
             return {name: copy.deepcopy(metric).to(device) for name, metric in metrics.items()}
         from composer_swa.metrics import mean_loss_metric  # torchmetrics loads only when a run evaluates
 
@@ -101,9 +105,9 @@ class ModelCalls:
 
     def update_metrics(self, metrics: dict[str, Metric], batch: Any, outputs: Any) -> None:
         """Adds one evaluation batch to ``metrics`` (a plain module's ``accuracy`` appears with class logits)."""
-        if self.composer:
+        if self.composer_model is not None:
             for metric in metrics.values():
-                self.model.update_metric(batch, outputs, metric)
+                self.composer_model.update_metric(batch, outputs, metric)
             return
         from composer_swa.metrics import ArgmaxAccuracy, is_class_logits
 
@@ -128,9 +132,7 @@ def _total_loss(loss: Any) -> torch.Tensor:
     else:
         parts = list(loss) if isinstance(loss, _SEQUENCES) else [loss]
     if not parts or not all(isinstance(part, torch.Tensor) for part in parts):
-        raise ValueError(
-            f"ComposerModel.loss() must return a tensor, a sequence of tensors or a dict of them, got {loss!r:.200}"
-        )
+        raise ValueError(f"ComposerModel.loss() must return a tensor, a sequence of tensors or a dict of them, got {loss!r:.200}")
     return torch.stack([part.mean() for part in parts]).sum() if len(parts) > 1 else parts[0].mean()
 
 

@@ -76,8 +76,8 @@ class HuggingFaceModel(ComposerModel):
                 "apply the adapter to the model yourself (peft.get_peft_model) and pass the result as model"
             )
         super().__init__()
-        self.model = model
-        self.config = model.config
+        self.model: Any = model  # a transformers model: its methods are not torch.nn.Module's
+        self.config: Any = model.config
         self.tokenizer = tokenizer
         self.use_logits = bool(use_logits)
         self.should_save_peft_only = should_save_peft_only
@@ -163,6 +163,6 @@ def is_causal_lm(model: torch.nn.Module) -> bool:
     """Whether ``model`` is (a subclass of) the causal-LM class transformers registers for its config's type."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    names = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(getattr(model.config, "model_type", ""), ())
-    names = {names} if isinstance(names, str) else set(names)
+    registered = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(getattr(model.config, "model_type", ""), ())
+    names = {registered} if isinstance(registered, str) else set(registered)
     return any(cls.__name__ in names for cls in type(model).__mro__)

@@ -41,8 +41,9 @@ class Trainer:
 
     A :class:`~composer_swa.models.ComposerModel` is called through its protocol, as in Composer
     (``model(batch)``, ``model.loss(outputs, batch)``, ``eval_forward`` and ``update_metric`` on its
-    ``get_metrics(is_train=False)``). For any other module, batches are ``(inputs, targets)`` tuples or lists, which run ``model(inputs)`` and
-    ``loss_fn(outputs, targets)`` (cross-entropy by default), or dicts, which run ``model(**batch)``
+    ``get_metrics(is_train=False)``). For any other module, batches are ``(inputs, targets)`` tuples
+    or lists, which run ``model(inputs)`` and ``loss_fn(outputs, targets)`` (cross-entropy by
+    default), or dicts, which run ``model(**batch)``
     and take ``outputs.loss`` / ``outputs["loss"]`` unless ``loss_fn(outputs, batch)`` is given.
 
     Schedulers are ordinary ``torch.optim.lr_scheduler`` objects, stepped after every optimizer
@@ -176,8 +177,8 @@ class Trainer:
         elif loggers is None:
             loggers = [ConsoleLogger()] + ([JSONLinesLogger(Path(run_dir) / "metrics.jsonl")] if run_dir else [])
         self.logger = Logger(loggers)
-        if calls.composer:
-            model.logger = self.logger  # as Composer's Trainer gives it (at INIT)
+        if calls.composer_model is not None:
+            calls.composer_model.logger = self.logger  # as Composer's Trainer gives it (at INIT)
         #: The driver every loop shares (AlgorithmRunner's too): it fires the events, counts time, closes epochs.
         self.loop = Loop(self.state, self.logger, before_update=self._guard.before_averaging)  # fires INIT
         self.engine = self.loop.engine

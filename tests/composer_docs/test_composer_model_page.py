@@ -52,7 +52,8 @@ torchvision = types.SimpleNamespace(models=types.SimpleNamespace(resnet18=_tiny_
 
 def images(samples: int, seed: int) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
-    data = TensorDataset(torch.randn(samples, 3, 8, 8, generator=generator), torch.randint(0, 1000, (samples,), generator=generator))
+    inputs = torch.randn(samples, 3, 8, 8, generator=generator)
+    data = TensorDataset(inputs, torch.randint(0, 1000, (samples,), generator=generator))
     return DataLoader(data, batch_size=8)
 
 
@@ -232,17 +233,14 @@ def test_multiple_metrics_in_a_metric_collection() -> None:
     with torch.no_grad():
         batch_losses = [float(F.cross_entropy(model.model(x), y)) for x, y in zip(inputs.split(8), targets.split(8))]
     model.train()
-    assert values == pytest.approx(
-        {"eval/CrossEntropy": float(np.mean(batch_losses)), "eval/MulticlassAccuracy": numpy_accuracy(model.model, val_dataloader)}
-    )
+    accuracy = numpy_accuracy(model.model, val_dataloader)
+    assert values == pytest.approx({"eval/CrossEntropy": float(np.mean(batch_losses)), "eval/MulticlassAccuracy": accuracy})
 
 
 def test_bert_with_transformers() -> None:
-    from transformers import BertConfig
-
     # --- Composer's snippet: "BERT Example with 🤗 Transformers" (from_pretrained -> from_config, no download)
     from torchmetrics.classification import MulticlassAccuracy
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, BertConfig
 
     from composer_swa.metrics import LanguageCrossEntropy
     from composer_swa.models import HuggingFaceModel

@@ -133,13 +133,13 @@ class FakeTokenizer:
 
 
 def test_what_is_not_supported_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="peft_config=.*PEFT/LoRA adapters are not supported"):
+    with pytest.raises(ValueError, match=r"peft_config=.*PEFT/LoRA adapters are not supported"):
         HuggingFaceModel(gpt2(), peft_config={"peft_type": "LORA"})
     model = HuggingFaceModel(gpt2())
     batch: dict[str, Any] = {"input_ids": torch.ones(1, 3, dtype=torch.long), "mode": "generate"}
-    with pytest.raises(ValueError, match="mode='generate' asks for generation"):
+    with pytest.raises(ValueError, match=r"mode='generate' asks for generation"):
         model.eval_forward(batch)
-    with pytest.raises(ValueError, match="HuggingFaceModel takes dict batches .* got tuple"):
+    with pytest.raises(ValueError, match=r"HuggingFaceModel takes dict batches .* got tuple"):
         model((torch.ones(1, 3, dtype=torch.long),))
     with pytest.raises(ValueError, match="the transformers model returned no loss: the batch needs 'labels'"):
         model.loss(model({"input_ids": torch.ones(1, 3, dtype=torch.long)}), {})

@@ -142,14 +142,14 @@ def test_the_loss_a_step_backpropagates_is_the_models_loss_summed_as_composer_do
 
 
 def test_loss_fn_with_a_composer_model_and_a_plain_models_own_loss_method_are_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="loss_fn=.* was given with a ComposerModel \\(Counting\\)"):
+    with pytest.raises(ValueError, match=r"loss_fn=.* was given with a ComposerModel \(Counting\)"):
         Trainer(Counting(), make_loader(), "1ba", loss_fn=F.cross_entropy, **quiet())
 
     class PlainWithLoss(torch.nn.Linear):
         def loss(self, outputs: torch.Tensor, batch: Any) -> torch.Tensor:
             raise AssertionError("never called")
 
-    with pytest.raises(ValueError, match="PlainWithLoss defines a loss\\(\\) method but is a plain torch.nn.Module"):
+    with pytest.raises(ValueError, match=r"PlainWithLoss defines a loss\(\) method but is a plain torch\.nn\.Module"):
         Trainer(PlainWithLoss(4, 3), make_loader(), "1ba", **quiet())
     # Naming the loss says which one is meant: the model's method is then simply not the loss.
     Trainer(PlainWithLoss(4, 3), make_loader(), "1ba", loss_fn=F.cross_entropy, **quiet()).fit()
@@ -205,9 +205,8 @@ def test_a_plain_module_keeps_loss_and_accuracy_and_a_regressor_only_loss() -> N
     inputs, targets = evaluation.dataset.tensors  # type: ignore[attr-defined]
     with torch.no_grad():
         logits = trainer.state.model(inputs).double()
-    assert values == pytest.approx(
-        {"eval/loss": float(F.cross_entropy(logits, targets)), "eval/accuracy": float((logits.argmax(1) == targets).double().mean())}
-    )
+    accuracy = float((logits.argmax(1) == targets).double().mean())
+    assert values == pytest.approx({"eval/loss": float(F.cross_entropy(logits, targets)), "eval/accuracy": accuracy})
     assert sorted(trainer.state.eval_metrics["eval"]) == ["accuracy", "loss"]
 
     x = torch.randn(20, 2)
