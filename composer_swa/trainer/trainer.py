@@ -270,12 +270,8 @@ class Trainer:
     # Evaluation and logging -------------------------------------------------------------------
 
     def eval(self) -> dict[str, float]:
-        """Evaluates what ``state.model`` holds now on ``eval_dataloader``; returns and logs the metrics' values.
-
-        The metrics themselves are in ``state.eval_metrics["eval"]`` (Composer's shape); their values are
-        returned and logged as ``"eval/{name}"``: ``eval/loss`` and ``eval/accuracy`` for a plain module,
-        e.g. ``eval/CrossEntropy`` and ``eval/MulticlassAccuracy`` for a ComposerClassifier.
-        """
+        """Evaluates what ``state.model`` holds now on ``eval_dataloader``; the metrics go to ``state.eval_metrics["eval"]``
+        (Composer's shape), their values are returned and logged as ``"eval/{name}"`` (see :mod:`composer_swa.metrics`)."""
         state = self.state
         if state.eval_dataloader is None:
             raise ValueError("Trainer.eval() needs an eval_dataloader; pass one to the Trainer")
