@@ -23,7 +23,7 @@ def test_accuracy(config_name: str, seed: int, overrides: list[str]) -> float:
     config = load_config(EXAMPLES / config_name, [f"trainer.seed={seed}", "trainer.progress_bar=false", *overrides])
     trainer = build_run(config, EXAMPLES).trainer(loggers=[])
     trainer.fit()
-    return trainer.state.eval_metrics["eval/accuracy"]
+    return float(trainer.state.eval_metrics["eval"]["accuracy"].compute())
 
 
 def main() -> None:

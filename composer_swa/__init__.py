@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from composer_swa.algorithms import EMA, LAWA, SWA, SWAG, SWATS, GradientClipping, PostHocEMA
     from composer_swa.batch_resolver import BatchResolver
     from composer_swa.events import Algorithm, AlgorithmConflictError, Callback, Engine, Event, Resource
+    from composer_swa.models import ComposerModel
     from composer_swa.schedule import Schedule
     from composer_swa.state import State
     from composer_swa.time import Time, TimeUnit
@@ -36,6 +37,7 @@ __all__ = [
     "AlgorithmConflictError",
     "BatchResolver",
     "Callback",
+    "ComposerModel",
     "Engine",
     "Event",
     "GradientClipping",
@@ -58,6 +60,7 @@ __getattr__, __dir__ = lazy_attributes(
         **dict.fromkeys(
             ("Algorithm", "AlgorithmConflictError", "Callback", "Engine", "Event", "Resource"), "composer_swa.events"
         ),
+        "ComposerModel": "composer_swa.models",
         "State": "composer_swa.state",
         "BatchResolver": "composer_swa.batch_resolver",
         **dict.fromkeys(("Time", "TimeUnit"), "composer_swa.time"),

@@ -22,6 +22,8 @@ from composer_swa.time import Time, as_time
 from composer_swa.timestamp import Timestamp
 
 if TYPE_CHECKING:
+    from torchmetrics import Metric
+
     from composer_swa.events.algorithm import Algorithm
     from composer_swa.events.callback import Callback
 
@@ -101,7 +103,8 @@ class State:
         self.batch: Any = None
         self.outputs: Any = None
         self.loss: torch.Tensor | None = None
-        self.eval_metrics: dict[str, float] = {}
+        #: The last evaluation's metrics, ``{label: {name: torchmetrics Metric}}`` as in Composer (label ``"eval"``).
+        self.eval_metrics: dict[str, dict[str, Metric]] = {}
         #: The algorithm driving the learning rate, if any; the loop does not step schedulers then.
         self.lr_owner: Algorithm | None = None
         #: Runs the model on one batch (device, precision, microbatching); used by statistics passes.

@@ -13,6 +13,7 @@ import composer_swa
 from composer_swa.atomic_files import atomic_write_text
 from composer_swa.config import RunConfig
 from composer_swa.loggers.strict_json import strict_dumps
+from composer_swa.metrics import metric_values
 from composer_swa.state import unique_keys
 from composer_swa.trainer import Trainer
 
@@ -29,7 +30,7 @@ def summarize_run(trainer: Trainer, config_path: str, run_dir: Path, seconds: fl
     return {
         "config": config_path,
         "run_dir": str(run_dir),
-        "final_metrics": dict(state.eval_metrics),
+        "final_metrics": metric_values(state.eval_metrics),
         "batches": state.timestamp.batch_count,
         "epochs": state.timestamp.epoch_count,
         "samples": state.timestamp.sample_count,

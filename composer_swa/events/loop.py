@@ -17,6 +17,8 @@ from composer_swa.events.engine import Engine
 from composer_swa.events.event import Event
 
 if TYPE_CHECKING:
+    from torchmetrics import Metric
+
     from composer_swa.loggers import Logger
     from composer_swa.state import State
 
@@ -109,9 +111,10 @@ class Loop:
     def eval_batch_end(self) -> None:
         self.engine.run_event(Event.EVAL_BATCH_END)
 
-    def eval_end(self, metrics: Mapping[str, float] | None) -> None:
-        """EVAL_END with this evaluation's metrics in ``state.eval_metrics``: the live weights come back."""
-        self.state.eval_metrics = dict(metrics or {})
+    def eval_end(self, metrics: Mapping[str, Mapping[str, Metric]] | None) -> None:
+        """EVAL_END with this evaluation's ``{label: {name: Metric}}`` in ``state.eval_metrics`` (other labels
+        stay, as in Composer): the live weights come back."""
+        self.state.eval_metrics = {**self.state.eval_metrics, **{label: dict(m) for label, m in (metrics or {}).items()}}
         self.engine.run_event(Event.EVAL_END)
 
     def fit_end(self) -> None:

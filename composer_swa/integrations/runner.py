@@ -17,6 +17,8 @@ from composer_swa.state import State
 from composer_swa.time import Time
 
 if TYPE_CHECKING:
+    from torchmetrics import Metric
+
     from composer_swa.events import Callback
 
 __all__ = ["AlgorithmRunner", "check_algorithms"]
@@ -66,8 +68,8 @@ class AlgorithmRunner:
         max_duration: The run's length (``"10ep"``, ``"2000ba"``); ``dur`` times are fractions of it.
         callbacks: composer_swa callbacks, run after the algorithms.
         loggers: Where algorithms' messages go; default: the console.
-        forward: Runs the model on one batch, for statistics passes; default ``model(x)`` for
-            ``(x, y)``, ``model(**batch)`` for a dict.
+        forward: Runs the model on one batch, for statistics passes; default: a ComposerModel's
+            ``model(batch)``, else ``model(x)`` for ``(x, y)``, ``model(**batch)`` for a dict.
         resolver: How times become batch counts, when the loader alone cannot tell (an adapter
             builds it from what its framework knows).
 
@@ -196,18 +198,31 @@ class AlgorithmRunner:
         """Fires EVAL_START: an algorithm with ``eval_with_average=True`` swaps its average in."""
         self.loop.eval_start()
 
-    def eval_end(self, metrics: Mapping[str, float] | None = None) -> None:
-        """Fires EVAL_END with this evaluation's metrics: the live weights come back."""
-        self.loop.eval_end(metrics)
+    def eval_end(self, metrics: Mapping[str, float | torch.Tensor | Metric] | None = None, label: str = "eval") -> None:
+        """Fires EVAL_END with this evaluation's metrics: the live weights come back.
+
+        Args:
+            metrics: The loop's metrics by name: numbers (or torchmetrics ``Metric`` objects). They
+                become ``state.eval_metrics[label]``, Composer's shape, where a number is a metric
+                whose ``compute()`` returns it.
+            label: The eval data's name.
+        """
+        from torchmetrics import Metric  # loads (seconds) at the first evaluation, not with the adapters
+
+        from composer_swa.metrics import reported_metric
+
+        by_name = {name: m if isinstance(m, Metric) else reported_metric(m) for name, m in (metrics or {}).items()}
+        self.loop.eval_end({label: by_name})
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:
-        """``eval_start()`` on entry and ``eval_end()`` on exit, even if evaluation raises."""
+        """``eval_start()`` on entry and ``eval_end()`` on exit, even if evaluation raises; the loop may put
+        its metrics in ``state.eval_metrics`` (``{label: {name: Metric}}``) inside the block."""
         self.eval_start()
         try:
             yield
         finally:
-            self.eval_end(self.state.eval_metrics)
+            self.loop.eval_end(self.state.eval_metrics)
 
     def fit_end(self) -> None:
         """Fires FIT_END once (EMA and LAWA copy their average into the model here)."""

@@ -40,13 +40,6 @@ def check_grad_accum(grad_accum: Any) -> int:
     return grad_accum
 
 
-def check_scalar_loss(loss: Any) -> torch.Tensor:
-    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-        raise ValueError(f"the loss must be a scalar tensor, got {shape}; reduce it in loss_fn (e.g. reduction='mean')")
-    return loss
-
-
 def check_nonempty(dataloader: Iterable[Any], argument: str) -> None:
     try:
         length = len(dataloader)  # type: ignore[arg-type]

@@ -14,11 +14,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from composer_swa.batches import batch_num_samples, batch_num_tokens, split_batch, to_device
-from composer_swa.model_calls import compute_loss, forward_batch
-from composer_swa.trainer.checks import check_scalar_loss
 
 if TYPE_CHECKING:
     from composer_swa.events.loop import Loop
+    from composer_swa.model_calls import ModelCalls
     from composer_swa.state import State
     from composer_swa.trainer.guards import RunGuard
 
@@ -31,7 +30,7 @@ class TrainingStep:
     Args:
         loop: The run's loop (fires the events, counts the batch).
         module: What training calls: the model, DDP around it, or the compiled model.
-        loss_fn: The user's loss function, if any.
+        calls: How the model is called and its loss computed (a ComposerModel's ``loss()``, or ``loss_fn``).
         autocast: A factory of the context each forward runs in.
         scaler: The fp16 GradScaler, if any.
         guard: Watches the losses (on the device).
@@ -43,14 +42,14 @@ class TrainingStep:
         self,
         loop: Loop,
         module: torch.nn.Module,
-        loss_fn: Callable[[Any, Any], torch.Tensor] | None,
+        calls: ModelCalls,
         autocast: Callable[[], contextlib.AbstractContextManager[Any]],
         scaler: torch.amp.GradScaler | None,
         guard: RunGuard,
         world_size: int,
         step_schedulers_every_batch: bool,
     ) -> None:
-        self.loop, self.module, self.loss_fn, self.autocast, self.scaler = loop, module, loss_fn, autocast, scaler
+        self.loop, self.module, self.calls, self.autocast, self.scaler = loop, module, calls, autocast, scaler
         self.guard, self.world_size, self.every_batch = guard, world_size, step_schedulers_every_batch
         self.ddp = module if isinstance(module, DistributedDataParallel) else None
         self.device = loop.state.device
@@ -71,9 +70,9 @@ class TrainingStep:
             last = index == len(microbatches) - 1
             syncing = self.ddp.no_sync() if not last and self.ddp is not None else contextlib.nullcontext()
             with syncing, self.autocast():
-                state.outputs = forward_batch(self.module, microbatch)
+                state.outputs = self.calls.forward(self.module, microbatch)
                 loop.after_forward()
-                loss = check_scalar_loss(compute_loss(self.loss_fn, state.outputs, microbatch))
+                loss = self.calls.loss(state.outputs, microbatch)
             if batch_loss is not None:
                 loss = loss * (batch_num_samples(microbatch) / samples)
                 batch_loss += loss.detach()

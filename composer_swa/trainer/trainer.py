@@ -18,7 +18,7 @@ from composer_swa.distributed.process_group import join_process_group, reduce_su
 from composer_swa.events import Algorithm, Callback
 from composer_swa.events.loop import Loop
 from composer_swa.loggers import ConsoleLogger, JSONLinesLogger, Logger, LoggerDestination
-from composer_swa.model_calls import statistics_forward
+from composer_swa.model_calls import ModelCalls, statistics_forward
 from composer_swa.schedule import ResolvedSchedule, Schedule
 from composer_swa.state import State
 from composer_swa.time import Time, TimeUnit
@@ -39,8 +39,11 @@ LossFn = Callable[[Any, Any], torch.Tensor]
 class Trainer:
     """Trains any ``torch.nn.Module``, firing :class:`~composer_swa.Event` s for algorithms and callbacks.
 
-    Batches are ``(inputs, targets)`` tuples or lists, which run ``model(inputs)`` and
-    ``loss_fn(outputs, targets)`` (cross-entropy by default), or dicts, which run ``model(**batch)``
+    A :class:`~composer_swa.models.ComposerModel` is called through its protocol, as in Composer
+    (``model(batch)``, ``model.loss(outputs, batch)``, ``eval_forward`` and ``update_metric`` on its
+    ``get_metrics(is_train=False)``). For any other module, batches are ``(inputs, targets)`` tuples
+    or lists, which run ``model(inputs)`` and ``loss_fn(outputs, targets)`` (cross-entropy by
+    default), or dicts, which run ``model(**batch)``
     and take ``outputs.loss`` / ``outputs["loss"]`` unless ``loss_fn(outputs, batch)`` is given.
 
     Schedulers are ordinary ``torch.optim.lr_scheduler`` objects, stepped after every optimizer
@@ -136,6 +139,7 @@ class Trainer:
         model, self._train_module, self._eval_module = prepare_model(
             model, self.device, self.distributed, optimizers, parallelism, sync_batch_norm
         )  # training calls the model, DDP around it, or the compiled model; the State holds the unwrapped one
+        calls = ModelCalls(model, loss_fn)  # a ComposerModel through its protocol, any other module by the batch rule
         self.state = State(
             model=model,
             max_duration=max_duration,
@@ -173,19 +177,21 @@ class Trainer:
         elif loggers is None:
             loggers = [ConsoleLogger()] + ([JSONLinesLogger(Path(run_dir) / "metrics.jsonl")] if run_dir else [])
         self.logger = Logger(loggers)
+        if calls.composer_model is not None:
+            calls.composer_model.logger = self.logger  # as Composer's Trainer gives it (at INIT)
         #: The driver every loop shares (AlgorithmRunner's too): it fires the events, counts time, closes epochs.
         self.loop = Loop(self.state, self.logger, before_update=self._guard.before_averaging)  # fires INIT
         self.engine = self.loop.engine
         self._epochs = Epochs(self.loop)
         self._step = TrainingStep(
-            self.loop, self._train_module, loss_fn, self._autocast, self._scaler, self._guard,
+            self.loop, self._train_module, calls, self._autocast, self._scaler, self._guard,
             self.distributed.world_size, step_schedulers_every_batch,
         )  # fmt: skip
 
     @property
     def loss_fn(self) -> LossFn | None:
         """The loss function training and evaluation call (``None``: the default rule)."""
-        return self._step.loss_fn
+        return self._step.calls.loss_fn
 
     # The loop ---------------------------------------------------------------------------------
 
@@ -264,12 +270,13 @@ class Trainer:
     # Evaluation and logging -------------------------------------------------------------------
 
     def eval(self) -> dict[str, float]:
-        """Evaluates what ``state.model`` holds now on ``eval_dataloader``; returns and logs the metrics."""
+        """Evaluates what ``state.model`` holds now on ``eval_dataloader``; the metrics go to ``state.eval_metrics["eval"]``
+        (Composer's shape), their values are returned and logged as ``"eval/{name}"`` (see :mod:`composer_swa.metrics`)."""
         state = self.state
         if state.eval_dataloader is None:
             raise ValueError("Trainer.eval() needs an eval_dataloader; pass one to the Trainer")
         self._guard.check_run()  # evaluating NaN weights would report argmax(NaN) as accuracy
-        metrics = evaluate(self.loop, self._eval_module, state.eval_dataloader, self.loss_fn, self._autocast)
+        metrics = evaluate(self.loop, self._eval_module, state.eval_dataloader, self._step.calls, self._autocast)
         self._last_eval_batch = state.timestamp.batch_count
         self.logger.log_metrics(metrics, step=state.timestamp.batch_count)
         return metrics

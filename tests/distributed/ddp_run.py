@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from composer_swa import EMA, SWA, SWAG, Callback, State, Trainer
 from composer_swa.distributed import distributed_info
 from composer_swa.loggers import Logger
+from composer_swa.metrics import metric_values
 
 SAMPLES = 64
 GLOBAL_BATCH = 16
@@ -131,7 +132,7 @@ def main() -> None:
         export_weights(trainer.state, args.out / "run" / "final")
     rank = trainer.distributed.rank
     batch_norm = {name: buffer for name, buffer in trainer.state.model.named_buffers() if "running" in name}
-    report = {"written": written, "batch_norm": batch_norm, "eval": trainer.state.eval_metrics}
+    report = {"written": written, "batch_norm": batch_norm, "eval": metric_values(trainer.state.eval_metrics)}
     report["timestamp"] = trainer.state.timestamp.state_dict()
     if args.case == "fsdp-swag":  # one seed on every process: one sampled model, whatever the sharding
         from composer_swa.distributed.sharded import full_model_state_dict

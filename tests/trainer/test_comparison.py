@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from composer_swa import EMA, LAWA, SWA, Trainer
 from composer_swa.checkpoint import export_weights
+from composer_swa.metrics import metric_values
 from composer_swa.trainer.comparison import evaluate_every_weights, final_weights_name
 from tests.helpers import make_loader, mlp
 
@@ -49,7 +50,7 @@ def test_every_average_and_the_live_weights_match_a_hand_evaluation(tmp_path: Pa
     )  # fmt: skip
     trainer.fit()
     final_state = {name: tensor.clone() for name, tensor in trainer.state.model.state_dict().items()}
-    final_metrics = dict(trainer.state.eval_metrics)
+    final_metrics = metric_values(trainer.state.eval_metrics)
 
     table = evaluate_every_weights(trainer)
 
@@ -57,7 +58,7 @@ def test_every_average_and_the_live_weights_match_a_hand_evaluation(tmp_path: Pa
     # The final model, its metrics and the logs are as they were.
     after = trainer.state.model.state_dict()
     assert all(torch.equal(after[name], tensor) for name, tensor in final_state.items())
-    assert trainer.state.eval_metrics == final_metrics and trainer.state.algorithms == algorithms
+    assert metric_values(trainer.state.eval_metrics) == final_metrics and trainer.state.algorithms == algorithms
     export_weights(trainer.state, tmp_path)
     train_inputs = train.dataset.tensors[0]  # type: ignore[attr-defined]
     eval_set = evaluation.dataset.tensors  # type: ignore[attr-defined]
@@ -77,7 +78,7 @@ def test_without_algorithms_the_live_weights_are_the_final_model() -> None:
     data = make_loader(samples=32)
     trainer = Trainer(mlp(), data, eval_dataloader=data, max_duration="1ep", progress_bar=False, loggers=[])
     trainer.fit()
-    assert evaluate_every_weights(trainer) == {"live": trainer.state.eval_metrics}
+    assert evaluate_every_weights(trainer) == {"live": metric_values(trainer.state.eval_metrics)}
     assert final_weights_name(trainer) == "live"
 
 

@@ -43,7 +43,7 @@ def test_dict_batches_take_the_loss_from_the_outputs() -> None:
     assert not torch.equal(before, model.linear.weight)
     with torch.no_grad():
         expected = sum(model(**b)["loss"] * len(b["x"]) for b in loader) / 48
-    assert trainer.state.eval_metrics["eval/loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert float(trainer.state.eval_metrics["eval"]["loss"].compute()) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_dict_batches_with_a_loss_fn() -> None:
@@ -192,4 +192,4 @@ def test_bf16_autocast_trains_on_cpu(loader: DataLoader) -> None:
     trainer = Trainer(model, loader, "1ep", precision="bf16", eval_dataloader=loader, **quiet())
     trainer.fit()
     assert model[0].weight.dtype == torch.float32
-    assert 0.0 <= trainer.state.eval_metrics["eval/accuracy"] <= 1.0
+    assert 0.0 <= float(trainer.state.eval_metrics["eval"]["accuracy"].compute()) <= 1.0
