@@ -136,7 +136,8 @@ def step_schedulers(state: State, every_batch: bool | None, at_epoch_end: bool) 
 
     It runs once the batch (epoch) is counted. As in Composer, with ``every_batch=None`` a PyTorch
     scheduler steps after every epoch and a Composer scheduler (:mod:`composer_swa.optim`) after
-    every batch; ``True`` steps every scheduler after every batch, ``False`` after every epoch.
+    every batch; ``True`` steps every scheduler after every batch, ``False`` after every epoch. A
+    Composer scheduler also steps once an epoch is counted (it only reads the time again).
 
     Example:
         >>> import torch
@@ -155,6 +156,9 @@ def step_schedulers(state: State, every_batch: bool | None, at_epoch_end: bool) 
     if state.lr_owner is not None:
         return
     for scheduler in state.schedulers:
-        per_batch = is_composer_scheduler(scheduler) if every_batch is None else every_batch
-        if per_batch is not at_epoch_end:
+        composer = is_composer_scheduler(scheduler)
+        per_batch = composer if every_batch is None else every_batch
+        # A Composer scheduler is a function of time: read again once the epoch is counted, so a
+        # schedule in epochs changes at the first batch of the new epoch.
+        if per_batch is not at_epoch_end or (composer and at_epoch_end):
             scheduler.step()
