@@ -80,15 +80,15 @@ def update_schedule(
     return Schedule(time, start, end, argument)
 
 
-def check_count(value: object, argument: str) -> int:
-    """``value`` if it is an int >= 0 (not a bool).
+def check_count(value: object, argument: str, note: str = "") -> int:
+    """``value`` if it is an int >= 0 (not a bool); ``note`` is added to the error.
 
     Example:
         >>> check_count(10, "anneal_steps")
         10
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{argument} must be an int >= 0, got {value!r}")
+        raise ValueError(f"{argument} must be an int >= 0, got {value!r}{note}")
     return value
 
 

@@ -127,7 +127,9 @@ class SWA(AveragingAlgorithm):
     ) -> None:
         self.swa_start, self.swa_end = check_swa_window(swa_start, swa_end)
         self.anneal_strategy = normalize_anneal_strategy(anneal_strategy)
-        self.anneal_steps = check_count(anneal_steps, "anneal_steps")
+        self.anneal_steps = check_count(
+            anneal_steps, "anneal_steps", "; it counts optimizer steps, as in Composer, so it is not a time such as '10ep'"
+        )
         self.swa_lr = check_swa_lr(swa_lr)
         self.cyclic_lr = check_cyclic_lr(cyclic_lr)
         self.schedule_swa_lr = check_schedule_swa_lr(schedule_swa_lr, self.swa_lr)
