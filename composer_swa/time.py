@@ -30,6 +30,7 @@ from composer_swa.time_grammar import TimeUnit, check_value, parse_timestring, p
 
 __all__ = ["Time", "TimeUnit"]
 
+
 class UnitMismatchError(TypeError, RuntimeError):
     """Two Times in different units met in ``+ - * / %`` or an ordering.
 
@@ -303,4 +304,3 @@ def as_time(value: Time | str | int, argument: str = "time") -> Time:
     if isinstance(value, int) and not isinstance(value, bool):
         return Time(value, TimeUnit.BATCH)
     raise TypeError(f"{argument} must be a Time, a time string like '5ba', or an int of batches, got {value!r}")
-

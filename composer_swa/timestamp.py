@@ -121,4 +121,9 @@ class Timestamp:
         )
 
 
-_COUNTERS = {TimeUnit.EPOCH: "epoch_count", TimeUnit.BATCH: "batch_count", TimeUnit.SAMPLE: "sample_count", TimeUnit.TOKEN: "token_count"}
+_COUNTERS = {
+    TimeUnit.EPOCH: "epoch_count",
+    TimeUnit.BATCH: "batch_count",
+    TimeUnit.SAMPLE: "sample_count",
+    TimeUnit.TOKEN: "token_count",
+}

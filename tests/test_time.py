@@ -171,7 +171,7 @@ def test_composers_comparisons_take_numbers_and_strings_in_the_times_unit() -> N
         (lambda: Time(1, "ba") - 2, ValueError, "negative"),  # Composer allows negative Times; they are refused here
         (lambda: -Time(1, "ba"), ValueError, "negative"),
         (lambda: Time(1, "ba") + 1.5, TypeError, "whole units"),
-        (lambda: Time(1, "ba") + [1], TypeError, "expected a Time, a time string or a number"),
+        (lambda: Time(1, "ba") + None, TypeError, "expected a Time, a time string or a number"),
     ],
 )
 def test_composers_refusals(expression: object, error: type[Exception], message: str) -> None:

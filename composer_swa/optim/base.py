@@ -126,7 +126,9 @@ def compile_composer_scheduler(scheduler: ComposerScheduler, state: SchedulerSta
         )
     takes_state_only = len(inspect.signature(scheduler).parameters) == 1
     if takes_state_only and ssr != 1.0:
-        raise ValueError(f"scheduler {_name(scheduler)} takes only (state), so it cannot scale by ssr={ssr!r}; add an ssr argument")
+        raise ValueError(
+            f"scheduler {_name(scheduler)} takes only (state), so it cannot scale by ssr={ssr!r}; add an ssr argument"
+        )
 
     def multiplier(step: int) -> float:
         del step  # the schedule reads the state's time, not the LambdaLR's count

@@ -197,7 +197,9 @@ class CosineAnnealingWarmRestartsScheduler(ComposerScheduler):
         end, now = length, state.timestamp.get(length.unit)
         while end <= now:
             if length.value == 0:
-                raise ValueError(f"the cycles of {type(self).__name__}(t_0={str(self.t_0)!r}, t_mult={self.t_mult!r}) shrank to 0")
+                raise ValueError(
+                    f"the cycles of {type(self).__name__}(t_0={str(self.t_0)!r}, t_mult={self.t_mult!r}) shrank to 0"
+                )
             length = length * self.t_mult  # rounded down, as Composer's int()
             end = end + length
         return cosine_anneal(((now - (end - length)) / length).value, min_y=self.alpha_f)

@@ -118,9 +118,7 @@ class ConstantWithWarmupScheduler(LinearWithWarmupScheduler):
         [0.5, 1.0, 1.0]
     """
 
-    def __init__(
-        self, t_warmup: Time | str, alpha: float = 1.0, t_max: Time | str = "1dur", scale_warmup: bool = False
-    ) -> None:
+    def __init__(self, t_warmup: Time | str, alpha: float = 1.0, t_max: Time | str = "1dur", scale_warmup: bool = False) -> None:
         super().__init__(t_warmup, alpha_i=alpha, alpha_f=alpha, t_max=t_max, scale_warmup=scale_warmup)
         self.alpha = alpha
 

@@ -132,8 +132,15 @@ def test_linear_and_cosine_annealing_to_swa_lr() -> None:
             swa_start="4ba", update_interval="1ba", schedule_swa_lr=True, anneal_strategy=strategy, anneal_steps=5, swa_lr=0.05
         )
         Trainer(
-            model, make_loader(), "16ba", optimizers=optimizer, schedulers=scheduler, algorithms=[swa], callbacks=[lrs],
-            step_schedulers_every_batch=True, **quiet(),
+            model,
+            make_loader(),
+            "16ba",
+            optimizers=optimizer,
+            schedulers=scheduler,
+            algorithms=[swa],
+            callbacks=[lrs],
+            step_schedulers_every_batch=True,
+            **quiet(),
         ).fit()
         assert [lrs.lrs[b] for b in (1, 2, 3, 4)] == pytest.approx([0.9**k for k in range(4)])
         start = 0.9**4  # the LR in effect at swa_start, set by the user's scheduler after batch 4
@@ -154,8 +161,15 @@ def test_swa_lr_none_holds_the_starting_lr_and_schedulers_resume_after_swa_end()
     lrs = LRRecorder()
     swa = SWA(swa_start="2ba", swa_end="6ba", update_interval="1ba", schedule_swa_lr=True)
     Trainer(
-        model, make_loader(), "8ba", optimizers=optimizer, schedulers=scheduler, algorithms=[swa], callbacks=[lrs],
-        step_schedulers_every_batch=True, **quiet(),
+        model,
+        make_loader(),
+        "8ba",
+        optimizers=optimizer,
+        schedulers=scheduler,
+        algorithms=[swa],
+        callbacks=[lrs],
+        step_schedulers_every_batch=True,
+        **quiet(),
     ).fit()
     assert [lrs.lrs[b] for b in range(1, 9)] == pytest.approx([1.0, 0.5, 0.25, 0.25, 0.25, 0.25, 0.25, 0.125])
 

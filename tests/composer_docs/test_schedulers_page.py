@@ -17,8 +17,8 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from composer_swa import Callback, State, Trainer
 from composer_swa.loggers import Logger
-from composer_swa.optim.scheduler import ComposerScheduler, MultiStepScheduler, MultiStepWithWarmupScheduler
 from composer_swa.optim.base import example_state
+from composer_swa.optim.scheduler import ComposerScheduler, MultiStepScheduler, MultiStepWithWarmupScheduler
 from tests.helpers import make_loader, mlp, quiet
 
 LR = 0.1

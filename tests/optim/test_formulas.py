@@ -39,7 +39,7 @@ def cosine(tau: np.ndarray, alpha_f: float) -> np.ndarray:
 
 
 def with_warmup(warmup: float, peak: float, after: np.ndarray) -> np.ndarray:
-    return np.where(T < warmup, peak * T / warmup, after)
+    return np.where(warmup > T, peak * T / warmup, after)
 
 
 def restarts(t_0: float, t_mult: float, alpha_f: float) -> np.ndarray:
@@ -56,8 +56,10 @@ W_EP, W_DUR = 2 * PER_EPOCH, np.floor(0.15 * TOTAL)  # t_warmup="2ep" is 50 batc
 CASES: list[tuple[ComposerScheduler, Callable[[], np.ndarray]]] = [
     (StepScheduler(step_size="1ep", gamma=0.5), lambda: 0.5 ** np.floor(T / PER_EPOCH)),
     (StepScheduler(step_size="0.3dur"), lambda: 0.1 ** np.floor(T / 60)),
-    (MultiStepScheduler(milestones=["0.3dur", "0.5dur", "7ep"], gamma=0.2),
-     lambda: 0.2 ** ((T >= 60).astype(float) + (T >= 100) + (T >= 175))),
+    (
+        MultiStepScheduler(milestones=["0.3dur", "0.5dur", "7ep"], gamma=0.2),
+        lambda: 0.2 ** ((T >= 60).astype(float) + (T >= 100) + (T >= 175)),
+    ),
     (ConstantScheduler(alpha=0.3, t_max="3ep"), lambda: np.where(T < 75, 0.3, 1.0)),
     (LinearScheduler(), lambda: 1 - T / TOTAL),
     (LinearScheduler(alpha_i=0.2, alpha_f=1.0, t_max="80ba"), lambda: 0.2 + 0.8 * np.minimum(T / 80, 1)),
@@ -69,17 +71,28 @@ CASES: list[tuple[ComposerScheduler, Callable[[], np.ndarray]]] = [
     (CosineAnnealingWarmRestartsScheduler(t_0="0.2dur", alpha_f=0.1), lambda: restarts(40, 1.0, 0.1)),
     (PolynomialScheduler(power=3.0), lambda: (1 - T / TOTAL) ** 3),
     (PolynomialScheduler(power=0.5, t_max="5ep", alpha_f=0.1), lambda: 0.1 + 0.9 * (1 - np.minimum(T / 125, 1)) ** 0.5),
-    (CosineAnnealingWithWarmupScheduler(t_warmup="2ep"), lambda: with_warmup(W_EP, 1.0, cosine((T - W_EP) / (TOTAL - W_EP), 0.0))),
-    (CosineAnnealingWithWarmupScheduler(t_warmup="0.15dur", alpha_f=0.1),
-     lambda: with_warmup(W_DUR, 1.0, cosine((T - W_DUR) / (TOTAL - W_DUR), 0.1))),
-    (LinearWithWarmupScheduler(t_warmup="2ep", alpha_i=2.0, alpha_f=0.5),
-     lambda: with_warmup(W_EP, 2.0, 2.0 - 1.5 * np.clip((T - W_EP) / (TOTAL - W_EP), 0, 1))),
+    (
+        CosineAnnealingWithWarmupScheduler(t_warmup="2ep"),
+        lambda: with_warmup(W_EP, 1.0, cosine((T - W_EP) / (TOTAL - W_EP), 0.0)),
+    ),
+    (
+        CosineAnnealingWithWarmupScheduler(t_warmup="0.15dur", alpha_f=0.1),
+        lambda: with_warmup(W_DUR, 1.0, cosine((T - W_DUR) / (TOTAL - W_DUR), 0.1)),
+    ),
+    (
+        LinearWithWarmupScheduler(t_warmup="2ep", alpha_i=2.0, alpha_f=0.5),
+        lambda: with_warmup(W_EP, 2.0, 2.0 - 1.5 * np.clip((T - W_EP) / (TOTAL - W_EP), 0, 1)),
+    ),
     (ConstantWithWarmupScheduler(t_warmup="0.15dur", alpha=0.5), lambda: with_warmup(W_DUR, 0.5, np.full_like(T, 0.5))),
-    (PolynomialWithWarmupScheduler(t_warmup="2ep", power=2.0, alpha_f=0.05),
-     lambda: with_warmup(W_EP, 1.0, 0.05 + 0.95 * (1 - (T - W_EP) / (TOTAL - W_EP)) ** 2)),
-    (MultiStepWithWarmupScheduler(t_warmup="0.15dur", milestones=["4ep", "0.9dur"], gamma=0.5),
-     lambda: with_warmup(W_DUR, 1.0, 0.5 ** ((T >= 100).astype(float) + (T >= 180)))),
-]  # fmt: skip
+    (
+        PolynomialWithWarmupScheduler(t_warmup="2ep", power=2.0, alpha_f=0.05),
+        lambda: with_warmup(W_EP, 1.0, 0.05 + 0.95 * (1 - (T - W_EP) / (TOTAL - W_EP)) ** 2),
+    ),
+    (
+        MultiStepWithWarmupScheduler(t_warmup="0.15dur", milestones=["4ep", "0.9dur"], gamma=0.5),
+        lambda: with_warmup(W_DUR, 1.0, 0.5 ** ((T >= 100).astype(float) + (T >= 180))),
+    ),
+]
 
 
 @pytest.mark.parametrize(("scheduler", "formula"), CASES, ids=[f"{i}-{type(case[0]).__name__}" for i, case in enumerate(CASES)])
