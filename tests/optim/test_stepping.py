@@ -6,6 +6,7 @@ The recorded LR is the one each optimizer step uses, by the 0-based batch it tra
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable
 
 import pytest
@@ -13,7 +14,7 @@ import torch
 
 from composer_swa import SWA, Callback, State, Trainer
 from composer_swa.loggers import Logger
-from composer_swa.optim import ExponentialScheduler, LinearScheduler, compile_composer_scheduler
+from composer_swa.optim import CosineAnnealingScheduler, ExponentialScheduler, LinearScheduler, compile_composer_scheduler
 from tests.helpers import make_loader, mlp, quiet
 
 LR = 0.1
@@ -101,3 +102,9 @@ def test_compiling_refuses_what_composer_refuses() -> None:
         compile_composer_scheduler(lambda state: 1.0, state, ssr=2.0)
     with pytest.raises(TypeError, match=r"schedulers\[0\] must be a torch.optim.lr_scheduler object or a ComposerScheduler"):
         State(model, "1ep", make_loader(), optimizers=two[:1], schedulers=["cosine"])
+
+
+def test_a_cosine_over_the_run_gives_every_batch_the_lr_the_examples_trained_with() -> None:
+    """The examples' old ``warmup_cosine`` with no warm-up, (1 + cos(pi * k / T)) / 2 at batch k: unchanged."""
+    lrs = lrs_of("3ep", lambda _: CosineAnnealingScheduler())
+    assert lrs == pytest.approx([LR * (1 + math.cos(math.pi * k / 12)) / 2 for k in range(12)], abs=1e-15)
