@@ -1,9 +1,8 @@
 """Training time: ``Time`` values such as ``"0.7dur"`` or ``"5ba"`` (a run's position is :mod:`composer_swa.timestamp`).
 
-:class:`~composer_swa.batch_resolver.BatchResolver` turns a ``Time`` into a count of completed batches.
-
 Time strings are the user's language. They are parsed once, in constructors, and resolved to batch
-counts once, when the run's length is known (at ``Event.FIT_START``). Everything on the hot path
+counts once, when the run's length is known (at ``Event.FIT_START``, by
+:class:`~composer_swa.batch_resolver.BatchResolver`). Everything on the hot path
 compares plain integers. Arithmetic and comparisons follow Composer's ``Time``: a plain number takes
 the other operand's unit, ``/`` of two Times is a ``dur`` ratio, and a whole unit scaled by a
 fraction rounds down.
@@ -32,11 +31,7 @@ __all__ = ["Time", "TimeUnit"]
 
 
 class UnitMismatchError(TypeError, RuntimeError):
-    """Two Times in different units met in ``+ - * / %`` or an ordering.
-
-    A TypeError as everywhere in this package, and a RuntimeError as Composer raises it, so either
-    ``except`` clause catches it.
-    """
+    """Two Times in different units met: a TypeError as everywhere here, and a RuntimeError as in Composer."""
 
 
 class Time:
@@ -61,10 +56,8 @@ class Time:
             :class:`TimeUnit`).
 
     Raises:
-        ValueError: On an unknown unit or ``iter``, a negative or non-finite value, or a count past
-            ``MAX_COUNT`` (2**63 - 1); integers are never rounded through a float.
-        TypeError: On a fractional value for an integer unit, e.g. ``Time(1.5, "ep")``, or a value
-            that is not a number.
+        ValueError: An unknown unit or ``iter``, a negative or non-finite value, or a count past 2**63 - 1.
+        TypeError: A value that is not a number, or a fraction of a whole unit (``Time(1.5, "ep")``).
 
     Example:
         >>> Time(2, "ep") < Time(3, "ep")
