@@ -18,6 +18,7 @@ from composer_swa.distributed.sharded import (
 )
 from composer_swa.events.arguments import load_with_arguments, state_with_arguments
 from composer_swa.loader_facts import describe_dataloader, infer_tokens_per_sample
+from composer_swa.optim.base import compile_schedulers
 from composer_swa.time import Time, as_time
 from composer_swa.timestamp import Timestamp
 
@@ -62,7 +63,8 @@ class State:
         train_dataloader: The training batches of one epoch.
         eval_dataloader: Optional evaluation batches.
         optimizers: The optimizers; algorithms that own the LR act on all of them.
-        schedulers: ``torch.optim.lr_scheduler`` objects; the loop steps them while ``lr_owner`` is None.
+        schedulers: ``torch.optim.lr_scheduler`` objects or Composer schedulers (:mod:`composer_swa.optim`),
+            compiled here into LambdaLRs; the loop steps them while ``lr_owner`` is None.
         algorithms: The algorithms, in the order they run at each event.
         callbacks: The callbacks, run after the algorithms.
         device: Where the model lives.
@@ -114,6 +116,8 @@ class State:
         self.save_folder: Path | None = None
         self._resolver: BatchResolver | None = None
         self.tokens_per_sample: float | None = None
+        # Last: a ComposerScheduler compiles into a LambdaLR that reads the timestamp and the run's length.
+        self.schedulers = compile_schedulers(self.schedulers, self)
 
     @property
     def resolver(self) -> BatchResolver:

@@ -1,115 +1,78 @@
 """Training time: ``Time`` values such as ``"0.7dur"`` or ``"5ba"`` (a run's position is :mod:`composer_swa.timestamp`).
 
-:class:`~composer_swa.batch_resolver.BatchResolver` turns a ``Time`` into a count of completed batches.
-
 Time strings are the user's language. They are parsed once, in constructors, and resolved to batch
-counts once, when the run's length is known (at ``Event.FIT_START``). Everything on the hot path
-compares plain integers.
+counts once, when the run's length is known (at ``Event.FIT_START``, by
+:class:`~composer_swa.batch_resolver.BatchResolver`). Everything on the hot path
+compares plain integers. Arithmetic and comparisons follow Composer's ``Time``: a plain number takes
+the other operand's unit, ``/`` of two Times is a ``dur`` ratio, and a whole unit scaled by a
+fraction rounds down.
 
 Example:
     >>> Time.from_timestring("0.7dur")
     Time(0.7, 'dur')
     >>> Time(5, "ba") + Time(3, "ba")
     Time(8, 'ba')
+    >>> Time(4, "ep") / Time(2, "ep"), Time(7, "ba") / 2, Time(7, "ba") % 3
+    (Time(2.0, 'dur'), Time(3, 'ba'), Time(1, 'ba'))
 """
 
 from __future__ import annotations
 
 import math
-import re
-from decimal import Decimal
-from enum import Enum
+import operator
+from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
+
+from composer_swa.time_grammar import MAX_COUNT as MAX_COUNT  # the largest count, for the package's own checks
+from composer_swa.time_grammar import TimeUnit, check_value, parse_timestring, parse_unit, quote
 
 __all__ = ["Time", "TimeUnit"]
 
 
-class TimeUnit(str, Enum):
-    """Units of training time. ``DURATION`` is a fraction of the whole run's ``max_duration``."""
-
-    EPOCH = "ep"
-    BATCH = "ba"
-    SAMPLE = "sp"
-    TOKEN = "tok"
-    DURATION = "dur"
-
-    @property
-    def is_integral(self) -> bool:
-        return self is not TimeUnit.DURATION
-
-
-_ALLOWED_UNITS = ", ".join(f"'{unit.value}'" for unit in TimeUnit)
-#: The largest count of an integer unit: an int64, as checkpoints and tensors hold counters.
-MAX_COUNT = 2**63 - 1
-_TIME_PATTERN = re.compile(r"^\s*(?P<number>[-+]?[0-9_.]+(?:e[-+]?[0-9_]+)?)\s*(?P<unit>[a-z]+)\s*$")
-
-
-def _parse_unit(unit: TimeUnit | str) -> TimeUnit:
-    try:
-        return TimeUnit(unit.lower() if isinstance(unit, str) else unit)
-    except (ValueError, TypeError):
-        raise ValueError(f"unknown time unit {_quote(unit)}; allowed units are {_ALLOWED_UNITS}") from None
-
-
-def _quote(value: object) -> str:
-    """``repr(value)``, shortened: a huge input must not make a huge message (or, for an int, fail to print)."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int past Python's 4,300-digit limit for str()
-        return f"an integer of about {int(getattr(value, 'bit_length', lambda: 0)() * math.log10(2)):,} digits"
-    return text if len(text) <= 60 else f"{text[:40]}... ({len(text):,} characters)"
+class UnitMismatchError(TypeError, RuntimeError):
+    """Two Times in different units met: a TypeError as everywhere here, and a RuntimeError as in Composer."""
 
 
 class Time:
     """An amount of training time in one unit.
 
     Integer units (``ep``, ``ba``, ``sp``, ``tok``) hold an ``int``; ``dur`` holds a ``float``.
-    Values are never negative. Arithmetic and ordering work within one unit; mixing units raises,
-    because converting between them needs the run's length (see :class:`BatchResolver`).
+    Values are never negative (Composer allows negative Times; here a result below zero raises).
+
+    Operations, as Composer defines them:
+
+    - ``+``, ``-``, ``%`` and the orderings need one unit on both sides; a plain number or a time
+      string is read in this Time's unit (``Time(5, "ba") < 7``, ``Time(5, "ba") + "2ba"``).
+    - ``*`` by a number scales the value; by a Time, one side must be ``dur`` and the result has the
+      other's unit (``Time(10, "ep") * Time(0.5, "dur")`` is ``Time(5, 'ep')``).
+    - ``/`` by a number scales the value; by a Time of the same unit it is their ratio in ``dur``.
+    - A whole unit scaled by a fraction rounds down, exactly (``Time(3, "ep") * 0.5`` is 1 epoch).
+    - ``==`` is False across units (Composer raises there) and never raises.
 
     Args:
         value: The amount. An integral float (``1e3``) is accepted for integer units.
-        unit: A :class:`TimeUnit` or its string value, case-insensitive.
+        unit: A :class:`TimeUnit` or its string value, case-insensitive; ``iter`` is refused (see
+            :class:`TimeUnit`).
 
     Raises:
-        ValueError: On an unknown unit, a negative or non-finite value, or a count past ``MAX_COUNT``
-            (2**63 - 1); integers are never rounded through a float.
-        TypeError: On a fractional value for an integer unit, e.g. ``Time(1.5, "ep")``, or a value
-            (or factor) that is not a number.
+        ValueError: An unknown unit or ``iter``, a negative or non-finite value, or a count past 2**63 - 1.
+        TypeError: A value that is not a number, or a fraction of a whole unit (``Time(1.5, "ep")``).
 
     Example:
         >>> Time(2, "ep") < Time(3, "ep")
         True
         >>> Time.from_timestring("2_000TOK")
         Time(2000, 'tok')
+        >>> Time(2, "ep") * Time(0.5, "dur")
+        Time(1, 'ep')
     """
 
     __slots__ = ("_unit", "_value")
 
     def __init__(self, value: int | float, unit: TimeUnit | str) -> None:
-        parsed_unit = _parse_unit(unit)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"Time value must be a number, got {_quote(value)}")
-        # An int is never passed through math.isfinite or float(): both overflow past 1e308.
-        if (isinstance(value, float) and not math.isfinite(value)) or value < 0:
-            why = ": time cannot be negative" if value < 0 else ""
-            raise ValueError(f"Time value must be a finite number >= 0, got {_quote(value)} {parsed_unit.value!r}{why}")
-        if parsed_unit.is_integral:
-            if isinstance(value, float) and not value.is_integer():
-                raise TypeError(
-                    f"time unit {parsed_unit.value!r} counts whole units, got the fraction {value!r}; "
-                    f"use an integer, or 'dur' for a fraction of the run"
-                )
-            if value > MAX_COUNT:
-                raise ValueError(f"Time value {_quote(value)} {parsed_unit.value!r} is past the largest count, 2**63 - 1")
-            value = int(value)
-        else:
-            try:
-                value = float(value)
-            except OverflowError:
-                raise ValueError(f"Time value {_quote(value)} 'dur' is too large for a fraction of the run") from None
-        self._value: int | float = value
-        self._unit = parsed_unit
+        self._unit = parse_unit(unit)
+        self._value = check_value(value, self._unit)
 
     @classmethod
     def from_timestring(cls, timestring: str) -> Time:
@@ -122,40 +85,59 @@ class Time:
                 of range; the message quotes the string and lists the allowed units.
             TypeError: If an integer unit is given a fraction, e.g. ``"1.5ep"``.
         """
-        if not isinstance(timestring, str):
-            raise TypeError(f"a time string must be a str, got {_quote(timestring)}")
-        quoted = _quote(timestring)
-        match = _TIME_PATTERN.match(timestring.lower())
-        if match is None:
-            raise ValueError(
-                f"invalid time string {quoted}: expected a number followed by a unit, "
-                f"like '0.7dur', '5ba' or '2_000tok'; allowed units are {_ALLOWED_UNITS}"
-            )
-        unit_text, number_text = match.group("unit"), match.group("number")
-        if unit_text not in {unit.value for unit in TimeUnit}:
-            raise ValueError(
-                f"invalid time string {quoted}: unknown unit {_quote(unit_text)}; allowed units are {_ALLOWED_UNITS}"
-            )
+        value, unit = parse_timestring(timestring)
         try:
-            float(number_text)  # Python's number syntax: underscores only between digits
-            number = Decimal(number_text)  # the exact value
-        except (ValueError, ArithmeticError):
-            raise ValueError(
-                f"invalid time string {quoted}: {_quote(number_text)} is not a number; "
-                f"expected a number followed by one of {_ALLOWED_UNITS}"
-            ) from None
-        unit = TimeUnit(unit_text)
-        if unit.is_integral and number != number.to_integral_value():
-            raise TypeError(
-                f"invalid time string {quoted}: time unit {unit.value!r} counts whole units, got the fraction "
-                f"{_quote(number_text)}; use an integer, or 'dur' for a fraction of the run"
-            )
-        if unit.is_integral and number.copy_abs() > MAX_COUNT:  # checked before int(): 1e999999999 has a billion digits
-            raise ValueError(f"invalid time string {quoted}: {_quote(number_text)} is outside the counts 0 to 2**63 - 1")
-        try:
-            return cls(int(number) if unit.is_integral else float(number), unit)
+            return cls(value, unit)
         except (TypeError, ValueError) as error:
-            raise type(error)(f"invalid time string {quoted}: {error}") from None
+            raise type(error)(f"invalid time string {quote(timestring)}: {error}") from None
+
+    @classmethod
+    def from_input(cls, value: Time | str | int | float, default_int_unit: TimeUnit | str | None = None) -> Time:
+        """A Time from a Time, a time string, or a number in ``default_int_unit`` (Composer's ``from_input``).
+
+        Example:
+            >>> Time.from_input("5ep"), Time.from_input(5, "ep")
+            (Time(5, 'ep'), Time(5, 'ep'))
+        """
+        if isinstance(value, Time):
+            return value
+        if isinstance(value, str):
+            return cls.from_timestring(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if default_int_unit is None:
+                raise ValueError(f"a number ({value!r}) needs a unit: pass default_int_unit, or a time string like '5ba'")
+            return cls(value, default_int_unit)
+        raise TypeError(f"cannot make a Time from {quote(value)}: expected a Time, a time string or a number")
+
+    @classmethod
+    def from_epoch(cls, epoch: int) -> Time:
+        """``Time(epoch, "ep")``."""
+        return cls(epoch, TimeUnit.EPOCH)
+
+    @classmethod
+    def from_batch(cls, batch: int) -> Time:
+        """``Time(batch, "ba")``."""
+        return cls(batch, TimeUnit.BATCH)
+
+    @classmethod
+    def from_sample(cls, sample: int) -> Time:
+        """``Time(sample, "sp")``."""
+        return cls(sample, TimeUnit.SAMPLE)
+
+    @classmethod
+    def from_token(cls, token: int) -> Time:
+        """``Time(token, "tok")``."""
+        return cls(token, TimeUnit.TOKEN)
+
+    @classmethod
+    def from_duration(cls, duration: float) -> Time:
+        """``Time(duration, "dur")``: a fraction of the run's ``max_duration``."""
+        return cls(duration, TimeUnit.DURATION)
+
+    @classmethod
+    def from_iteration(cls, iteration: int) -> Time:
+        """Composer's ``Time(iteration, "iter")``; always raises ValueError (see :class:`TimeUnit`)."""
+        return cls(iteration, TimeUnit.ITERATION)
 
     @property
     def value(self) -> int | float:
@@ -165,63 +147,136 @@ class Time:
     def unit(self) -> TimeUnit:
         return self._unit
 
-    def _same_unit(self, other: object, operation: str) -> Time:
-        if not isinstance(other, Time):
-            raise TypeError(f"cannot {operation} {self} and {other!r}: both must be Time values")
-        if other._unit is not self._unit:
-            raise TypeError(
-                f"cannot {operation} {self} and {other}: the units differ; resolve both to batches "
+    def to_timestring(self) -> str:
+        """``"5ep"`` for ``Time(5, "ep")``: the string :meth:`from_timestring` reads back."""
+        return str(self)
+
+    # Arithmetic -------------------------------------------------------------------------------
+
+    def _operand(self, other: object, operation: str, same_unit: bool = True) -> Time:
+        """``other`` as a Time (a number in this Time's unit), in this unit when ``same_unit``."""
+        pair = f"{self} {'by' if operation in ('multiply', 'divide') else 'and'} {quote(other)}"
+        if isinstance(other, Time):
+            time = other
+        elif isinstance(other, str) or (isinstance(other, (int, float)) and not isinstance(other, bool)):
+            try:
+                time = Time.from_input(other, self._unit)
+            except (TypeError, ValueError) as error:  # an unreadable string is the wrong kind of operand
+                raise (TypeError if isinstance(other, str) else type(error))(f"cannot {operation} {pair}: {error}") from None
+        else:
+            raise TypeError(f"cannot {operation} {pair}: expected a Time, a time string or a number")
+        if same_unit and time._unit is not self._unit:
+            raise UnitMismatchError(
+                f"cannot {operation} {self} and {time}: the units differ; resolve both to batches "
                 f"with BatchResolver.to_batches() first"
             )
-        return other
+        return time
 
-    def __add__(self, other: Time) -> Time:
-        total = self._value + self._same_unit(other, "add")._value
-        return self._result(total, f"{self} + {other}")
-
-    def __sub__(self, other: Time) -> Time:
-        difference = self._value - self._same_unit(other, "subtract")._value
-        return self._result(difference, f"{self} - {other}")
-
-    def __mul__(self, factor: int | float) -> Time:
-        # Checked first: `Time(10**9, "ba") * "ab"` would build a 2 GB string before Time() refused it.
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)):
-            raise TypeError(f"cannot multiply {self} by {_quote(factor)}: the factor must be an int or a float")
-        if isinstance(factor, float) and not math.isfinite(factor):
-            raise ValueError(f"cannot multiply {self} by {factor!r}: the factor must be finite")
-        product: int | float
-        if self._unit.is_integral:  # exact, so a count stays an exact integer (no rounding through a float)
-            exact = Fraction(self._value) * Fraction(factor)
-            product = exact.numerator if exact.denominator == 1 else float(exact) if abs(exact) <= MAX_COUNT else math.inf
-        else:
-            product = self._value * factor if abs(factor) < 2**1000 else math.inf  # float(huge int) overflows
-        return self._result(product, f"{self} * {_quote(factor)}")
-
-    __rmul__ = __mul__
-
-    def _result(self, value: int | float, expression: str) -> Time:
+    def _result(self, value: int | float | Fraction, unit: TimeUnit, expression: str) -> Time:
+        if isinstance(value, Fraction):  # a whole unit scaled by a fraction rounds down, as Composer's int()
+            value = math.floor(value) if unit.is_integral else float(value) if abs(value) < 2**1000 else math.inf
         try:
-            return Time(value, self._unit)
+            return Time(value, unit)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{expression}: {error}") from None
 
+    def __add__(self, other: Time | int | float | str) -> Time:
+        other = self._operand(other, "add")
+        return self._result(self._value + other._value, self._unit, f"{self} + {other}")
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Time | int | float | str) -> Time:
+        other = self._operand(other, "subtract")
+        return self._result(self._value - other._value, self._unit, f"{self} - {other}")
+
+    def __rsub__(self, other: Time | int | float | str) -> Time:
+        other = self._operand(other, "subtract")
+        return self._result(other._value - self._value, self._unit, f"{other} - {self}")
+
+    def __mul__(self, factor: Time | int | float | str) -> Time:
+        # A number is checked first: `Time(10**9, "ba") * "ab"` must not build a 2 GB string.
+        if isinstance(factor, (int, float)) and not isinstance(factor, bool):
+            return self._scale(factor, "*")
+        other = self._operand(factor, "multiply", same_unit=False)
+        if TimeUnit.DURATION not in (self._unit, other._unit):
+            raise UnitMismatchError(f"cannot multiply {self} by {other}: one of the two must be in 'dur'")
+        scaled, fraction = (other, self) if other._unit is not TimeUnit.DURATION else (self, other)
+        return scaled._scale(fraction._value, "*")
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, divisor: Time | int | float | str) -> Time:
+        if isinstance(divisor, (int, float)) and not isinstance(divisor, bool):
+            return self._scale(divisor, "/")
+        other = self._operand(divisor, "divide")
+        if other._value == 0:
+            raise ZeroDivisionError(f"cannot divide {self} by {other}")
+        return self._result(Fraction(self._value) / Fraction(other._value), TimeUnit.DURATION, f"{self} / {other}")
+
+    def __mod__(self, divisor: Time | int | float | str) -> Time:
+        other = self._operand(divisor, "take the remainder of")
+        if other._value == 0:
+            raise ZeroDivisionError(f"cannot take {self} modulo {other}")
+        return self._result(self._value % other._value, self._unit, f"{self} % {other}")
+
+    def _scale(self, factor: int | float, operator: str) -> Time:
+        """``self * factor`` or ``self / factor``: a count exactly (rounded down), ``dur`` as a float."""
+        expression = f"{self} {operator} {quote(factor)}"
+        verb = "multiply" if operator == "*" else "divide"
+        if isinstance(factor, float) and not math.isfinite(factor):
+            raise ValueError(f"cannot {verb} {self} by {factor!r}: the factor must be finite")
+        if operator == "/" and factor == 0:
+            raise ZeroDivisionError(f"cannot divide {self} by zero")
+        if self._unit.is_integral:  # exact, so a count stays an exact integer (no rounding through a float)
+            exact = Fraction(self._value) * Fraction(factor) if operator == "*" else Fraction(self._value) / Fraction(factor)
+            return self._result(exact if abs(exact) <= MAX_COUNT else math.inf, self._unit, expression)
+        if abs(factor) >= 2**1000:  # float(huge int) overflows
+            return self._result(math.inf if operator == "*" else 0.0, self._unit, expression)
+        return self._result(self._value * factor if operator == "*" else self._value / factor, self._unit, expression)
+
+    def __neg__(self) -> Time:
+        return self._result(-self._value, self._unit, f"-{self}")  # refused unless zero: times are never negative
+
+    def __pos__(self) -> Time:
+        return self
+
+    def __int__(self) -> int:
+        return int(self._value)
+
+    def __float__(self) -> float:
+        return float(self._value)
+
+    # Comparison -------------------------------------------------------------------------------
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Time) and self._unit is other._unit and self._value == other._value
+        if not isinstance(other, (Time, str, int, float)) or isinstance(other, bool):
+            return NotImplemented
+        try:
+            time = self._operand(other, "compare", same_unit=False)
+        except (TypeError, ValueError):
+            return False
+        return self._unit is time._unit and self._value == time._value
 
     def __hash__(self) -> int:
         return hash((self._value, self._unit))
 
-    def __lt__(self, other: Time) -> bool:
-        return self._value < self._same_unit(other, "compare")._value
+    def _order(self, other: object, compare: Callable[[Any, Any], bool]) -> bool:
+        if not isinstance(other, (Time, str, int, float)) or isinstance(other, bool):
+            return NotImplemented  # e.g. a Timestamp: Python then asks it (``Time(5, "ep") <= state.timestamp``)
+        return compare(self._value, self._operand(other, "compare")._value)
 
-    def __le__(self, other: Time) -> bool:
-        return self._value <= self._same_unit(other, "compare")._value
+    def __lt__(self, other: object) -> bool:
+        return self._order(other, operator.lt)
 
-    def __gt__(self, other: Time) -> bool:
-        return self._value > self._same_unit(other, "compare")._value
+    def __le__(self, other: object) -> bool:
+        return self._order(other, operator.le)
 
-    def __ge__(self, other: Time) -> bool:
-        return self._value >= self._same_unit(other, "compare")._value
+    def __gt__(self, other: object) -> bool:
+        return self._order(other, operator.gt)
+
+    def __ge__(self, other: object) -> bool:
+        return self._order(other, operator.ge)
 
     def __repr__(self) -> str:
         return f"Time({self._value!r}, {self._unit.value!r})"

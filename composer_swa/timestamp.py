@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
+from typing import Any
+
 from composer_swa.time import Time, TimeUnit
+from composer_swa.time_grammar import parse_unit
 
 __all__ = ["Timestamp"]
 
@@ -13,11 +18,18 @@ class Timestamp:
     The counters are plain ints updated in place on the hot path; the ``Time`` views are built on
     access. At ``Event.BATCH_END`` the batch that just finished is already counted.
 
+    As in Composer, a Timestamp compares with a ``Time`` or a time string in that Time's unit
+    (``state.timestamp >= Time(5, "ep")``, ``state.timestamp < "100ba"``), and two Timestamps are
+    equal when every counter is. A ``dur`` needs the run's length, which a Timestamp does not know:
+    resolve it first (``state.to_batches("0.5dur")``).
+
     Example:
         >>> stamp = Timestamp()
         >>> stamp.advance_batch(samples=32, tokens=0)
-        >>> stamp.batch, stamp.sample
-        (Time(1, 'ba'), Time(32, 'sp'))
+        >>> stamp.batch, stamp.sample, stamp.get("sp")
+        (Time(1, 'ba'), Time(32, 'sp'), Time(32, 'sp'))
+        >>> stamp >= Time(1, "ba"), stamp < "1ep"
+        (True, True)
     """
 
     __slots__ = ("batch_count", "batch_in_epoch", "epoch_count", "sample_count", "token_count")
@@ -45,6 +57,46 @@ class Timestamp:
     def token(self) -> Time:
         return Time(self.token_count, TimeUnit.TOKEN)
 
+    def get(self, unit: TimeUnit | str) -> Time:
+        """The run's position in ``unit``: ``ep``, ``ba``, ``sp`` or ``tok``.
+
+        Raises:
+            ValueError: For ``dur`` (it needs the run's length) or ``iter``, or an unknown unit.
+        """
+        parsed = parse_unit(unit)
+        if parsed is TimeUnit.DURATION:
+            raise ValueError(
+                "a Timestamp counts 'ep', 'ba', 'sp' and 'tok'; a 'dur' needs the run's length: "
+                "compare with state.to_batches(time) against timestamp.batch_count instead"
+            )
+        return Time(getattr(self, _COUNTERS[parsed]), parsed)
+
+    def _compare(self, other: object, compare: Callable[[Any, Any], bool]) -> bool:
+        if isinstance(other, str):
+            other = Time.from_timestring(other)
+        if not isinstance(other, Time):
+            return NotImplemented
+        return compare(self.get(other.unit), other)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Timestamp):
+            return self.state_dict() == other.state_dict()
+        return self._compare(other, operator.eq)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: counters change in place
+
+    def __lt__(self, other: object) -> bool:
+        return self._compare(other, operator.lt)
+
+    def __le__(self, other: object) -> bool:
+        return self._compare(other, operator.le)
+
+    def __gt__(self, other: object) -> bool:
+        return self._compare(other, operator.gt)
+
+    def __ge__(self, other: object) -> bool:
+        return self._compare(other, operator.ge)
+
     def advance_batch(self, samples: int, tokens: int) -> None:
         self.batch_count += 1
         self.batch_in_epoch += 1
@@ -67,3 +119,11 @@ class Timestamp:
             f"Timestamp(epoch={self.epoch_count}, batch={self.batch_count}, sample={self.sample_count}, "
             f"token={self.token_count}, batch_in_epoch={self.batch_in_epoch})"
         )
+
+
+_COUNTERS = {
+    TimeUnit.EPOCH: "epoch_count",
+    TimeUnit.BATCH: "batch_count",
+    TimeUnit.SAMPLE: "sample_count",
+    TimeUnit.TOKEN: "token_count",
+}

@@ -117,3 +117,94 @@ def test_timestamp_counts_and_round_trips() -> None:
     restored = Timestamp()
     restored.load_state_dict(stamp.state_dict())
     assert restored.state_dict() == stamp.state_dict()
+
+
+# Composer's rules for Time (composer/core/time.py), each with the value Composer returns.
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        (lambda: Time(2, "ep") * 0.5, Time(1, "ep")),
+        (lambda: Time(3, "ep") * 0.5, Time(1, "ep")),  # Composer: int(1.5), rounded down
+        (lambda: Time(2, "ep") * Time(0.5, "dur"), Time(1, "ep")),
+        (lambda: Time(0.5, "dur") * Time(10, "ba"), Time(5, "ba")),
+        (lambda: Time(0.5, "dur") * Time(0.5, "dur"), Time(0.25, "dur")),
+        (lambda: Time(4, "ep") / Time(2, "ep"), Time(2.0, "dur")),
+        (lambda: Time(1, "ba") / Time(4, "ba"), Time(0.25, "dur")),
+        (lambda: Time(4, "ep") / 2, Time(2, "ep")),
+        (lambda: Time(7, "ba") / 2, Time(3, "ba")),  # Composer: int(3.5)
+        (lambda: Time(0.5, "dur") / 2, Time(0.25, "dur")),
+        (lambda: Time(7, "ba") % Time(3, "ba"), Time(1, "ba")),
+        (lambda: Time(7, "ba") % 3, Time(1, "ba")),
+        (lambda: Time(5, "ba") + 2, Time(7, "ba")),
+        (lambda: 2 + Time(5, "ba"), Time(7, "ba")),
+        (lambda: 9 - Time(5, "ba"), Time(4, "ba")),
+        (lambda: Time(5, "ba") + "2ba", Time(7, "ba")),
+        (lambda: Time(4, "ep") * "0.5dur", Time(2, "ep")),
+        (lambda: +Time(5, "ba"), Time(5, "ba")),
+    ],
+)
+def test_composers_arithmetic(expression: object, expected: Time) -> None:
+    result = expression()  # type: ignore[operator]
+    assert result == expected and type(result.value) is type(expected.value)
+
+
+def test_composers_comparisons_take_numbers_and_strings_in_the_times_unit() -> None:
+    assert Time(5, "ba") < 7 and Time(5, "ba") >= 5 and Time(5, "ba") == 5 and Time(5, "ba") != 6
+    assert Time(5, "ba") == "5ba" and Time(5, "ba") < "1e3ba" and Time(0.5, "dur") > 0.25
+    assert int(Time(5, "ba")) == 5 and float(Time(0.5, "dur")) == 0.5
+    assert Time(1, "ep") != "1ba" and Time(1, "ep") != "not a time"  # == never raises (Composer raises across units)
+
+
+@pytest.mark.parametrize(
+    ("expression", "error", "message"),
+    [
+        (lambda: Time(1, "ep") + Time(1, "ba"), RuntimeError, "units differ"),  # Composer raises a RuntimeError
+        (lambda: Time(1, "ep") % Time(1, "ba"), TypeError, "units differ"),  # and ours is a TypeError too
+        (lambda: Time(1, "ep") / Time(1, "ba"), RuntimeError, "units differ"),
+        (lambda: Time(2, "ep") * Time(3, "ba"), RuntimeError, "one of the two must be in 'dur'"),
+        (lambda: Time(1, "ep") < "5ba", RuntimeError, "units differ"),
+        (lambda: Time(4, "ba") / 0, ZeroDivisionError, "4ba by zero"),
+        (lambda: Time(4, "ba") / Time(0, "ba"), ZeroDivisionError, "4ba by 0ba"),
+        (lambda: Time(4, "ba") % 0, ZeroDivisionError, "4ba modulo 0ba"),
+        (lambda: Time(1, "ba") - 2, ValueError, "negative"),  # Composer allows negative Times; they are refused here
+        (lambda: -Time(1, "ba"), ValueError, "negative"),
+        (lambda: Time(1, "ba") + 1.5, TypeError, "whole units"),
+        (lambda: Time(1, "ba") + None, TypeError, "expected a Time, a time string or a number"),
+    ],
+)
+def test_composers_refusals(expression: object, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        expression()  # type: ignore[operator]
+
+
+def test_iter_is_refused_with_the_units_to_use() -> None:
+    for make in (lambda: Time(3, "iter"), lambda: Time.from_timestring("3iter"), lambda: Time.from_iteration(3),
+                 lambda: Time(3, TimeUnit.ITERATION), lambda: Timestamp().get("iter")):  # fmt: skip
+        with pytest.raises(ValueError, match=r"'iter' counts Composer's training iterations.*'ep', 'ba', 'sp', 'tok' or 'dur'"):
+            make()
+
+
+def test_composers_constructors() -> None:
+    assert (Time.from_epoch(2), Time.from_batch(3), Time.from_sample(4), Time.from_token(5), Time.from_duration(0.5)) == (
+        Time(2, "ep"), Time(3, "ba"), Time(4, "sp"), Time(5, "tok"), Time(0.5, "dur"),
+    )  # fmt: skip
+    assert Time.from_input(Time(1, "ep")) == Time(1, "ep") and Time.from_input("2ba") == Time(2, "ba")
+    assert Time.from_input(3, "sp") == Time(3, "sp") and Time(7, "tok").to_timestring() == "7tok"
+    with pytest.raises(ValueError, match="needs a unit"):
+        Time.from_input(3)
+
+
+def test_timestamp_get_and_comparisons() -> None:
+    stamp = Timestamp(epoch=1, batch=12, sample=96, token=960)
+    assert [stamp.get(unit) for unit in ("ep", "BA", TimeUnit.SAMPLE, "tok")] == [
+        Time(1, "ep"), Time(12, "ba"), Time(96, "sp"), Time(960, "tok"),
+    ]  # fmt: skip
+    assert stamp >= Time(1, "ep") and stamp < Time(2, "ep") and stamp <= "12ba" and stamp > "95sp" and stamp == "960tok"
+    assert Time(12, "ba") == stamp and Time(13, "ba") > stamp  # Python asks the Timestamp
+    assert stamp == Timestamp(epoch=1, batch=12, sample=96, token=960) and stamp != Timestamp()
+    with pytest.raises(ValueError, match="'dur' needs the run's length"):
+        stamp.get("dur")
+    with pytest.raises(TypeError):
+        _ = stamp < 5  # a bare number has no unit to compare in

@@ -106,16 +106,27 @@ factors = st.one_of(
 @FUZZ
 @given(times, times, factors)
 def test_arithmetic_is_exact_or_refused_cleanly(a: Time, b: Time, factor: Any) -> None:
-    for name, operation in (("+", lambda: a + b), ("-", lambda: a - b), ("*", lambda: a * factor), ("r*", lambda: factor * a)):
+    """Composer's rules, recomputed with Fractions: a whole unit scaled by a fraction rounds down."""
+    operations = (
+        ("+", lambda: a + b), ("-", lambda: a - b), ("*", lambda: a * factor), ("r*", lambda: factor * a),
+        ("/", lambda: a / factor), ("/t", lambda: a / b), ("%", lambda: a % b),
+    )  # fmt: skip
+    for name, operation in operations:
         try:
             result = operation()
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, ZeroDivisionError) as error:
             assert len(str(error)) < 600, (name, str(error))
+            if name in ("+", "/t", "%") and a.unit is not b.unit:
+                assert isinstance(error, RuntimeError), "units differ: Composer raises a RuntimeError"
+            continue
+        assert a.unit is b.unit or name not in ("+", "-", "/t", "%"), "mixed units must be refused"
+        if name == "/t":
+            assert result.unit is TimeUnit.DURATION and result.value == float(Fraction(a.value) / Fraction(b.value))
             continue
         assert result.unit is a.unit
         if a.unit.is_integral:
-            if name == "+":
-                expected: Fraction | int = a.value + b.value
-            else:
-                expected = a.value - b.value if name == "-" else Fraction(a.value) * Fraction(factor)
-            assert type(result.value) is int and result.value == expected  # exact integers
+            exact = {
+                "+": lambda: Fraction(a.value + b.value), "-": lambda: Fraction(a.value - b.value),
+                "%": lambda: Fraction(a.value % b.value), "/": lambda: Fraction(a.value) / Fraction(factor),
+            }.get(name, lambda: Fraction(a.value) * Fraction(factor))()  # fmt: skip
+            assert type(result.value) is int and result.value == math.floor(exact)  # exact integers, rounded down

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from composer_swa.config.builtins import ALGORITHMS, DATASETS, LOGGERS, MODELS, OPTIMIZERS, SCHEDULERS
 from composer_swa.config.components import ImportedComponent
 from composer_swa.config.loading import ConfigError
-from composer_swa.config.run_checks import loader_problems, logger_problems, run_resolver, time_problems
+from composer_swa.config.run_checks import loader_problems, logger_problems, time_problems
 from composer_swa.config.schema import LoaderOptions, RunConfig
 from composer_swa.events import Algorithm, Callback
 from composer_swa.trainer import Trainer
@@ -181,9 +181,8 @@ def _build(config: RunConfig, config_dir: Path | None) -> RunParts:
     if config.scheduler is not None:
         kwargs = _kwargs(config.scheduler)
         factory = _factory(config.scheduler, SCHEDULERS, config_dir)
-        if "total_batches" in inspect.signature(factory).parameters:
-            kwargs["total_batches"] = run_resolver(config, train).max_batches
-        scheduler = _construct("scheduler", factory, kwargs, optimizer)
+        takes_optimizer = "optimizer" in inspect.signature(factory).parameters  # a Composer scheduler does not
+        scheduler = _construct("scheduler", factory, kwargs, *([optimizer] if takes_optimizer else []))
     algorithms = [
         _construct(f"algorithms[{i}]", _factory(c, ALGORITHMS, config_dir), _kwargs(c)) for i, c in enumerate(config.algorithms)
     ]

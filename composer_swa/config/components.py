@@ -36,9 +36,9 @@ from composer_swa.time import Time, TimeUnit
 __all__ = ["FILLED_BY_BUILDER", "ImportedComponent", "component_union", "import_callable", "signature_fields", "signature_model"]
 
 IMPORT_TAG = "name=<import path>"
-#: Arguments the builder passes itself (an optimizer's parameters, a scheduler's optimizer and the
-#: run's length); no component's config can set them.
-FILLED_BY_BUILDER = frozenset({"params", "optimizer", "total_batches"})
+#: Arguments the builder passes itself (an optimizer's parameters, a scheduler's optimizer); no
+#: component's config can set them.
+FILLED_BY_BUILDER = frozenset({"params", "optimizer"})
 
 
 def _check_time(value: str | int) -> str | int:

@@ -89,17 +89,25 @@ class Loop:
         """AFTER_TRAIN_BATCH: the step's whole gradient is in and the optimizer has not stepped."""
         self.engine.run_event(Event.AFTER_TRAIN_BATCH)
 
-    def batch_end(self, samples: int, tokens: int) -> None:
-        """Counts the optimizer step that just finished (``samples`` and ``tokens`` over all processes), then BATCH_END."""
+    def batch_end(self, samples: int, tokens: int, counted: Callable[[], None] | None = None) -> None:
+        """Counts the optimizer step that just finished (``samples`` and ``tokens`` over all processes), then BATCH_END.
+
+        ``counted`` runs right after the count, before anything else sees it: the Trainer steps its
+        LR schedulers there, so a schedule of the run's time gives the next batch its own LR.
+        """
         self._in_batch = False
         self.state.timestamp.advance_batch(samples, tokens)
+        if counted is not None:
+            counted()
         if self._before_update is not None:
             self._before_update(self.state, Event.BATCH_END)
         self.engine.run_event(Event.BATCH_END)
 
-    def end_epoch(self) -> None:
-        """Counts the epoch, then EPOCH_END."""
+    def end_epoch(self, counted: Callable[[], None] | None = None) -> None:
+        """Counts the epoch, then EPOCH_END (``counted`` runs in between, as in :meth:`batch_end`)."""
         self.state.timestamp.advance_epoch()
+        if counted is not None:
+            counted()
         if self._before_update is not None:
             self._before_update(self.state, Event.EPOCH_END)
         self.engine.run_event(Event.EPOCH_END)

@@ -14,6 +14,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from composer_swa.batches import batch_num_samples, batch_num_tokens, split_batch, to_device
+from composer_swa.optim.base import is_composer_scheduler
 
 if TYPE_CHECKING:
     from composer_swa.events.loop import Loop
@@ -35,7 +36,8 @@ class TrainingStep:
         scaler: The fp16 GradScaler, if any.
         guard: Watches the losses (on the device).
         world_size: Processes; samples and tokens count every process's share.
-        step_schedulers_every_batch: Step the LR schedulers after every batch (else the Trainer does per epoch).
+        step_schedulers_every_batch: Step every LR scheduler after every batch (True) or every epoch
+            (False); None: Composer's default, see :func:`step_schedulers`.
     """
 
     def __init__(
@@ -47,13 +49,19 @@ class TrainingStep:
         scaler: torch.amp.GradScaler | None,
         guard: RunGuard,
         world_size: int,
-        step_schedulers_every_batch: bool,
+        step_schedulers_every_batch: bool | None,
     ) -> None:
         self.loop, self.module, self.calls, self.autocast, self.scaler = loop, module, calls, autocast, scaler
         self.guard, self.world_size, self.every_batch = guard, world_size, step_schedulers_every_batch
         self.ddp = module if isinstance(module, DistributedDataParallel) else None
         self.device = loop.state.device
         self.move_batches = self.device.type != "cpu"
+
+    def step_schedulers_after_batch(self) -> None:
+        step_schedulers(self.loop.state, self.every_batch, at_epoch_end=False)
+
+    def step_schedulers_after_epoch(self) -> None:
+        step_schedulers(self.loop.state, self.every_batch, at_epoch_end=True)
 
     def run(self, batch: Any) -> torch.Tensor | None:
         """Trains on ``batch``; returns its loss (summed over microbatches) for the log, without waiting for it."""
@@ -83,9 +91,7 @@ class TrainingStep:
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             loop.after_backward()
         step_optimizers(state, loop, self.scaler)  # fires AFTER_TRAIN_BATCH
-        if self.every_batch:
-            step_schedulers(state)
-        loop.batch_end(samples * self.world_size, tokens * self.world_size)
+        loop.batch_end(samples * self.world_size, tokens * self.world_size, counted=self.step_schedulers_after_batch)
         return batch_loss if batch_loss is not None else state.loss
 
 
@@ -124,8 +130,34 @@ def step_optimizers(state: State, loop: Loop, scaler: torch.amp.GradScaler | Non
         scaler.update()
 
 
-def step_schedulers(state: State) -> None:
-    """Steps the LR schedulers, unless an algorithm owns the learning rate now (``state.lr_owner``)."""
-    if state.lr_owner is None:
-        for scheduler in state.schedulers:
+def step_schedulers(state: State, every_batch: bool | None, at_epoch_end: bool) -> None:
+    """Steps the LR schedulers due at this boundary, unless an algorithm owns the learning rate (``state.lr_owner``).
+
+    It runs once the batch (epoch) is counted. As in Composer, with ``every_batch=None`` a PyTorch
+    scheduler steps after every epoch and a Composer scheduler (:mod:`composer_swa.optim`) after
+    every batch; ``True`` steps every scheduler after every batch, ``False`` after every epoch. A
+    Composer scheduler also steps once an epoch is counted (it only reads the time again).
+
+    Example:
+        >>> import torch
+        >>> from composer_swa import State
+        >>> from composer_swa.optim import LinearScheduler
+        >>> model = torch.nn.Linear(1, 1)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        >>> epochwise = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+        >>> state = State(model, "10ba", [0] * 5, optimizers=[optimizer], schedulers=[LinearScheduler(), epochwise])
+        >>> state.timestamp.advance_batch(samples=1, tokens=0)
+        >>> optimizer.step()
+        >>> step_schedulers(state, every_batch=None, at_epoch_end=False)  # the LinearScheduler only
+        >>> optimizer.param_groups[0]["lr"]
+        0.9
+    """
+    if state.lr_owner is not None:
+        return
+    for scheduler in state.schedulers:
+        composer = is_composer_scheduler(scheduler)
+        per_batch = composer if every_batch is None else every_batch
+        # A Composer scheduler is a function of time: read again once the epoch is counted, so a
+        # schedule in epochs changes at the first batch of the new epoch.
+        if per_batch is not at_epoch_end or (composer and at_epoch_end):
             scheduler.step()

@@ -29,7 +29,7 @@ from composer_swa.trainer.evaluation import evaluate
 from composer_swa.trainer.guards import RunGuard
 from composer_swa.trainer.parallel import prepare_model, shard_dataloaders
 from composer_swa.trainer.precision import autocast_context, check_precision, make_grad_scaler
-from composer_swa.trainer.stepping import TrainingStep, step_schedulers
+from composer_swa.trainer.stepping import TrainingStep
 
 __all__ = ["Trainer"]
 
@@ -46,8 +46,9 @@ class Trainer:
     default), or dicts, which run ``model(**batch)``
     and take ``outputs.loss`` / ``outputs["loss"]`` unless ``loss_fn(outputs, batch)`` is given.
 
-    Schedulers are ordinary ``torch.optim.lr_scheduler`` objects, stepped after every optimizer
-    step (``step_schedulers_every_batch=False``: after every epoch), except while an algorithm owns
+    Schedulers are ``torch.optim.lr_scheduler`` objects, stepped after every epoch as in Composer
+    (``step_schedulers_every_batch=True``: after every batch), or Composer schedulers
+    (:mod:`composer_swa.optim`), stepped after every batch; none step while an algorithm owns
     the learning rate (``state.lr_owner``, e.g. SWA with ``schedule_swa_lr=True``).
 
     Args:
@@ -66,7 +67,8 @@ class Trainer:
         seed: Seeds Python, NumPy and torch at construction.
         grad_accum: Microbatches per batch; gradients match one full batch (losses weighted by size).
         progress_bar: Show a progress bar (only when stderr is a terminal).
-        step_schedulers_every_batch: Step schedulers per batch (default) or per epoch.
+        step_schedulers_every_batch: None (Composer's default): PyTorch schedulers per epoch, Composer
+            schedulers per batch; True: every scheduler per batch; False: every scheduler per epoch.
         log_interval: How often training loss and LR are logged.
         run_dir: A folder for ``metrics.jsonl``.
         loggers: Logger destinations; defaults to the console (plus JSON lines with ``run_dir``).
@@ -114,7 +116,7 @@ class Trainer:
         seed: int | None = None,
         grad_accum: int = 1,
         progress_bar: bool = True,
-        step_schedulers_every_batch: bool = True,
+        step_schedulers_every_batch: bool | None = None,
         log_interval: Time | str | int = "50ba",
         run_dir: str | Path | None = None,
         loggers: Sequence[LoggerDestination] | None = None,
@@ -257,9 +259,7 @@ class Trainer:
             self._log_training(loss)
 
     def _end_epoch(self) -> None:
-        if not self._step.every_batch:  # else stepped after each batch
-            step_schedulers(self.state)
-        self.loop.end_epoch()
+        self.loop.end_epoch(counted=self._step.step_schedulers_after_epoch)
         if self._evaluates(at_epoch_end=True):
             self.eval()
 

@@ -132,7 +132,15 @@ def test_linear_and_cosine_annealing_to_swa_lr() -> None:
             swa_start="4ba", update_interval="1ba", schedule_swa_lr=True, anneal_strategy=strategy, anneal_steps=5, swa_lr=0.05
         )
         Trainer(
-            model, make_loader(), "16ba", optimizers=optimizer, schedulers=scheduler, algorithms=[swa], callbacks=[lrs], **quiet()
+            model,
+            make_loader(),
+            "16ba",
+            optimizers=optimizer,
+            schedulers=scheduler,
+            algorithms=[swa],
+            callbacks=[lrs],
+            step_schedulers_every_batch=True,
+            **quiet(),
         ).fit()
         assert [lrs.lrs[b] for b in (1, 2, 3, 4)] == pytest.approx([0.9**k for k in range(4)])
         start = 0.9**4  # the LR in effect at swa_start, set by the user's scheduler after batch 4
@@ -153,7 +161,15 @@ def test_swa_lr_none_holds_the_starting_lr_and_schedulers_resume_after_swa_end()
     lrs = LRRecorder()
     swa = SWA(swa_start="2ba", swa_end="6ba", update_interval="1ba", schedule_swa_lr=True)
     Trainer(
-        model, make_loader(), "8ba", optimizers=optimizer, schedulers=scheduler, algorithms=[swa], callbacks=[lrs], **quiet()
+        model,
+        make_loader(),
+        "8ba",
+        optimizers=optimizer,
+        schedulers=scheduler,
+        algorithms=[swa],
+        callbacks=[lrs],
+        step_schedulers_every_batch=True,
+        **quiet(),
     ).fit()
     assert [lrs.lrs[b] for b in range(1, 9)] == pytest.approx([1.0, 0.5, 0.25, 0.25, 0.25, 0.25, 0.25, 0.125])
 
@@ -199,6 +215,7 @@ def test_eval_with_average_then_live_weights_restored() -> None:
         ({"update_interval": "100sp"}, "update_interval must be at least 1 in 'ba' or 'ep', got '100sp'"),
         ({"update_interval": "0.1dur"}, "update_interval must be at least 1 in 'ba' or 'ep'"),
         ({"anneal_steps": -1}, "anneal_steps must be an int >= 0, got -1"),
+        ({"anneal_steps": "10ep"}, "anneal_steps must be an int >= 0, got '10ep': it counts optimizer steps, an int as in Composer"),
         ({"anneal_strategy": "exp"}, "anneal_strategy must be one of .*got 'exp'"),
         ({"swa_lr": 0.0}, "swa_lr must be > 0"),
         ({"cyclic_lr": (0.01, 0.1)}, "cyclic_lr must be"),

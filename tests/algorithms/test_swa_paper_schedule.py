@@ -41,7 +41,7 @@ def test_every_batch_uses_the_papers_lr_for_each_param_group_and_schedulers_do_n
     trainer = Trainer(
         model, make_loader(samples=40, batch_size=4), "8ba", optimizers=optimizer,
         schedulers=torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5),  # would halve it every batch
-        algorithms=[swa], callbacks=[recorded], **quiet(),
+        algorithms=[swa], callbacks=[recorded], step_schedulers_every_batch=True, **quiet(),
     )  # fmt: skip
     trainer.fit()
     counts = np.arange(8)  # batches done before each batch

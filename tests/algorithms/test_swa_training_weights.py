@@ -18,7 +18,7 @@ def run(algorithms: list[SWA], **arguments: object) -> Trainer:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=12)
     trainer = Trainer(model, make_loader(), "3ep", optimizers=optimizer, schedulers=schedule, algorithms=algorithms, seed=0,
-                      **quiet(**arguments))  # fmt: skip
+                      step_schedulers_every_batch=True, **quiet(**arguments))  # fmt: skip
     trainer.fit()
     return trainer
 

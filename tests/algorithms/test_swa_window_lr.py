@@ -29,7 +29,15 @@ def run(swa_end: str) -> dict[int, float]:
     seen = BatchEndLR()
     loader = make_loader(samples=48)  # 3 batches an epoch
     Trainer(
-        model, loader, "12ba", optimizers=optimizer, schedulers=scheduler, algorithms=[swa], callbacks=[seen], **quiet()
+        model,
+        loader,
+        "12ba",
+        optimizers=optimizer,
+        schedulers=scheduler,
+        algorithms=[swa],
+        callbacks=[seen],
+        step_schedulers_every_batch=True,
+        **quiet(),
     ).fit()
     return seen.lrs
 

@@ -56,6 +56,7 @@ def build(folder: Path, algorithms: str, callbacks: list[Callback] | None = None
         "4ep",
         optimizers=optimizer,
         schedulers=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=4 * BATCHES_PER_EPOCH),
+        step_schedulers_every_batch=True,
         algorithms={**ALGORITHMS, **MORE_ALGORITHMS}[algorithms](),
         callbacks=callbacks or [],
         seed=0,

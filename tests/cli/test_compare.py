@@ -26,7 +26,7 @@ algorithms: [{name: ema, half_life: 2ba, eval_with_average: false}]
 trainer: {max_duration: 2ep, progress_bar: false, seed: 0}
 """
 EMA_LINE = "algorithms: [{name: ema, half_life: 2ba, eval_with_average: false}]"
-COSINE = CONSTANT.replace(EMA_LINE, "scheduler: {name: warmup_cosine}")
+COSINE = CONSTANT.replace(EMA_LINE, "scheduler: {name: cosineannealingwithwarmupscheduler, t_warmup: 1ba}")
 
 
 def invoke(*args: str) -> tuple[int, str]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,8 @@ from composer_swa.checkpoint import CheckpointOptions
 from composer_swa.config import ConfigError, build_run, validate_config
 from composer_swa.config.schema import TrainerConfig
 from composer_swa.models import CharGPT
+from composer_swa.optim import CosineAnnealingWithWarmupScheduler
+from composer_swa.state import State
 from composer_swa.time import Time, TimeUnit
 from composer_swa.trainer import Trainer
 from tests.config.helpers import config
@@ -30,34 +31,32 @@ def test_model_arguments_come_from_the_dataset(tmp_path: Path) -> None:
     assert isinstance(model, CharGPT) and model.token_embedding.num_embeddings == 4 and model.block_size == 8
 
 
-def test_warmup_cosine_follows_its_formula() -> None:
-    parts = build_run(validate_config(config(scheduler={"name": "warmup_cosine", "warmup": "0.25dur", "final_factor": 0.1}), "t"))
+def test_a_composer_scheduler_from_yaml_follows_its_formula() -> None:
+    """An 'ep' warm-up from YAML, then a cosine to alpha_f; the LR after each counted batch is the formula's."""
+    scheduler = {"name": "cosineannealingwithwarmupscheduler", "t_warmup": "1ep", "alpha_f": 0.1}
+    parts = build_run(validate_config(config(scheduler=scheduler), "t"))
+    assert isinstance(parts.scheduler, CosineAnnealingWithWarmupScheduler) and parts.scheduler.t_warmup == Time(1, "ep")
+    state = State(parts.model, "4ep", parts.train_dataloader, optimizers=[parts.optimizer], schedulers=[parts.scheduler])
     lrs = []
     for _ in range(20):
         lrs.append(parts.optimizer.param_groups[0]["lr"])
         parts.optimizer.step()
-        parts.scheduler.step()
-    total, warmup = 20, 5  # 40 samples / 8 = 5 batches an epoch, 4 epochs
+        state.timestamp.advance_batch(samples=8, tokens=0)
+        state.schedulers[0].step()
+    total, warmup = 20, 5  # 40 samples / 8 = 5 batches an epoch, 4 epochs; the warm-up is 1ep = 5 batches
     expected = [
-        0.1 * (s + 1) / warmup
-        if s < warmup
-        else 0.1 * (0.1 + 0.9 * (1 + math.cos(math.pi * (s - warmup) / (total - warmup))) / 2)
-        for s in range(20)
+        0.1 * t / warmup if t < warmup else 0.1 * (0.1 + 0.9 * (1 + math.cos(math.pi * (t - warmup) / (total - warmup))) / 2)
+        for t in range(20)
     ]
     assert lrs == pytest.approx(expected)
 
 
-def test_warmup_cosine_resolves_dur_exactly() -> None:
-    # 0.07 × 100 is 7.000000000000001 in floats; the resolver's rule is the exact ceiling, 7 batches.
-    scheduler = config(scheduler={"name": "warmup_cosine", "warmup": "0.07dur"}, trainer={"max_duration": "20ep"})
-    parts = build_run(validate_config(scheduler, "t"))  # 5 batches an epoch: 100 batches
-    warmup = math.ceil(Fraction(7, 100) * 100)
-    lrs = []
-    for _ in range(warmup + 1):
-        lrs.append(parts.optimizer.param_groups[0]["lr"])
-        parts.optimizer.step()
-        parts.scheduler.step()
-    assert lrs == pytest.approx([0.1 * (step + 1) / warmup for step in range(warmup)] + [0.1])
+def test_a_composer_schedulers_time_arguments_are_checked_with_the_yaml_path() -> None:
+    bad = config(scheduler={"name": "multistepscheduler", "milestones": ["0.3dur", "1.5ep"]})
+    with pytest.raises(ConfigError, match=r"milestones\[1\].*'1.5ep'.*whole units"):
+        build_run(validate_config(bad, "t"))
+    with pytest.raises(ConfigError, match="t_warmup"):
+        validate_config(config(scheduler={"name": "constantwithwarmupscheduler", "t_warmup": "5minutes"}), "t")
 
 
 def test_every_trainer_key_reaches_the_trainer(monkeypatch: pytest.MonkeyPatch) -> None:

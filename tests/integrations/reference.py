@@ -71,6 +71,7 @@ def our_trainer_run(make_algorithms: Callable[[], list[Algorithm]] = lambda: [sw
         max_duration=f"{EPOCHS}ep",
         optimizers=optimizer,
         schedulers=schedule,
+        step_schedulers_every_batch=True,  # the reference loops step it per batch
         algorithms=algorithms,
         loggers=[],
         progress_bar=False,
