@@ -72,9 +72,8 @@ def main() -> None:
     for name, seconds in times.items():
         ratio = median_ratio(seconds, times["forward"])
         spread = sorted(a / b for a, b in zip(seconds, times["forward"]))
-        print(
-            f"{name:10s} {1000 * statistics.median(seconds):8.1f} ms   {ratio:.3f}x forward (spread {spread[0]:.3f}-{spread[-1]:.3f})"
-        )
+        milliseconds = 1000 * statistics.median(seconds)
+        print(f"{name:10s} {milliseconds:8.1f} ms   {ratio:.3f}x forward (spread {spread[0]:.3f}-{spread[-1]:.3f})")
     recompute_batch_norm(model, [(x, None) for x in images])
     print(f"ours: largest relative error of the statistics vs fp64: {exact_error(model, images):.1e}   (target: ours <= 1.15x)")
 
