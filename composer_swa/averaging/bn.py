@@ -143,7 +143,7 @@ def recompute_batch_norm(model: torch.nn.Module, batches: Iterable[Any], forward
     handles = []
     for layer, moment in zip(layers, moments):
         if _computes_own_statistics(layer):
-            if not is_lazy(layer.running_mean):
+            if layer.running_mean is not None and not is_lazy(layer.running_mean):
                 layer.reset_running_stats()  # momentum 1.0 keeps 0·old: old must be finite
             layer.momentum = 1.0
             handles.append(layer.register_forward_hook(moment.read_running))
