@@ -23,15 +23,17 @@ from composer_swa._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from composer_swa.averaging.bn import recompute_batch_norm
+    from composer_swa.averaging.flat_layout import flat_parameters
     from composer_swa.averaging.kernel import FlatAverage
     from composer_swa.averaging.model_average import ModelAverage
 
-__all__ = ["FlatAverage", "ModelAverage", "recompute_batch_norm"]
+__all__ = ["FlatAverage", "ModelAverage", "flat_parameters", "recompute_batch_norm"]
 
 __getattr__, __dir__ = lazy_attributes(
     __name__,
     {
         "FlatAverage": f"{__name__}.kernel",
+        "flat_parameters": f"{__name__}.flat_layout",
         "ModelAverage": f"{__name__}.model_average",
         "recompute_batch_norm": f"{__name__}.bn",
     },
