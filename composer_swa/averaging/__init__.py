@@ -24,6 +24,7 @@ from composer_swa._lazy import lazy_attributes
 if TYPE_CHECKING:
     from composer_swa.averaging.bayesian import Prediction, bayesian_predict, predict
     from composer_swa.averaging.bn import recompute_batch_norm
+    from composer_swa.averaging.flat_layout import flat_parameters
     from composer_swa.averaging.kernel import FlatAverage
     from composer_swa.averaging.model_average import ModelAverage, compute_ema
     from composer_swa.averaging.swag_posterior import SWAGPosterior
@@ -35,6 +36,7 @@ __all__ = [
     "SWAGPosterior",
     "bayesian_predict",
     "compute_ema",
+    "flat_parameters",
     "predict",
     "recompute_batch_norm",
 ]
@@ -43,6 +45,7 @@ __getattr__, __dir__ = lazy_attributes(
     __name__,
     {
         "FlatAverage": f"{__name__}.kernel",
+        "flat_parameters": f"{__name__}.flat_layout",
         "ModelAverage": f"{__name__}.model_average",
         "compute_ema": f"{__name__}.model_average",
         "recompute_batch_norm": f"{__name__}.bn",

@@ -13,6 +13,9 @@ update as fast as memory allows (merges of saved checkpoints are a weighted sum 
   ``torch._foreach_lerp_``: no copy, and one kernel launch per group on CUDA.
 - Other sources (bf16/fp16 weights, or an average offloaded to the CPU) are first copied into an
   fp32 staging buffer with one non-blocking multi-tensor copy, then interpolated as one flat tensor.
+- Sources that are consecutive views of one buffer (a model laid out by
+  :func:`~composer_swa.averaging.flat_parameters`) are read as that one flat tensor: one ``lerp_``
+  (or one copy) per group instead of one per tensor, as long as every source still points there.
 """
 
 from __future__ import annotations
@@ -34,6 +37,23 @@ def flat_views(flat: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.T
     return views
 
 
+def _contiguous_run(sources: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[int]] | None:
+    """The one flat tensor ``sources`` are consecutive views of (see ``flat_parameters``), with their addresses.
+
+    ``None`` when they are not laid end to end in one storage, in order.
+    """
+    first = sources[0].detach()
+    position = first.storage_offset()
+    for tensor in sources:
+        if not tensor.is_contiguous() or tensor.storage_offset() != position:
+            return None
+        if tensor.untyped_storage().data_ptr() != first.untyped_storage().data_ptr():
+            return None
+        position += tensor.numel()
+    flat = first.as_strided((position - first.storage_offset(),), (1,), first.storage_offset())
+    return flat, [tensor.data_ptr() for tensor in sources]
+
+
 @dataclass
 class _Group:
     sources: list[torch.Tensor]
@@ -42,6 +62,15 @@ class _Group:
     direct: bool  # fp32 sources on the average's device: interpolate in place, no staging
     staging: torch.Tensor | None = None
     staging_views: list[torch.Tensor] | None = None
+    #: The sources as one flat tensor, when they are views of one buffer, and their addresses then.
+    source_run: tuple[torch.Tensor, list[int]] | None = None
+
+    def flat_sources(self) -> torch.Tensor | None:
+        """The sources as one flat tensor while they still are views of one buffer (``param.data = x`` undoes it)."""
+        if self.source_run is None:
+            return None
+        flat, addresses = self.source_run
+        return flat if list(map(torch.Tensor.data_ptr, self.sources)) == addresses else None
 
     def staged_sources(self) -> torch.Tensor:
         """The sources as one fp32 tensor on the average's device (allocated on first use: a
@@ -52,7 +81,10 @@ class _Group:
             self.staging = torch.empty(self.flat.numel(), dtype=torch.float32, device=self.flat.device, pin_memory=pin)
             self.staging_views = flat_views(self.staging, self.sources)
         assert self.staging_views is not None
-        torch._foreach_copy_(self.staging_views, self.sources, non_blocking=True)
+        if (flat := self.flat_sources()) is not None:
+            self.staging.copy_(flat, non_blocking=True)
+        else:
+            torch._foreach_copy_(self.staging_views, self.sources, non_blocking=True)
         if self.sources[0].device.type == "cuda" and self.flat.device.type == "cpu":
             torch.cuda.current_stream(self.sources[0].device).synchronize()
         return self.staging
@@ -95,7 +127,7 @@ class FlatAverage:
         numel = sum(tensor.numel() for tensor in sources)
         flat = torch.zeros(numel, dtype=torch.float32, device=device)
         direct = sources[0].dtype == torch.float32 and sources[0].device == device
-        return _Group(list(sources), flat, flat_views(flat, sources), direct)
+        return _Group(list(sources), flat, flat_views(flat, sources), direct, source_run=_contiguous_run(sources))
 
     @property
     def numel(self) -> int:
@@ -117,7 +149,10 @@ class FlatAverage:
         """``average += weight * (source - average)`` for every tensor, in fp32."""
         for group in self._groups:
             if group.direct:
-                torch._foreach_lerp_(group.views, group.sources, weight)
+                if (flat := group.flat_sources()) is not None:
+                    group.flat.lerp_(flat, weight)  # one op, whatever the number of tensors
+                else:
+                    torch._foreach_lerp_(group.views, group.sources, weight)
             else:
                 group.flat.lerp_(group.staged_sources(), weight)
 

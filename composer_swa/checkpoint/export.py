@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import save_file, save_model
+from safetensors.torch import save_file
 
 from composer_swa.atomic_files import atomic_write, atomic_write_text
 from composer_swa.checkpoint.finite import check_finite
@@ -61,14 +62,9 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
         if writes:
             _write_safetensors(folder / "model.safetensors", model_weights, metadata)
     else:
-        model_weights = state.model.state_dict()
-        check_finite(model_weights.items(), f"write {folder / 'model.safetensors'!s}")
+        model_weights = _untied(state.model.state_dict())
         if writes:
-            atomic_write(
-                folder / "model.safetensors",
-                lambda temporary: save_model(state.model, str(temporary), metadata=metadata),
-                size_hint=_bytes(model_weights),
-            )
+            _write_safetensors(folder / "model.safetensors", model_weights, metadata)
     files["model.safetensors"] = {"weights": "final", "dtype": _dtypes(model_weights.values())}
     for key, algorithm in zip(unique_keys(state.algorithms), state.algorithms):
         exported = algorithm.exported_weights()
@@ -86,6 +82,21 @@ def export_weights(state: State, folder: Path | str, extra: dict[str, Any] | Non
     if writes:
         atomic_write_text(path, strict_dumps(summary, indent=2, default=str) + "\n")
     return path
+
+
+def _untied(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each tied tensor once, under the first of its names in sorted order (as ``safetensors.torch.save_model``
+    keeps it, so ``load_model`` restores the ties); a tensor sharing storage with others without being
+    them (``flat_parameters``) or not contiguous is copied, as safetensors stores each tensor on its own."""
+    kept: dict[tuple[object, ...], str] = {}
+    for name, tensor in sorted(weights.items()):
+        kept.setdefault((tensor.device, tensor.dtype, tensor.data_ptr(), tuple(tensor.shape), tensor.stride()), name)
+    untied = {name: weights[name].detach() for name in kept.values()}
+    storages = Counter((t.device, t.untyped_storage().data_ptr()) for t in untied.values() if t.numel())
+    return {
+        name: t.contiguous().clone() if not t.is_contiguous() or storages[(t.device, t.untyped_storage().data_ptr())] > 1 else t
+        for name, t in untied.items()
+    }
 
 
 def _own_copies(tensors: dict[str, Any]) -> dict[str, torch.Tensor]:

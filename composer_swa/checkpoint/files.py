@@ -11,12 +11,12 @@ from __future__ import annotations
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import torch
 
 from composer_swa.atomic_files import atomic_write, atomic_write_text
-from composer_swa.checkpoint.digest import CheckpointError, _digest_path, _sha256, verify_digest
+from composer_swa.checkpoint.digest import CheckpointError, DigestingWriter, _digest_path, verify_digest
 from composer_swa.checkpoint.finite import named_tensors
 
 __all__ = [
@@ -67,8 +67,10 @@ def write_checkpoint(payload: dict[str, Any], path: Path) -> None:
     digest: list[str] = []
 
     def save(temporary: Path) -> None:
-        torch.save(payload, temporary)
-        digest.append(_sha256(temporary))
+        with open(temporary, "wb") as file:
+            writer = DigestingWriter(file)
+            torch.save(payload, cast("IO[bytes]", writer))  # torch.save calls only write and flush
+        digest.append(writer.hexdigest())
 
     atomic_write(path, save, size_hint=sum(t.numel() * t.element_size() for _, t in named_tensors(payload)))
     try:

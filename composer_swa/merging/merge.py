@@ -29,13 +29,13 @@ __all__ = ["average_checkpoints", "cosine_similarities"]
 
 
 def _averaged_chunks(
-    sources: Sequence[TensorSource], name: str, holders: list[int], weights: list[float]
+    sources: Sequence[TensorSource], name: str, holders: list[int], weights: list[float], buffers: torch.Tensor
 ) -> Iterator[torch.Tensor]:
     numel = sources[holders[0]].infos[name].numel
     terms = scaled_weights(weights, holders, len(sources))
-    # One accumulator and one term, reused by every slice (see weighted_sum for the arithmetic).
-    accumulator_buffer = torch.empty(min(numel, safetensors_format.CHUNK_ELEMENTS), dtype=torch.float32)
-    term_buffer = torch.empty_like(accumulator_buffer) if len(terms) > 1 else accumulator_buffer
+    # One accumulator and one term for every slice of every tensor: fresh 8 MiB buffers per tensor
+    # would fault their pages in again each time (see weighted_sum for the arithmetic).
+    accumulator_buffer, term_buffer = buffers
     for start, stop in slices(numel):
         reads = ((sources[k].read(name, start, stop), weight) for k, weight in terms)
         yield weighted_sum(reads, accumulator_buffer[: stop - start], term_buffer[: stop - start])
@@ -93,12 +93,14 @@ def average_checkpoints(
     sources = open_sources(inputs, target)
     try:
         report = require_compatible(sources, keys)
+        floating = [info.numel for info in report.infos.values() if info.dtype.is_floating_point]
+        buffers = torch.empty(2, min(max(floating, default=0), safetensors_format.CHUNK_ELEMENTS), dtype=torch.float32)
         tensors = []
         for name in report.names:
             info, holders = report.infos[name], report.present[name]
             if info.dtype.is_floating_point:
                 values = weights_for(weights, name, len(sources))
-                chunks = functools.partial(_averaged_chunks, sources, name, holders, values)
+                chunks = functools.partial(_averaged_chunks, sources, name, holders, values, buffers)
                 tensors.append(OutputTensor(name, TensorInfo(dtype or info.dtype, info.shape), chunks))
             else:
                 tensors.append(OutputTensor(name, info, functools.partial(_copied_chunks, sources[holders[0]], name)))

@@ -142,12 +142,11 @@ class _Output:
 
 
 def _averaged(
-    sources: list[PlainSource], name: str, holders: list[int], weights: list[float], dtype: str
+    sources: list[PlainSource], name: str, holders: list[int], weights: list[float], dtype: str, buffers: np.ndarray
 ) -> Iterator[np.ndarray]:
     numel = sources[holders[0]].infos[name].numel
     terms = scaled_weights(weights, holders, len(sources))
-    accumulator_buffer = np.empty(min(numel, safetensors_format.CHUNK_ELEMENTS), np.float32)
-    term_buffer = np.empty_like(accumulator_buffer) if len(terms) > 1 else accumulator_buffer
+    accumulator_buffer, term_buffer = buffers  # shared by every tensor, as in merge.py
     for start, stop in slices(numel):
         accumulator, term = accumulator_buffer[: stop - start], term_buffer[: stop - start]
         if not terms:
@@ -198,13 +197,15 @@ def average_safetensors(
         if not all(source.averageable for source in sources):
             return None
         report = require_compatible(sources, keys)
+        floating = [info.numel for info in report.infos.values() if info.dtype in _FLOATING]
+        buffers = np.empty((2, min(max(floating, default=0), safetensors_format.CHUNK_ELEMENTS)), np.float32)
         tensors = []
         for name in report.names:
             info, holders = report.infos[name], report.present[name]
             if info.dtype in _FLOATING:
                 values = weights_for(weights, name, len(sources))
                 out = _OUTPUT_DTYPES[dtype] if dtype else info.dtype
-                chunks = functools.partial(_averaged, sources, name, holders, values, out)
+                chunks = functools.partial(_averaged, sources, name, holders, values, out, buffers)
                 tensors.append(_Output(name, out, info.shape, chunks))
             else:
                 tensors.append(_Output(name, info.dtype, info.shape, functools.partial(_copied, sources[holders[0]], name)))

@@ -31,7 +31,7 @@ class OutputTensor:
 
     @property
     def nbytes(self) -> int:
-        return self.info.numel * torch.empty((), dtype=self.info.dtype).element_size()
+        return self.info.numel * self.info.dtype.itemsize
 
     @property
     def dtype_name(self) -> str:

@@ -4,7 +4,7 @@ Checking a loss on the host every step would wait for the accelerator every step
 is folded into a flag on the device (``isfinite``, and the first bad batch's number), read back only
 where the loop waits anyway or where it matters: at each log interval and evaluation, before every
 checkpoint and at the end of training. Before an averaging update (SWA, EMA, LAWA) the live weights
-are checked (one multi-tensor max-abs), so no average takes in a NaN; a NaN loss reaches the weights
+are checked (one multi-tensor norm), so no average takes in a NaN; a NaN loss reaches the weights
 through its gradient. A run that averages every batch therefore waits on the device once a batch.
 """
 
@@ -55,6 +55,9 @@ class RunGuard:
         self.device = device
         #: The run's parameters as they were at the start: name -> (tensor id, shape).
         self._layout = _layout(model)
+        #: The same, as the tensors themselves: what the check before each averaging update compares (cheaply).
+        self._parameters = [(name, parameter, parameter.shape) for name, parameter in model.named_parameters()]
+        self._sharded = any(is_dtensor(parameter) for _, parameter, _ in self._parameters)
         #: Losses not yet folded into the flag, with their batch numbers (no device work per step).
         self._pending: list[torch.Tensor] = []
         self._pending_batches: list[int] = []
@@ -127,12 +130,17 @@ class RunGuard:
         """
         if not any(isinstance(a, AveragingAlgorithm) and a.match(event, state) for a in state.algorithms):
             return
-        self.check_structure()
-        sharded = any(is_dtensor(parameter) for parameter in self.model.parameters())
+        named = list(self.model.named_parameters())
+        unchanged = len(named) == len(self._parameters) and all(
+            name == then_name and now is then and now.shape == shape
+            for (name, now), (then_name, then, shape) in zip(named, self._parameters)
+        )
+        if not unchanged:  # the full check names what changed
+            self.check_structure()
         check_finite(
-            self.model.named_parameters(),
+            named,
             f"update the average at {state.timestamp}: the model's weight",
-            self.device if sharded else None,
+            self.device if self._sharded else None,
             before=self.check_losses,  # a NaN loss is the likelier cause, and names its batch
         )
 

@@ -24,10 +24,13 @@ def check_precision(precision: str | None, device: torch.device) -> str:
     return precision
 
 
+_NO_AUTOCAST = contextlib.nullcontext()  # reusable, so an fp32 step builds no context object
+
+
 def autocast_context(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager[Any]]:
     """A factory of the context each forward pass runs in. Weights stay fp32; autocast casts the math."""
     if precision == "fp32":
-        return contextlib.nullcontext
+        return lambda: _NO_AUTOCAST
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 

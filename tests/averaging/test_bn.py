@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from composer_swa.averaging import recompute_batch_norm
+from composer_swa.model_calls import statistics_forward
 
 
 def net() -> torch.nn.Sequential:
@@ -75,3 +77,38 @@ def test_no_batch_norm_means_no_pass() -> None:
 def test_empty_data_is_an_error() -> None:
     with pytest.raises(ValueError, match="saw no input"):
         recompute_batch_norm(net(), [])
+
+
+class _OwnForwardBatchNorm2d(torch.nn.BatchNorm2d):
+    """A subclass with its own forward: the pass measures its input instead of reading its buffers."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return super().forward(input)
+
+
+@pytest.mark.parametrize("layer_type", [torch.nn.BatchNorm2d, _OwnForwardBatchNorm2d])
+def test_conv_statistics_over_uneven_batches_match_numpy_and_momentum_is_restored(layer_type: type) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 5, 3), layer_type(5, momentum=0.3))
+    model[1].running_mean.fill_(float("nan"))  # stale values must not leak into the result
+    images = torch.randn(23, 2, 7, 6) * 2 + 3
+    batches = [(images[i : i + size], None) for i, size in ((0, 9), (9, 2), (11, 12))]
+    assert recompute_batch_norm(model, batches) == 23
+    with torch.no_grad():
+        bn_input = model[0](images).double().numpy()
+    channels_last = np.moveaxis(bn_input, 1, -1).reshape(-1, 5)
+    np.testing.assert_allclose(model[1].running_mean.double().numpy(), channels_last.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model[1].running_var.double().numpy(), channels_last.var(0, ddof=1), rtol=1e-5, atol=1e-6)
+    assert model[1].momentum == 0.3 and model[1].num_batches_tracked.item() == 3
+
+
+def test_more_batches_than_one_fold_and_microbatches() -> None:
+    model, data = net(), dataset(37)
+    x, y = data.tensors
+    batches = [(x[i : i + 4], y[i : i + 4]) for i in range(0, 36, 4)] * 5  # 90 forwards: more than one fold
+    forward = statistics_forward(model, microbatches=2)
+    assert recompute_batch_norm(model, batches, forward) == 180
+    with torch.no_grad():
+        bn_input = model[0](data.tensors[0][:36]).double().numpy()
+    np.testing.assert_allclose(model[1].running_mean.double().numpy(), bn_input.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model[1].running_var.double().numpy(), np.tile(bn_input, (5, 1)).var(0, ddof=1), rtol=1e-5)

@@ -27,8 +27,8 @@ def no_space(*args: Any, **kwargs: Any) -> None:
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def torch_write_failure(payload: Any, path: Any) -> None:
-    Path(path).write_bytes(b"PK\x03\x04 half a zip")
+def torch_write_failure(payload: Any, file: Any) -> None:
+    file.write(b"PK\x03\x04 half a zip")
     raise RuntimeError(TORCH_WRITE_FAILURE)
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +87,12 @@ def test_a_failed_write_is_reported_keeps_the_previous_checkpoint_and_training_g
     real_save = torch.save
     calls = []
 
-    def disk_full_on_the_second_save(payload: Any, path: Any) -> None:
-        calls.append(path)
+    def disk_full_on_the_second_save(payload: Any, file: Any) -> None:
+        calls.append(file)
         if len(calls) == 2:
-            Path(path).write_bytes(b"partial")
+            file.write(b"partial")
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_save(payload, path)
+        real_save(payload, file)
 
     monkeypatch.setattr(checkpoint_files.torch, "save", disk_full_on_the_second_save)
     trainer = build(tmp_path, "swa", save_num_checkpoints_to_keep=1)
@@ -188,3 +191,16 @@ def test_bad_checkpoint_arguments_fail_at_construction(
 
     with pytest.raises(error, match=message):
         CheckpointOptions.from_arguments(**{"save_folder": tmp_path, **arguments})
+
+
+def test_the_digest_hashed_while_writing_is_the_files_sha256_and_sha256sum_verifies_it(tmp_path: Path) -> None:
+    # 20 MB: large tensors are hashed on the worker thread and the writeback starts mid-file.
+    payload = {"format": "x", "weights": [torch.randn(1 << 20) for _ in range(5)], "small": torch.arange(10)}
+    path = tmp_path / "ep1-ba2.pt"
+    write_checkpoint(payload, path)
+    recorded, name = (tmp_path / "ep1-ba2.pt.sha256").read_text().split()
+    assert name == path.name and recorded == hashlib.sha256(path.read_bytes()).hexdigest()
+    if shutil.which("sha256sum"):
+        subprocess.run(["sha256sum", "-c", "ep1-ba2.pt.sha256"], cwd=tmp_path, check=True, capture_output=True)
+    loaded = torch.load(path, weights_only=True)
+    assert all(torch.equal(a, b) for a, b in zip(loaded["weights"], payload["weights"]))
