@@ -29,8 +29,8 @@ def averages_on_device(sizes: Sizes) -> list[Row]:
     """SWA's mean and EMA of a bf16 model kept in fp32 on the device, and offloaded to the CPU, vs fp64 on the CPU."""
     torch.manual_seed(0)
     model = stack(2, sizes.small_width).to(sizes.device, torch.bfloat16)
-    swa, ema = ModelAverage(model, include_buffers=False), ModelAverage(model, include_buffers=False)
-    offloaded = ModelAverage(model, device="cpu", include_buffers=False)
+    swa, ema = ModelAverage(model, use_buffers=False), ModelAverage(model, use_buffers=False)
+    offloaded = ModelAverage(model, device="cpu", use_buffers=False)
     history: list[dict[str, torch.Tensor]] = []
     for step in range(8):
         if step:

@@ -95,7 +95,7 @@ def _kernel_rows(model: torch.nn.Module, dtype: torch.dtype, sizes: Sizes, copy_
     model.to(device, dtype)
     parameters = list(model.parameters())
     numel = sum(p.numel() for p in parameters)
-    ours = ModelAverage(model, include_buffers=False)
+    ours = ModelAverage(model, use_buffers=False)
     ours.copy_from_model()
     limit_average, limit_live = torch.zeros(numel, device=device), torch.randn(numel, device=device)
     default, foreach = AveragedModel(model), AveragedModel(model, multi_avg_fn=get_swa_multi_avg_fn())

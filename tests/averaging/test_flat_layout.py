@@ -37,7 +37,7 @@ def test_swa_and_ema_averages_equal_numpy_with_the_flat_layout_and_after_a_tenso
     model = bn_net()
     flat_parameters(model)
     names = [name for name, _ in model.named_parameters()]
-    average = ModelAverage(model, include_buffers=False)
+    average = ModelAverage(model, use_buffers=False)
     average.copy_from_model()
     history = [{n: p.detach().double().numpy().copy() for n, p in model.named_parameters()}]
     for step in range(1, 6):
