@@ -193,7 +193,7 @@ def _run(command: _Command) -> None:
         raise click.UsageError("give -o OUTPUT (a .safetensors file or a folder), or --dry-run")
     output = check_output(command.output, command.inputs) if command.output is not None else None
     options = _options(command)
-    method: MergeMethod = METHODS[command.method or ("weighted" if options.weights else "uniform")]
+    method: MergeMethod = METHODS[command.method or ("linear" if options.weights else "uniform")]
     inputs = method.expand(command.inputs) if method.expand is not None else command.inputs
     if method.ordered:
         from composer_swa.merging.order import chronological
