@@ -74,7 +74,7 @@ def karcher(tensors: list[np.ndarray], iterations: int = 10, tol: float = 1e-5) 
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_slerp_follows_its_gradient_over_layers_and_filters(tmp_path: Path, dtype: torch.dtype, slicing: str) -> None:
+def test_slerp_follows_its_gradient_over_layers_and_filters(tmp_path: Path, dtype: torch.dtype) -> None:
     states = models(2, dtype, spread=1.0)
     t = [{"filter": "bias", "value": 0.9}, {"value": [0.0, 1.0]}]  # mergekit's per-layer gradient, and a filter
     out = merge(tmp_path, "slerp", states, base=0, settings={"t": t})
@@ -114,7 +114,7 @@ def test_nuslerp_by_tensor_row_or_column(tmp_path: Path, flatten: bool, row_wise
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("with_base", [False, True])
-def test_multislerp(tmp_path: Path, dtype: torch.dtype, with_base: bool, slicing: str) -> None:
+def test_multislerp(tmp_path: Path, dtype: torch.dtype, with_base: bool) -> None:
     states = models(4, dtype, spread=1.0)
     weights = [{"weight": w} for w in (1.0, 2.0, 3.0)]
     chosen = states if with_base else states[1:]
@@ -131,7 +131,7 @@ def test_multislerp(tmp_path: Path, dtype: torch.dtype, with_base: bool, slicing
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_karcher_mean(tmp_path: Path, dtype: torch.dtype, slicing: str) -> None:
+def test_karcher_mean(tmp_path: Path, dtype: torch.dtype) -> None:
     states = models(3, dtype, spread=1.0)
     out = merge(tmp_path, "karcher", states)
 
@@ -145,3 +145,18 @@ def test_karcher_of_equal_directions_is_their_mean_norm(tmp_path: Path) -> None:
 
     np.testing.assert_allclose(out["layers.0.w"], 2 * base["layers.0.w"].double().numpy(), rtol=1e-5)
     assert math.isclose(float(np.linalg.norm(out["embed.weight"])), 2 * float(base["embed.weight"].norm()), rel_tol=1e-5)
+
+
+def test_slerp_multislerp_and_karcher_stream_by_slices(tmp_path: Path, slicing: str) -> None:
+    """Their angles are taken over the whole tensor, whether it is read as one slice or as many."""
+    states = models(3, spread=1.0)
+    weights = [{"weight": 1.0}, {"weight": 2.0}]
+    slerped = merge(tmp_path, "slerp", states[:2], base=0, settings={"t": 0.3})
+    multi = merge(tmp_path, "multislerp", states, base=0, input_settings=[None, *weights])
+    mean = merge(tmp_path, "karcher", states)
+
+    for name in SHAPES:
+        base, a, b = as_numpy(states, name)
+        np.testing.assert_allclose(slerped[name], slerp(0.3, base, a), rtol=2e-5, atol=2e-5)
+        np.testing.assert_allclose(multi[name], multislerp([a - base, b - base], [1.0, 2.0]) + base, rtol=2e-5, atol=2e-5)
+        np.testing.assert_allclose(mean[name], karcher([base, a, b]), rtol=5e-5, atol=5e-5)

@@ -68,7 +68,7 @@ def per_input(**extra: Any) -> list[dict[str, Any] | None]:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("method", "consensus", "normalize"), [("task_arithmetic", False, False), ("ties", True, True)])
-def test_task_arithmetic_and_ties(tmp_path: Path, dtype: torch.dtype, method: str, consensus: bool, normalize: bool, slicing: str) -> None:
+def test_task_arithmetic_and_ties(tmp_path: Path, dtype: torch.dtype, method: str, consensus: bool, normalize: bool) -> None:
     states = models(4, dtype)
     out = merge(tmp_path, method, states, base=0, settings={"lambda": 0.7}, input_settings=per_input())
 
@@ -164,7 +164,7 @@ def test_dare_is_reproducible_by_seed_and_keeps_density_of_entries(tmp_path: Pat
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("select_topk", [1.0, 0.4])
-def test_sce(tmp_path: Path, dtype: torch.dtype, select_topk: float, slicing: str) -> None:
+def test_sce(tmp_path: Path, dtype: torch.dtype, select_topk: float) -> None:
     states = models(4, dtype)
     out = merge(tmp_path, "sce", states, base=0, settings={"select_topk": select_topk})
 
@@ -180,3 +180,20 @@ def test_sce(tmp_path: Path, dtype: torch.dtype, select_topk: float, slicing: st
         kept = (np.sign(deltas) == elected) * weights.reshape(-1, *[1] * (deltas.ndim - 1))
         expected = base + (deltas * kept).sum(axis=0) / np.maximum(kept.sum(axis=0), 1e-6)
         np.testing.assert_allclose(out[name], expected, **tolerance(dtype))
+
+
+def test_ties_and_sce_rank_whole_tensors_read_in_slices(tmp_path: Path, slicing: str) -> None:
+    """The top-k threshold is exact over the whole tensor, found by counting bits over its slices."""
+    states = models(4)
+    ties = merge(tmp_path, "ties", states, base=0, input_settings=per_input())
+    sce = merge(tmp_path, "sce", states, base=0, settings={"select_topk": 0.5})
+
+    for name in SHAPES:
+        base, *tuned = as_numpy(states, name)
+        deltas = [(x - base) * top_k(x - base, d) for x, d in zip(tuned, DENSITIES)]
+        np.testing.assert_allclose(ties[name], combine(base, deltas, WEIGHTS, True, True), rtol=2e-5, atol=2e-5)
+        variance = np.stack([x - base for x in tuned]).var(axis=0)
+        kept = top_k(variance, 0.5)
+        assert kept.sum() == int(variance.size * 0.5)
+        changed = np.any(np.stack([(x - base) for x in tuned]) * kept != 0, axis=0)
+        assert np.array_equal(sce[name] != base, changed)  # exactly the selected entries moved

@@ -38,10 +38,31 @@ def _locate(counts: torch.Tensor, rank: int) -> tuple[int, int]:
     return counts.numel() - 1 - position, above
 
 
+def _sorted_thresholds(magnitudes: Sequence[torch.Tensor], bounds: Bounds, params: Resolved) -> list[list[tuple[int, int, int]]]:
+    """The thresholds straight from a sort, for a tensor that is one slice (small: counting bins would cost more)."""
+    found = []
+    for key, magnitude in enumerate(magnitudes):
+        bits = _bits(magnitude).reshape(-1)
+        ordered = torch.sort(bits, descending=True).values
+        row = []
+        for rank in bounds(key, bits.numel(), int((bits == 0).sum()), params):
+            if rank <= 0 or rank >= bits.numel():
+                row.append((rank, -1, 0))
+            else:
+                threshold = int(ordered[rank - 1])
+                row.append((rank, threshold, rank - int((bits > threshold).sum())))
+        found.append(row)
+    return found
+
+
 def rank_passes(label: str, keys: Keys, bounds: Bounds) -> list[Pass]:
     """The two passes that leave, in ``stats[label]``, each key's thresholds for its ranks from ``bounds``."""
+    direct = f"{label}.sorted"
 
     def high(piece: TensorSlice, params: Resolved, stats: Stats) -> torch.Tensor:
+        if piece.start == 0 and piece.rows == piece.shape[0]:
+            stats[label], stats[direct] = _sorted_thresholds(keys(piece, params, stats), bounds, params), True
+            return torch.zeros(1)
         rows = []
         for magnitude in keys(piece, params, stats):
             bits = _bits(magnitude)
@@ -50,6 +71,8 @@ def rank_passes(label: str, keys: Keys, bounds: Bounds) -> list[Pass]:
         return torch.stack(rows)
 
     def found_high(total: torch.Tensor, params: Resolved, stats: Stats, shape: tuple[int, ...]) -> None:
+        if stats.get(direct):
+            return
         numel = 1
         for size in shape:
             numel *= size
@@ -66,6 +89,8 @@ def rank_passes(label: str, keys: Keys, bounds: Bounds) -> list[Pass]:
         stats[label] = found
 
     def low(piece: TensorSlice, params: Resolved, stats: Stats) -> torch.Tensor:
+        if stats.get(direct):
+            return torch.zeros(1)
         width = max(len(wanted) for wanted in stats[label])
         rows = torch.zeros(len(stats[label]), max(width, 1), _BINS, dtype=torch.float64)
         for key, magnitude in enumerate(keys(piece, params, stats)):
@@ -77,6 +102,8 @@ def rank_passes(label: str, keys: Keys, bounds: Bounds) -> list[Pass]:
         return rows
 
     def found_low(total: torch.Tensor, params: Resolved, stats: Stats, shape: tuple[int, ...]) -> None:
+        if stats.get(direct):
+            return
         thresholds = []
         for key, wanted in enumerate(stats[label]):
             row = []
