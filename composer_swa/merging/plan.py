@@ -102,14 +102,16 @@ class _Planner:
     def layer_count(self, k: int) -> int:
         return max(self.layers[k], default=-1) + 1
 
-    def tensor(self, slice_: OutputSlice, name: str, reads: list[tuple[SliceSource, str]], base: tuple[int, str] | None, t: float) -> None:
+    def tensor(
+        self, slice_: OutputSlice, name: str, reads: list[tuple[SliceSource, str]], base: tuple[int, str] | None, t: float
+    ) -> None:
         missing = [f"{name_k!r} is not in {self.label(s.input)}" for s, name_k in reads if name_k not in self.infos[s.input]]
         if base is not None and base[1] not in self.infos[base[0]]:
             missing.append(f"{base[1]!r} is not in the base model, {self.label(base[0])}")
         if missing:
             self.problems += missing
             return
-        present = [(s.input, name_k) for s, name_k in reads] + ([base] if base is not None else [])
+        present = ([base] if base is not None else []) + [(s.input, name_k) for s, name_k in reads]
         first_k, first_name = present[0]
         first = self.infos[first_k][first_name]
         for k, name_k in present[1:]:
@@ -118,7 +120,9 @@ class _Planner:
                 self.problems.append(f"{name!r} has shape {list(first.shape)} in {self.label(first_k)}, "
                                      f"{list(other.shape)} in {self.label(k)}")  # fmt: skip
             elif other.dtype != first.dtype:
-                self.problems.append(f"{name!r} has dtype {first.dtype} in {self.label(first_k)}, {other.dtype} in {self.label(k)}")
+                self.problems.append(
+                    f"{name!r} has dtype {first.dtype} in {self.label(first_k)}, {other.dtype} in {self.label(k)}"
+                )
         shared_scopes = (slice_.settings, self.options.settings)
         plan = TensorPlan(name, [(s.input, name_k) for s, name_k in reads], base)
         for parameter in self.method.settings:
@@ -126,15 +130,19 @@ class _Planner:
                 plan.shared[parameter.name] = self.resolve(parameter, shared_scopes, name, t, None)
         for s, name_k in reads:
             scopes = (s.settings, *shared_scopes)
-            plan.each.append({p.name: self.resolve(p, scopes, name_k, t, s.input) for p in self.method.settings if p.scope != "shared"})
+            plan.each.append(
+                {p.name: self.resolve(p, scopes, name_k, t, s.input) for p in self.method.settings if p.scope != "shared"}
+            )
         self.plans.append(plan)
 
-    def resolve(self, parameter: Parameter, scopes: Sequence[Mapping[str, Any] | None], name: str, t: float, k: int | None) -> Any:
+    def resolve(
+        self, parameter: Parameter, scopes: Sequence[Mapping[str, Any] | None], name: str, t: float, k: int | None
+    ) -> Any:
         try:
             return resolve(parameter, scopes, name, t)
         except SettingError as error:
-            where = "" if k is None else f" for {self.label(k)}"
-            self.setting_problems[f"{error}".split(" (no value")[0].split(" for tensor")[0] + where].append(name)
+            where = "" if k is None else f" of {self.label(k)}"
+            self.setting_problems[f"parameter {error.parameter!r}{where}: {error.problem}"].append(name)
             return None
 
     def slice_(self, index: int, slice_: OutputSlice, out_layer: int, outside: str) -> int:
@@ -158,17 +166,22 @@ class _Planner:
             return out_layer
         start_of = {s.input: r[0] for s, r in zip(slice_.sources, ranges)}
         first = sources[0].input
+        readers = ([base_entry] if base_entry is not None else []) + [s.input for s in sources]
         if outside in ("pre", "all", "post"):
             wanted_embedding = {"pre": True, "post": False, "all": None}[outside]
-            for name in self.infos[first]:
+            for name in dict.fromkeys(name for k in readers for name in self.infos[k]):
                 if _split(name) is None and (wanted_embedding is None or any(e in name for e in _EMBEDDINGS) == wanted_embedding):
                     base_read = (base_entry, name) if base_entry is not None else None
                     self.tensor(slice_, name, [(s, name) for s in sources], base_read, 0.0)
         length = lengths.pop()
         for offset in range(length):
             t = offset / (length - 1) if length > 1 else 1.0
-            for name in self.layers[first].get(start_of[first] + offset, []):
-                prefix, _, suffix = _split(name)  # type: ignore[misc]
+            templates = {}
+            for k in readers:
+                for name in self.layers[k].get(start_of.get(k, start_of[first]) + offset, []):
+                    prefix, _, suffix = _split(name)  # type: ignore[misc]
+                    templates[(prefix, suffix)] = None
+            for prefix, suffix in templates:
                 reads = [(s, f"{prefix}{start_of[s.input] + offset}{suffix}") for s in sources]
                 base_layer = start_of.get(base_entry, start_of[first]) if base_entry is not None else None
                 base_read = (base_entry, f"{prefix}{base_layer + offset}{suffix}") if base_entry is not None else None
@@ -195,7 +208,7 @@ def plan_tensors(
         outside = "all" if len(slices) == 1 else "pre" if index == 0 else "post" if index == len(slices) - 1 else "none"
         out_layer = planner.slice_(index, slice_, out_layer, outside)
     problems = planner.problems + [
-        f"{message} (tensor {names[0]!r}" + (f" and {len(names) - 1} more)" if len(names) > 1 else ")")
+        f"{message} (for tensor {names[0]!r}" + (f" and {len(names) - 1} more)" if len(names) > 1 else ")")
         for message, names in planner.setting_problems.items()
     ]
     if problems:

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ Scope = Literal["shared", "input", "non_base"]
 
 class SettingError(ValueError):
     """A parameter's value is missing or of the wrong kind; the message names the parameter and the tensor."""
+
+    def __init__(self, parameter: str, problem: str, tensor: str) -> None:
+        super().__init__(f"parameter {parameter!r} for tensor {tensor!r}: {problem}")
+        self.parameter, self.problem, self.tensor = parameter, problem, tensor
 
 
 class _Required:
@@ -65,7 +70,7 @@ class Parameter:
     default: Any = REQUIRED
     help: str = ""
 
-    def check(self, value: Any, where: str) -> Any:
+    def check(self, value: Any, tensor: str) -> Any:
         """``value`` as this parameter's kind (YAML's ``"1e-3"`` is a number for a number).
 
         Raises:
@@ -74,17 +79,15 @@ class Parameter:
         if self.kind is bool and isinstance(value, bool):
             return value
         if self.kind in (int, float) and isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if self.kind is float and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
         if self.kind is int and isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
             return int(value)
         if self.kind is str and isinstance(value, str):
             return value
-        raise SettingError(f"parameter {self.name!r} {where}: expected {self.kind.__name__}, got {value!r}")
+        raise SettingError(self.name, f"expected {self.kind.__name__}, got {value!r}", tensor)
 
 
 def _matches(entry: Mapping[str, Any], name: str) -> bool:
@@ -101,28 +104,24 @@ def evaluate(parameter: Parameter, setting: Any, name: str, t: float) -> Any:
     """
     if isinstance(setting, Mapping):
         setting = [setting]
-    where = f"for tensor {name!r}"
     if isinstance(setting, (bool, int, float, str)):
-        return parameter.check(setting, where)
+        return parameter.check(setting, name)
     if not isinstance(setting, list):
-        raise SettingError(f"parameter {parameter.name!r} {where}: expected a value, a list or filters, got {setting!r}")
+        raise SettingError(parameter.name, f"expected a value, a list or filters, got {setting!r}", name)
     if not setting:
         return None
     if all(isinstance(entry, (bool, int, float, str)) for entry in setting):
-        values = [parameter.check(entry, where) for entry in setting]
+        values = [parameter.check(entry, name) for entry in setting]
         if parameter.kind not in (int, float):
             return values[int(t * (len(values) - 1))]
         scaled = t * (len(values) - 1)
         low = int(scaled)
         high = min(len(values) - 1, low + 1)
         fraction = scaled - low
-        return parameter.check((1 - fraction) * values[low] + fraction * values[high], where)
+        return parameter.check((1 - fraction) * values[low] + fraction * values[high], name)
     for entry in setting:
         if not isinstance(entry, Mapping) or "value" not in entry or set(entry) - {"value", "filter"}:
-            raise SettingError(
-                f"parameter {parameter.name!r}: a list of filters holds mappings with 'value' and optionally 'filter', "
-                f"got {entry!r}"
-            )
+            raise SettingError(parameter.name, f"a list of filters holds mappings of 'value' and 'filter', got {entry!r}", name)
         if _matches(entry, name):
             return evaluate(parameter, entry["value"], name, t)
     return None
@@ -141,5 +140,5 @@ def resolve(parameter: Parameter, scopes: Iterable[Mapping[str, Any] | None], na
             if value is not None:
                 return value
     if parameter.default is REQUIRED:
-        raise SettingError(f"parameter {parameter.name!r} is required (no value for tensor {name!r})")
+        raise SettingError(parameter.name, "required, and no value is given", name)
     return parameter.default

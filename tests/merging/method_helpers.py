@@ -23,7 +23,9 @@ def models(count: int, dtype: torch.dtype = torch.float32, seed: int = 0, spread
     """``count`` models: the first a "base", the others it plus noise of scale ``spread`` (fine-tunes of it)."""
     generator = torch.Generator().manual_seed(seed)
     base = {name: torch.randn(shape, generator=generator) for name, shape in SHAPES.items()}
-    out = [base] + [{n: v + spread * torch.randn(v.shape, generator=generator) for n, v in base.items()} for _ in range(count - 1)]
+    out = [base] + [
+        {n: v + spread * torch.randn(v.shape, generator=generator) for n, v in base.items()} for _ in range(count - 1)
+    ]
     return [{n: v.to(dtype) for n, v in state.items()} for state in out]
 
 

@@ -96,12 +96,15 @@ def test_slerp_of_colinear_inputs_is_linear(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("flatten", "row_wise", "axis"), [(True, False, None), (False, False, -1), (False, True, 0)])
 @pytest.mark.parametrize("with_base", [False, True])
-def test_nuslerp_by_tensor_row_or_column(tmp_path: Path, flatten: bool, row_wise: bool, axis: int | None, with_base: bool, slicing: str) -> None:
+def test_nuslerp_by_tensor_row_or_column(
+    tmp_path: Path, flatten: bool, row_wise: bool, axis: int | None, with_base: bool, slicing: str
+) -> None:
     states = models(3, spread=1.0)
     settings = {"nuslerp_flatten": flatten, "nuslerp_row_wise": row_wise}
     chosen = states if with_base else states[1:]
+    weights = [{"weight": 1.0}, {"weight": 3.0}]
     out = merge(tmp_path, "nuslerp", chosen, base=0 if with_base else None, settings=settings,
-                input_settings=[None, {"weight": 1.0}, {"weight": 3.0}] if with_base else [{"weight": 1.0}, {"weight": 3.0}])  # fmt: skip
+                input_settings=[None, *weights] if with_base else weights)  # fmt: skip
 
     for name in SHAPES:
         base, a, b = as_numpy(states, name)

@@ -123,7 +123,9 @@ def test_dare_with_matched_masks(tmp_path: Path, method: str, consensus: bool, u
 
     for name in SHAPES:
         base, *tuned = as_numpy(states, name)
-        deltas = [rescaled(x - base, uniforms[(name, k)] < d) if d < 1 else x - base for k, (x, d) in enumerate(zip(tuned, DENSITIES))]
+        deltas = [
+            rescaled(x - base, uniforms[(name, k)] < d) if d < 1 else x - base for k, (x, d) in enumerate(zip(tuned, DENSITIES))
+        ]
         np.testing.assert_allclose(out[name], combine(base, deltas, WEIGHTS, consensus, False), rtol=2e-5, atol=2e-5)
 
 
@@ -136,7 +138,9 @@ def della_keep(delta: np.ndarray, uniform: np.ndarray, density: float, epsilon: 
 
 
 @pytest.mark.parametrize(("method", "consensus", "normalize"), [("della", True, True), ("della_linear", False, False)])
-def test_della_with_matched_masks(tmp_path: Path, method: str, consensus: bool, normalize: bool, uniforms: Any, slicing: str) -> None:
+def test_della_with_matched_masks(
+    tmp_path: Path, method: str, consensus: bool, normalize: bool, uniforms: Any, slicing: str
+) -> None:
     states = models(4)
     out = merge(tmp_path, method, states, base=0, input_settings=per_input(epsilon=0.1))
 

@@ -90,7 +90,7 @@ def _input_grams(options: MergeOptions, inputs: MergeInputs, plans: list[TensorP
     for k, model, batches in _each_model("regmean", inputs, plans):
         sums: dict[str, torch.Tensor] = {}
 
-        def hook(name: str) -> Any:
+        def hook(name: str, sums: dict[str, torch.Tensor] = sums) -> Any:
             def record(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
                 x = args[0].detach().reshape(-1, args[0].shape[-1]).to(torch.float64)
                 sums[name] = sums.get(name, 0) + x.T @ x

@@ -131,7 +131,9 @@ def gram_pass(
     vectors: Callable[[TensorSlice], Sequence[torch.Tensor]], finish: Callable[[torch.Tensor, Resolved, Stats], None]
 ) -> Pass:
     """A pass that sums the Gram matrix of ``vectors(slice)`` over the slices, then calls ``finish(G, params, stats)``."""
-    return Pass(lambda piece, params, stats: gram(vectors(piece)), lambda total, params, stats, shape: finish(total, params, stats))
+    return Pass(
+        lambda piece, params, stats: gram(vectors(piece)), lambda total, params, stats, shape: finish(total, params, stats)
+    )
 
 
 def combine(coefficients: Sequence[float], vectors: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -18,9 +18,7 @@ def _stock_ratio(cos: torch.Tensor, count: int) -> torch.Tensor:
 def _stock_finish(g: torch.Tensor, params: Resolved, stats: Stats) -> None:
     count = g.shape[0]
     norms = g.diagonal().clamp(min=0).sqrt()
-    pairs = [
-        (g[i, j] / (norms[i] * norms[j]).clamp(min=1e-6)).clamp(-1, 1) for i in range(count) for j in range(i + 1, count)
-    ]
+    pairs = [(g[i, j] / (norms[i] * norms[j]).clamp(min=1e-6)).clamp(-1, 1) for i in range(count) for j in range(i + 1, count)]
     stats["t"] = float(_stock_ratio(torch.stack(pairs).mean(), count))
 
 

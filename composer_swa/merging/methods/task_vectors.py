@@ -25,7 +25,17 @@ from composer_swa.merging.methods import sparsify as sparsifiers
 from composer_swa.merging.methods.kernel import Pass, Resolved, Stats, TensorKernel, TensorSlice
 from composer_swa.merging.methods.ranks import rank_passes, ranked_below
 
-__all__ = ["breadcrumbs", "breadcrumbs_ties", "dare_linear", "dare_ties", "della", "della_linear", "sce", "task_arithmetic", "ties"]
+__all__ = [
+    "breadcrumbs",
+    "breadcrumbs_ties",
+    "dare_linear",
+    "dare_ties",
+    "della",
+    "della_linear",
+    "sce",
+    "task_arithmetic",
+    "ties",
+]
 
 
 def _elected(terms: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -126,7 +136,9 @@ def _sce_passes(params: Resolved, shape: tuple[int, ...]) -> list[Pass]:
         for size in shape:
             numel *= size
         means = total / numel
-        stats["weights"] = (torch.full_like(means, 1 / len(means)) if abs(float(means.sum())) < 1e-6 else means / means.sum()).tolist()
+        stats["weights"] = (
+            torch.full_like(means, 1 / len(means)) if abs(float(means.sum())) < 1e-6 else means / means.sum()
+        ).tolist()
 
     return [*passes, Pass(squares, weights)]
 

@@ -39,7 +39,9 @@ def _linear(options: MergeOptions, inputs: MergeInputs) -> Weighting:
     return Weighting(linear_weights(_LINEAR, options, inputs))
 
 
-@register_method("layerwise", parameters=("weights_from", "weights"), summary="weights per tensor by name rules and layer gradients")
+@register_method(
+    "layerwise", parameters=("weights_from", "weights"), summary="weights per tensor by name rules and layer gradients"
+)
 def _layerwise(options: MergeOptions, inputs: MergeInputs) -> Weighting:
     from composer_swa.merging.weights_files import layerwise_from_file
 
@@ -51,7 +53,9 @@ def _lawa(options: MergeOptions, inputs: MergeInputs) -> Weighting:
     return Weighting(recipes.last_k_weights(inputs.count, options.last_k if options.last_k is not None else inputs.count))
 
 
-@register_method("decay", parameters=("decay_shape",), ordered=True, summary="weights that emulate an LR decay over constant-LR checkpoints")
+@register_method(
+    "decay", parameters=("decay_shape",), ordered=True, summary="weights that emulate an LR decay over constant-LR checkpoints"
+)
 def _decay(options: MergeOptions, inputs: MergeInputs) -> Weighting:
     return Weighting(recipes.decay_emulating_weights(inputs.count, options.decay_shape))
 
