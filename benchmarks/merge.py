@@ -32,17 +32,29 @@ from benchmarks.average import gpt_like
 _METHODS = {
     "linear": lambda m, base: {"models": [{"model": x, "parameters": {"weight": 1.0}} for x in [base, *m]]},
     "slerp": lambda m, base: {"base_model": base, "models": [{"model": base}, {"model": m[0]}], "parameters": {"t": 0.4}},
-    "ties": lambda m, base: {"base_model": base, "models": [{"model": x, "parameters": {"weight": 1.0, "density": 0.5}} for x in m]},
-    "dare_ties": lambda m, base: {"base_model": base,
-                                  "models": [{"model": x, "parameters": {"weight": 1.0, "density": 0.5}} for x in m]},  # fmt: skip
+    "ties": lambda m, base: {
+        "base_model": base,
+        "models": [{"model": x, "parameters": {"weight": 1.0, "density": 0.5}} for x in m],
+    },
+    "dare_ties": lambda m, base: {
+        "base_model": base,
+        "models": [{"model": x, "parameters": {"weight": 1.0, "density": 0.5}} for x in m],
+    },
     "model_stock": lambda m, base: {"base_model": base, "models": [{"model": x} for x in m]},
 }
 
 
 def write_models(folder: Path, layers: int, width: int, vocab: int) -> tuple[str, list[str]]:
     """A base model folder and three fine-tunes (the base plus noise), with a GPT-2 config mergekit reads."""
-    config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_layer": layers, "n_embd": width,
-              "n_head": max(1, width // 64), "vocab_size": vocab, "n_positions": 1024}  # fmt: skip
+    config = {
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "n_layer": layers,
+        "n_embd": width,
+        "n_head": max(1, width // 64),
+        "vocab_size": vocab,
+        "n_positions": 1024,
+    }
     base = gpt_like(layers, 0, width, vocab)
     paths = []
     for k in range(4):
@@ -99,8 +111,10 @@ def main() -> None:
             seconds = {name: statistics.median(r["seconds"] for r in runs) for name, runs in samples.items()}
             peak = {name: statistics.median(r["peak"] for r in runs) for name, runs in samples.items()}
             time_ratio, peak_ratio = seconds["ours"] / seconds["mergekit"], peak["ours"] / peak["mergekit"]
-            print(f"{method:12s} {seconds['ours']:8.2f} {seconds['mergekit']:8.2f} {time_ratio:5.2f}x "
-                  f"{peak['ours'] / 1e6:8.0f} {peak['mergekit'] / 1e6:8.0f} {peak_ratio:5.2f}x")  # fmt: skip
+            print(
+                f"{method:12s} {seconds['ours']:8.2f} {seconds['mergekit']:8.2f} {time_ratio:5.2f}x "
+                f"{peak['ours'] / 1e6:8.0f} {peak['mergekit'] / 1e6:8.0f} {peak_ratio:5.2f}x"
+            )
         print("targets: time <= 0.50x mergekit's whole process, peak RSS <= 0.25x mergekit's")
 
 

@@ -216,12 +216,14 @@ def _run(command: _Command) -> None:
     if method.weigh is None:  # a per-tensor method: it writes the output itself
         assert output is not None and command.output is not None
         with removed_on_failure(output):
-            provenance = {"method": method.name} | ({"recipe": Path(command.inputs[0]).read_text()} if recipe else {})
-            written = run_tensor_method(method, inputs, options, command.output, command.dtype, recipe,
-                                        _size(command.max_shard_size), provenance, parts, target)  # fmt: skip
+            recorded: dict[str, object] = {"method": method.name}
+            if recipe is not None:
+                recorded["recipe"] = Path(command.inputs[0]).read_text(encoding="utf-8")
+            merged = run_tensor_method(method, inputs, options, command.output, command.dtype, recipe,
+                                       _size(command.max_shard_size), recorded, parts, target)  # fmt: skip
             if parts is not None:
-                _refresh_batch_norm(written, parts)
-        click.echo(f"wrote {', '.join(str(path) for path in written)} ({method.name} over {len(inputs)} inputs)")
+                _refresh_batch_norm(merged, parts)
+        click.echo(f"wrote {', '.join(str(path) for path in merged)} ({method.name} over {len(inputs)} inputs)")
         return
     weighting = method.weigh(options, MergeInputs(inputs, target, opener, scorer))
     for line in weighting.steps:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def is_recipe(inputs: tuple[str, ...]) -> bool:
     return len(inputs) == 1 and inputs[0].endswith(_RECIPES) and Path(inputs[0]).is_file()
 
 
-def from_recipe(path: str, flags: dict[str, object]) -> tuple[MergeMethod, tuple[str, ...], MergeOptions, Any]:
+def from_recipe(path: str, flags: Mapping[str, object]) -> tuple[MergeMethod, tuple[str, ...], MergeOptions, Any]:
     """The method, inputs and options of a recipe; ``flags`` (given on the command line) that a recipe sets are refused."""
     from composer_swa.merging.mergekit_recipe import read_recipe
     from composer_swa.merging.plan import unknown_settings

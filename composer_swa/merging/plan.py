@@ -176,16 +176,18 @@ class _Planner:
         length = lengths.pop()
         for offset in range(length):
             t = offset / (length - 1) if length > 1 else 1.0
-            templates = {}
+            templates: dict[tuple[str, str], None] = {}
             for k in readers:
                 for name in self.layers[k].get(start_of.get(k, start_of[first]) + offset, []):
-                    prefix, _, suffix = _split(name)  # type: ignore[misc]
-                    templates[(prefix, suffix)] = None
+                    parts = _split(name)
+                    assert parts is not None
+                    templates[(parts[0], parts[2])] = None
             for prefix, suffix in templates:
                 reads = [(s, f"{prefix}{start_of[s.input] + offset}{suffix}") for s in sources]
-                base_layer = start_of.get(base_entry, start_of[first]) if base_entry is not None else None
-                base_read = (base_entry, f"{prefix}{base_layer + offset}{suffix}") if base_entry is not None else None
-                self.tensor(slice_, f"{prefix}{out_layer + offset}{suffix}", reads, base_read, t)  # type: ignore[operator]
+                base_read = None
+                if base_entry is not None:
+                    base_read = (base_entry, f"{prefix}{start_of.get(base_entry, start_of[first]) + offset}{suffix}")
+                self.tensor(slice_, f"{prefix}{out_layer + offset}{suffix}", reads, base_read, t)
         return out_layer + length
 
 
@@ -239,7 +241,7 @@ def linear_weights(settings: Sequence[Parameter], options: MergeOptions, inputs:
         total = sum(values)
         if resolve(normalize, [options.settings], name, t):
             if total == 0:
-                raise SettingError(f"linear weights for tensor {name!r} sum to 0 and cannot be normalized: {values!r}")
+                raise SettingError("weight", f"the weights sum to 0 and cannot be normalized: {values!r}", name)
             values = [v / total for v in values]
         table[name] = values
     rows = list(table.values())

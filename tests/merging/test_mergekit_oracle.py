@@ -27,26 +27,42 @@ LAYERS = 3
 GRADIENT = [0.0, 0.3, 1.0]
 RECIPES: dict[str, dict[str, Any]] = {
     "linear": {"models": [{"model": "m0", "parameters": {"weight": GRADIENT}}, {"model": "m1", "parameters": {"weight": 0.5}}]},
-    "slerp": {"base_model": "base", "models": [{"model": "base"}, {"model": "m0"}],
-              "parameters": {"t": [{"filter": "self_attn", "value": GRADIENT}, {"filter": "mlp", "value": 0.7}, {"value": 0.4}]}},
-    "nuslerp": {"base_model": "base", "models": [{"model": "m0", "parameters": {"weight": 1.0}},
-                                                 {"model": "m1", "parameters": {"weight": 2.0}}]},
+    "slerp": {
+        "base_model": "base",
+        "models": [{"model": "base"}, {"model": "m0"}],
+        "parameters": {"t": [{"filter": "self_attn", "value": GRADIENT}, {"filter": "mlp", "value": 0.7}, {"value": 0.4}]},
+    },
+    "nuslerp": {
+        "base_model": "base",
+        "models": [{"model": "m0", "parameters": {"weight": 1.0}}, {"model": "m1", "parameters": {"weight": 2.0}}],
+    },
     "multislerp": {"models": [{"model": f"m{k}", "parameters": {"weight": k + 1.0}} for k in range(3)]},
     "karcher": {"models": [{"model": f"m{k}"} for k in range(3)]},
-    "task_arithmetic": {"base_model": "base", "parameters": {"lambda": 0.8},
-                        "models": [{"model": f"m{k}", "parameters": {"weight": 0.5}} for k in range(3)]},
-    "ties": {"base_model": "base", "parameters": {"normalize": True},
-             "models": [{"model": f"m{k}", "parameters": {"weight": [1.0, 0.5], "density": 0.4 + 0.2 * k}} for k in range(3)]},
-    "breadcrumbs": {"base_model": "base", "models": [{"model": f"m{k}", "parameters": {"weight": 1.0, "density": 0.6, "gamma": 0.05}}
-                                                     for k in range(3)]},
-    "breadcrumbs_ties": {"base_model": "base", "models": [{"model": f"m{k}", "parameters": {"weight": 1.0, "density": 0.6}}
-                                                          for k in range(3)]},
+    "task_arithmetic": {
+        "base_model": "base",
+        "parameters": {"lambda": 0.8},
+        "models": [{"model": f"m{k}", "parameters": {"weight": 0.5}} for k in range(3)],
+    },
+    "ties": {
+        "base_model": "base",
+        "parameters": {"normalize": True},
+        "models": [{"model": f"m{k}", "parameters": {"weight": [1.0, 0.5], "density": 0.4 + 0.2 * k}} for k in range(3)],
+    },
+    "breadcrumbs": {
+        "base_model": "base",
+        "models": [{"model": f"m{k}", "parameters": {"weight": 1.0, "density": 0.6, "gamma": 0.05}} for k in range(3)],
+    },
+    "breadcrumbs_ties": {
+        "base_model": "base",
+        "models": [{"model": f"m{k}", "parameters": {"weight": 1.0, "density": 0.6}} for k in range(3)],
+    },
     "sce": {"base_model": "base", "parameters": {"select_topk": 0.5}, "models": [{"model": f"m{k}"} for k in range(3)]},
     "model_stock": {"base_model": "base", "models": [{"model": f"m{k}"} for k in range(3)]},
     "nearswap": {"base_model": "base", "parameters": {"t": 0.02}, "models": [{"model": "base"}, {"model": "m0"}]},
-    "passthrough": {"slices": [{"sources": [{"model": "m0", "layer_range": [0, 2]}]},
-                               {"sources": [{"model": "m1", "layer_range": [1, 3]}]}]},
-}  # fmt: skip
+    "passthrough": {
+        "slices": [{"sources": [{"model": "m0", "layer_range": [0, 2]}]}, {"sources": [{"model": "m1", "layer_range": [1, 3]}]}]
+    },
+}
 ONE_MODEL = {"density": 0.5, "weight": 1.0}
 RANDOM: dict[str, dict[str, Any]] = {
     "dare_linear": {"base_model": "base", "models": [{"model": "m0", "parameters": ONE_MODEL}]},
@@ -74,22 +90,35 @@ def merged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict[str
     from transformers import LlamaConfig, LlamaForCausalLM
 
     folder = tmp_path_factory.mktemp("mergekit")
-    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=2,
-                         num_key_value_heads=2, vocab_size=96, tie_word_embeddings=False, max_position_embeddings=16)  # fmt: skip
+    config = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=96,
+        tie_word_embeddings=False,
+        max_position_embeddings=16,
+    )
     torch.manual_seed(0)
     base = LlamaForCausalLM(config)
     base.save_pretrained(folder / "base")
     for k in range(3):
         tuned = LlamaForCausalLM(config)
         with torch.no_grad():
-            for (name, p), q in zip(tuned.named_parameters(), base.parameters()):
+            for p, q in zip(tuned.parameters(), base.parameters()):
                 p.copy_(q + 0.02 * torch.randn_like(q))
         tuned.save_pretrained(folder / f"m{k}")
-    results: dict[str, Any] = {"inputs": ({}, {name: load_file(folder / name / "model.safetensors") for name in ("base", "m0", "m1", "m2")})}
+    results: dict[str, Any] = {
+        "inputs": ({}, {name: load_file(folder / name / "model.safetensors") for name in ("base", "m0", "m1", "m2")})
+    }
     for method, spec in (RECIPES | RANDOM).items():
         recipe = _resolve({"merge_method": method, "dtype": "float32", **spec}, folder)
-        run_merge(MergeConfiguration.model_validate(recipe), str(folder / f"theirs_{method}"),
-                  MergeOptions(copy_tokenizer=False, write_model_card=False, quiet=True, random_seed=0))  # fmt: skip
+        run_merge(
+            MergeConfiguration.model_validate(recipe),
+            str(folder / f"theirs_{method}"),
+            MergeOptions(copy_tokenizer=False, write_model_card=False, quiet=True, random_seed=0),
+        )
         path = folder / f"{method}.yml"
         path.write_text(yaml.safe_dump(recipe))
         code, out = invoke(path, "-o", folder / f"ours_{method}")
@@ -98,8 +127,10 @@ def merged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict[str
         ours = load_file(folder / f"ours_{method}" / "model.safetensors")
         results[method] = (theirs, ours)
         if method == "passthrough":
-            results["passthrough_config"] = (json.loads((folder / f"theirs_{method}" / "config.json").read_text()),
-                                             json.loads((folder / f"ours_{method}" / "config.json").read_text()))  # fmt: skip
+            results["passthrough_config"] = (
+                json.loads((folder / f"theirs_{method}" / "config.json").read_text()),
+                json.loads((folder / f"ours_{method}" / "config.json").read_text()),
+            )
     return results
 
 
@@ -109,7 +140,9 @@ def test_deterministic_methods_equal_mergekit(merged: Any, method: str) -> None:
 
     assert sorted(ours) == sorted(theirs)
     for name in theirs:
-        np.testing.assert_allclose(ours[name].numpy(), theirs[name].float().numpy(), rtol=1e-4, atol=2e-6, err_msg=f"{method} {name}")
+        np.testing.assert_allclose(
+            ours[name].numpy(), theirs[name].float().numpy(), rtol=1e-4, atol=2e-6, err_msg=f"{method} {name}"
+        )
     if method == "passthrough":
         assert len({n.split(".")[2] for n in ours if n.startswith("model.layers.")}) == 4
         theirs_config, ours_config = merged["passthrough_config"]

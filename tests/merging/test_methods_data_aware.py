@@ -40,7 +40,9 @@ def finetunes(tmp_path: Path, hidden: str) -> tuple[Path, list[dict[str, torch.T
 
 def test_fisher_weighs_each_entry_by_its_diagonal_fisher(tmp_path: Path) -> None:
     config, states, paths, x, y = finetunes(tmp_path, "[]")
-    code, out = invoke(*paths, "--method", "fisher", "--param", "fisher_floor=1e-6", "--config", config, "-o", tmp_path / "f.safetensors")
+    code, out = invoke(
+        *paths, "--method", "fisher", "--param", "fisher_floor=1e-6", "--config", config, "-o", tmp_path / "f.safetensors"
+    )
     assert code == 0, out
     merged = load_file(tmp_path / "f.safetensors")
 
@@ -65,7 +67,9 @@ def test_fisher_weighs_each_entry_by_its_diagonal_fisher(tmp_path: Path) -> None
 @pytest.mark.parametrize("alpha", [1.0, 0.5])
 def test_regmean_solves_the_least_squares_merge_of_each_linear_layer(tmp_path: Path, alpha: float) -> None:
     config, states, paths, x, _ = finetunes(tmp_path, "[4]")
-    code, out = invoke(*paths, "--method", "regmean", "--param", f"alpha={alpha}", "--config", config, "-o", tmp_path / "r.safetensors")
+    code, out = invoke(
+        *paths, "--method", "regmean", "--param", f"alpha={alpha}", "--config", config, "-o", tmp_path / "r.safetensors"
+    )
     assert code == 0, out
     merged = {name: t.double().numpy() for name, t in load_file(tmp_path / "r.safetensors").items()}
 
@@ -82,7 +86,9 @@ def test_regmean_solves_the_least_squares_merge_of_each_linear_layer(tmp_path: P
         grams = [reduced(i) for i in inputs]
         expected = sum(s[name].double().numpy() @ g for s, g in zip(states, grams)) @ np.linalg.inv(sum(grams))
         np.testing.assert_allclose(merged[name], expected, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(merged["layers.1.bias"], np.mean([s["layers.1.bias"].double().numpy() for s in states], 0), rtol=1e-6)
+    np.testing.assert_allclose(
+        merged["layers.1.bias"], np.mean([s["layers.1.bias"].double().numpy() for s in states], 0), rtol=1e-6
+    )
 
 
 def test_data_aware_methods_need_a_config(tmp_path: Path) -> None:

@@ -120,7 +120,8 @@ def test_every_problem_of_a_plan_is_listed_at_once(tmp_path: Path) -> None:
         merge_tensors(METHODS["ties"], MergeOptions(base_model=0, input_settings=(None, None, {"weight": "x"})),
                       MergeInputs(tuple(paths)), tmp_path / "never.safetensors")  # fmt: skip
     message = str(error.value)
-    assert "'layers.0.w' has shape [2, 2] in input 1" in message and "'layers.1.bias' is not in input 1" in message
+    assert "'layers.0.w' has shape [7, 5] in input 0" in message and "[2, 2] in input 1" in message
+    assert "'layers.1.bias' is not in input 1" in message
     assert "parameter 'weight' of input 1" in message and "expected float, got 'x'" in message
     assert not (tmp_path / "never.safetensors").exists()
     with pytest.raises(PlanError, match="needs a base model"):

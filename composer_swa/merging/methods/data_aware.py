@@ -120,7 +120,7 @@ def _regmean_merge(piece: TensorSlice, params: Resolved, stats: Stats) -> torch.
     if any(g is None for g in grams) or piece.tensors[0].dim() != 2:
         return combine([1 / len(piece.tensors)] * len(piece.tensors), piece.tensors)
     alpha = params.shared["alpha"]
-    reduced = [alpha * g + (1 - alpha) * torch.diag(g.diagonal()) for g in grams]  # type: ignore[union-attr]
+    reduced = [alpha * g + (1 - alpha) * torch.diag(g.diagonal()) for g in grams if g is not None]
     if "inverse" not in stats:
         stats["inverse"] = torch.linalg.pinv(sum(reduced[1:], reduced[0]), hermitian=True)
     weighted = sum((w.to(torch.float64) @ g for w, g in zip(piece.tensors, reduced)), torch.zeros(1, dtype=torch.float64))

@@ -10,7 +10,6 @@ Formulas as in mergekit (``merge_methods/slerp.py``, ``nuslerp.py``, ``multisler
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 
@@ -201,7 +200,7 @@ def _karcher_merge(piece: TensorSlice, params: Resolved, stats: Stats) -> torch.
     return piece.tensors[0] if len(piece.tensors) == 1 else combine(stats["c"], piece.tensors)
 
 
-def _karcher_passes(params: Resolved, shape: Sequence[int]) -> list[Pass]:
+def _karcher_passes(params: Resolved, shape: tuple[int, ...]) -> list[Pass]:
     return [gram_pass(lambda piece: piece.tensors, _karcher_finish)] if len(params.each) > 1 else []
 
 
@@ -209,4 +208,4 @@ def _karcher_passes(params: Resolved, shape: Sequence[int]) -> list[Pass]:
 #: squared geodesic distance to the inputs' directions, found by fixed-point iteration
 #: ``μ ← exp_μ(Σ αᵢ θᵢ/sin θᵢ (uᵢ − cos θᵢ μ))``, scaled by the mean norm. The iteration runs on the Gram
 #: matrix (one pass), the output in a second.
-karcher = TensorKernel(merge=_karcher_merge, passes=_karcher_passes)  # type: ignore[arg-type]
+karcher = TensorKernel(merge=_karcher_merge, passes=_karcher_passes)
