@@ -4,7 +4,7 @@ Writes a GPT-2-like base and three fine-tunes of it (benchmarks/average.py's sha
 parameters, ≈365 MB each, as model folders mergekit knows), then runs the same recipe through both
 tools, each in its own process, alternating, for ``linear`` (4 models), ``slerp`` (2), ``ties``,
 ``dare_ties`` and ``model_stock`` (a base and 3). Time is the whole process (imports included);
-peak memory is each process's own maximum resident set (``wait4``). Targets: time ≤ 0.5 ×
+peak memory is each process's own maximum resident set (``VmHWM`` at exit). Targets: time ≤ 0.5 ×
 mergekit's, peak RSS ≤ 0.25 × mergekit's.
 
 Run: ``python -m benchmarks.merge [--rounds 3] [--layers 7]``; ``--quick`` checks the script on tiny models.
@@ -13,8 +13,8 @@ Run: ``python -m benchmarks.merge [--rounds 3] [--layers 7]``; ``--quick`` check
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -68,15 +68,29 @@ def write_models(folder: Path, layers: int, width: int, vocab: int) -> tuple[str
     return paths[0], paths[1:]
 
 
-def run(command: list[str]) -> dict[str, float]:
-    """Wall seconds and peak RSS (bytes) of one process."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    if status != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()[-2000:] if process.stderr else ''}")
-    return {"seconds": seconds, "peak": usage.ru_maxrss * 1024}
+# Runs a module as its command would, and writes the process's own peak RSS (VmHWM) when it exits: a
+# child's ru_maxrss would also count the parent's memory at fork, which the generated models inflate.
+_WRAPPER = """
+import atexit, runpy, sys
+def report(path=sys.argv[1]):
+    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    open(path, "w").write(str(peak * 1024))
+atexit.register(report)
+module = sys.argv[2]
+sys.argv = [module, *sys.argv[3:]]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def run(module: str, *arguments: str) -> dict[str, float]:
+    """Wall seconds and peak RSS (bytes) of one process running ``python -m module arguments``."""
+    with tempfile.NamedTemporaryFile() as peak:
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-c", _WRAPPER, peak.name, module, *arguments], capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if result.returncode != 0:
+            raise RuntimeError(f"{module} {' '.join(arguments)} failed: {result.stderr[-2000:]}")
+        return {"seconds": seconds, "peak": float(Path(peak.name).read_text())}
 
 
 def main() -> None:
@@ -87,9 +101,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny models (1 layer, width 64, vocab 1000), one round")
     arguments = parser.parse_args()
     layers, width, vocab, rounds = (1, 64, 1000, 1) if arguments.quick else (arguments.layers, 768, 50257, arguments.rounds)
-    mergekit = shutil.which("mergekit-yaml")
-    if mergekit is None:
-        sys.exit("mergekit-yaml is not installed here (pip install mergekit): nothing to compare with")
+    if importlib.util.find_spec("mergekit") is None:
+        sys.exit("mergekit is not installed here (pip install mergekit): nothing to compare with")
     with tempfile.TemporaryDirectory() as folder:
         base, tuned = write_models(Path(folder), layers, width, vocab)
         size = Path(base, "model.safetensors").stat().st_size
@@ -99,15 +112,22 @@ def main() -> None:
             recipe = Path(folder, f"{method}.yml")
             recipe.write_text(yaml.safe_dump({"merge_method": method, "dtype": "float32", **_METHODS[method](tuned, base)}))
             samples: dict[str, list[dict[str, float]]] = {"ours": [], "mergekit": []}
-            commands = {
-                "ours": [sys.executable, "-m", "composer_swa.cli.average", str(recipe), "-o", str(Path(folder, "ours"))],
-                "mergekit": [mergekit, str(recipe), str(Path(folder, "theirs")), "--random-seed", "0", "--no-copy-tokenizer"],
+            commands = {  # mergekit-yaml is mergekit.scripts.run_yaml:main
+                "ours": ["composer_swa.cli.average", str(recipe), "-o", str(Path(folder, "ours"))],
+                "mergekit": [
+                    "mergekit.scripts.run_yaml",
+                    str(recipe),
+                    str(Path(folder, "theirs")),
+                    "--random-seed",
+                    "0",
+                    "--no-copy-tokenizer",
+                ],
             }
             for round_index in range(rounds):
                 for name in list(commands) if round_index % 2 == 0 else list(reversed(commands)):
                     shutil.rmtree(Path(folder, "ours"), ignore_errors=True)
                     shutil.rmtree(Path(folder, "theirs"), ignore_errors=True)
-                    samples[name].append(run(commands[name]))
+                    samples[name].append(run(*commands[name]))
             seconds = {name: statistics.median(r["seconds"] for r in runs) for name, runs in samples.items()}
             peak = {name: statistics.median(r["peak"] for r in runs) for name, runs in samples.items()}
             time_ratio, peak_ratio = seconds["ours"] / seconds["mergekit"], peak["ours"] / peak["mergekit"]

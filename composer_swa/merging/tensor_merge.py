@@ -3,7 +3,7 @@
 For each output tensor of the plan (:mod:`~composer_swa.merging.plan`), the method's kernel
 (:mod:`~composer_swa.merging.methods.kernel`) sees its inputs' values (and the base model's) as
 slices of rows along dim 0, cast to fp32 (bf16 and fp16 inputs are computed in fp32); a tensor of
-at most ``CHUNK_ELEMENTS`` elements is one slice, read once. A method that needs statistics of the
+at most ``CHUNK_ELEMENTS / 8`` elements (1 MiB of fp32) is one slice, read once. A method that needs statistics of the
 whole tensor reads its slices once more per first pass. Memory holds the slices of one tensor's
 inputs and a few fp32 temporaries of that size, never a whole checkpoint. Integer and bool tensors
 are copied from the base model, else the first input.
@@ -49,8 +49,10 @@ def _merged_chunks(
     for size in shape[1:]:
         row *= size
     rows = shape[0]
-    whole = kernel.whole(params, shape) or rows * row <= safetensors_format.CHUNK_ELEMENTS
-    step = rows if whole else max(1, safetensors_format.CHUNK_ELEMENTS // max(row, 1))
+    # A method makes several fp32 temporaries of a slice per input: slices an eighth of the average's keep them small.
+    elements = max(1, safetensors_format.CHUNK_ELEMENTS // 8)
+    whole = kernel.whole(params, shape) or rows * row <= elements
+    step = rows if whole else max(1, elements // max(row, 1))
     spans = [(start, min(rows, start + step)) for start in range(0, rows, step)] or [(0, 0)]
 
     def load(k: int, name: str, start: int, stop: int) -> torch.Tensor:

@@ -60,7 +60,7 @@ def merge(
 def slicing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each tensor as one slice, or as slices of a few rows (every first pass over several slices)."""
     if request.param == "sliced":
-        monkeypatch.setattr(safetensors_format, "CHUNK_ELEMENTS", 12)
+        monkeypatch.setattr(safetensors_format, "CHUNK_ELEMENTS", 96)  # slices of 12 elements
     return str(request.param)
 
 

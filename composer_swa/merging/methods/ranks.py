@@ -27,7 +27,7 @@ Bounds = Callable[[int, int, int, Resolved], Sequence[int]]
 
 
 def _bits(magnitude: torch.Tensor) -> torch.Tensor:
-    return magnitude.contiguous().view(torch.int32).to(torch.int64)
+    return magnitude.contiguous().view(torch.int32)
 
 
 def _locate(counts: torch.Tensor, rank: int) -> tuple[int, int]:
@@ -67,7 +67,8 @@ def rank_passes(label: str, keys: Keys, bounds: Bounds) -> list[Pass]:
         for magnitude in keys(piece, params, stats):
             bits = _bits(magnitude)
             counts = torch.bincount((bits >> 16).reshape(-1), minlength=_BINS).to(torch.float64)
-            rows.append(torch.cat([counts, (bits == 0).sum().reshape(1).to(torch.float64)]))
+            zeros = bits.numel() - torch.count_nonzero(bits)
+            rows.append(torch.cat([counts, zeros.reshape(1).to(torch.float64)]))
         return torch.stack(rows)
 
     def found_high(total: torch.Tensor, params: Resolved, stats: Stats, shape: tuple[int, ...]) -> None:
@@ -133,7 +134,11 @@ def ranked_below(label: str, stats: Stats, piece: TensorSlice, key: int, magnitu
             continue
         equal = bits == threshold
         before = 0 if piece.start == 0 else seen.get((key, index), 0)
-        order = torch.cumsum(equal.reshape(-1), 0).reshape(bits.shape) + before
-        seen[(key, index)] = before + int(equal.sum())
-        masks.append((bits > threshold) | (equal & (order <= needed)))
+        count = int(equal.sum())
+        seen[(key, index)] = before + count
+        above = bits > threshold
+        if count and before < needed:  # some of the equal ones rank above R: the first, in flat order
+            order = torch.cumsum(equal.reshape(-1), 0).reshape(bits.shape) + before
+            above |= equal & (order <= needed)
+        masks.append(above)
     return masks
