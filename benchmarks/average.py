@@ -44,9 +44,8 @@ average_checkpoints(sys.argv[2:], sys.argv[1])
 """
 
 
-def gpt_like(layers: int, seed: int) -> dict[str, torch.Tensor]:
+def gpt_like(layers: int, seed: int, width: int = 768, vocab: int = 50257) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    width, vocab = 768, 50257
     shapes = {"wte.weight": (vocab, width), "wpe.weight": (1024, width), "ln_f.weight": (width,), "ln_f.bias": (width,)}
     for layer in range(layers):
         prefix = f"h.{layer}."

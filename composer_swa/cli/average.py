@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 # Only what --help needs is imported here: torch, the readers and the config schemas load when a command runs.
-from composer_swa.merging.methods import METHODS, MergeInputs, MergeMethod, MergeOptions, OptionError
+from composer_swa.merging.methods import METHODS, MergeInputs, OptionError
 from composer_swa.merging.recipes import DECAY_SHAPES
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ Examples:
   swa-average m1/ m2/ m3/ --method soce --scores scores.csv -o soce/
   swa-average run/posthoc_ema --method posthoc --sigma-rel 0.07 -o ema.safetensors
   swa-average run/posthoc_ema --method posthoc --sweep 0.02:0.20:10 --config run.yaml --select best -o ema.safetensors
+  swa-average base/ a/ b/ --method ties --base-model base/ --param density=0.5 --param weight=1 -o ties/
+  swa-average recipe.yml -o merged/                         # a mergekit recipe, as it is
   swa-average a.safetensors b.safetensors --dry-run       # compatibility report and cosine similarity
 """
 
@@ -61,6 +63,9 @@ class _Command:
     select: str | None
     plot: Path | None
     config: Path | None
+    base_model: str | None
+    param: tuple[str, ...]
+    seed: int
     dtype: str | None
     keys: KeyPolicy
     max_shard_size: str
@@ -70,13 +75,6 @@ class _Command:
 def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
-
-
-def _parse_weights(text: str) -> list[float]:
-    try:
-        return [float(part) for part in text.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers such as 3,1,1, got {text!r}") from None
 
 
 def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
@@ -129,13 +127,17 @@ def _warnings_as_lines() -> Iterator[None]:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="A swa-train config: its model and data score soups (data.eval) and recompute batch norm (data.train).",
 )
+@click.option("--base-model", help="Per-tensor methods: the base model (an input, or added as one).")
+@click.option("--param", multiple=True, help="Per-tensor methods: NAME=VALUE, a mergekit parameter (density=0.5, t=[0,1]).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random methods (dare_*, della*): the masks' seed.")
 @click.option("--dtype", type=click.Choice(_DTYPES), help="Output dtype of floating tensors (default: the inputs').")
 @click.option("--union", is_flag=True, help="Average each key over the inputs that have it.")
 @click.option("--intersection", is_flag=True, help="Keep only keys every input has.")
 @click.option("--max-shard-size", default="5GB", show_default=True, help="Shard cap for a folder output: 500MB, 5GB.")
 @click.option("--dry-run", is_flag=True, help="Print the compatibility report and cosine similarities; write nothing.")
 def main(**given: Any) -> None:
-    """Average the checkpoints INPUT... (safetensors, sharded index, model folder, .pt/.bin, composer_swa checkpoint)."""
+    """Average or merge the checkpoints INPUT... (safetensors, sharded index, model folder, .pt/.bin, composer_swa
+    checkpoint), or run a mergekit recipe (one INPUT.yml)."""
     union, intersection = given.pop("union"), given.pop("intersection")
     if union and intersection:
         _fail("--union and --intersection contradict each other: give one (union averages each key over the inputs "
@@ -160,41 +162,33 @@ def _average(command: _Command) -> None:
         raise click.UsageError(str(error)) from None
 
 
-def _options(command: _Command) -> MergeOptions:
-    """The method's options; ``--weights-from`` is a list of weights unless the method reads the file itself."""
-    from composer_swa.merging.weights_files import read_weights_file
-
-    given: list[float] | None = _parse_weights(command.weights_text) if command.weights_text else None
-    reads_file = command.method is not None and "weights_from" in METHODS[command.method].parameters
-    if command.weights_from is not None and not reads_file:
-        loaded = read_weights_file(command.weights_from)
-        if not isinstance(loaded, list) or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in loaded):
-            raise OptionError(f"{command.weights_from}: expected a list of numbers, one weight per input, got {loaded!r}")
-        given = [float(w) for w in loaded]
-    plot = command.plot
-    if plot is None and command.sweep is not None and command.output is not None:
-        plot = Path(command.output.rstrip("/")).with_suffix(".sweep.png")
-    return MergeOptions(
-        given, command.weights_from, not command.no_normalize, command.last_k, command.decay_shape, command.scores,
-        command.threshold, command.step, command.sigma_rel, command.half_life, command.sweep, command.select, plot,
-    )  # fmt: skip
-
-
 def _run(command: _Command) -> None:
     # Plain safetensors averages with known weights run on NumPy and never import torch (see numpy_average).
+    from composer_swa.cli.average_tensor import flag_options, from_flags, from_recipe, is_recipe, run_tensor_method
     from composer_swa.merging.numpy_average import PlainSource, average_safetensors, is_plain_safetensors
     from composer_swa.merging.output import check_output, removed_on_failure
 
+    recipe = None
+    if is_recipe(command.inputs):
+        flags = {"--method": command.method, "--weights": command.weights_text, "--weights-from": command.weights_from,
+                 "--base-model": command.base_model, "--param": command.param}  # fmt: skip
+        method, given, options, recipe = from_recipe(command.inputs[0], flags)
+    else:
+        options = flag_options(command)
+        method = METHODS[command.method or ("linear" if options.weights else "uniform")]
+        given = command.inputs
+        if method.kernel is not None or command.base_model or command.param:
+            given, options = from_flags(method, given, options, command.base_model, command.param, command.seed)
     if command.dry_run:
-        _dry_run(command.inputs, command.keys)
+        from composer_swa.cli.average_parts import dry_run
+
+        dry_run(given, command.keys)
         return
     plotted_only = command.sweep is not None and command.select is None and command.plot is not None
     if command.output is None and not plotted_only:
         raise click.UsageError("give -o OUTPUT (a .safetensors file or a folder), or --dry-run")
-    output = check_output(command.output, command.inputs) if command.output is not None else None
-    options = _options(command)
-    method: MergeMethod = METHODS[command.method or ("weighted" if options.weights else "uniform")]
-    inputs = method.expand(command.inputs) if method.expand is not None else command.inputs
+    output = check_output(command.output, given) if command.output is not None else None
+    inputs = method.expand(given) if method.expand is not None else given
     if method.ordered:
         from composer_swa.merging.order import chronological
 
@@ -219,6 +213,18 @@ def _run(command: _Command) -> None:
         return PlainSource(path) if plain() else open_source(path)
 
     scorer = functools.partial(evaluator, parts) if parts is not None else None
+    if method.weigh is None:  # a per-tensor method: it writes the output itself
+        assert output is not None and command.output is not None
+        with removed_on_failure(output):
+            recorded: dict[str, object] = {"method": method.name}
+            if recipe is not None:
+                recorded["recipe"] = Path(command.inputs[0]).read_text(encoding="utf-8")
+            merged = run_tensor_method(method, inputs, options, command.output, command.dtype, recipe,
+                                       _size(command.max_shard_size), recorded, parts, target)  # fmt: skip
+            if parts is not None:
+                _refresh_batch_norm(merged, parts)
+        click.echo(f"wrote {', '.join(str(path) for path in merged)} ({method.name} over {len(inputs)} inputs)")
+        return
     weighting = method.weigh(options, MergeInputs(inputs, target, opener, scorer))
     for line in weighting.steps:
         click.echo(f"{method.name}: {line}")
@@ -246,29 +252,15 @@ def _run(command: _Command) -> None:
             written = average_checkpoints(inputs, command.output, weights, out_dtype, command.keys, max_shard_bytes,
                                           provenance, target)  # fmt: skip
         if parts is not None:
-            from composer_swa.merging.finish import recompute_batch_norm_in_output
-
-            if (samples := recompute_batch_norm_in_output(written, parts.model, parts.train_dataloader)) is not None:
-                click.echo(f"batch-norm statistics recomputed over {samples} samples of data.train")
+            _refresh_batch_norm(written, parts)
     click.echo(f"wrote {', '.join(str(path) for path in written)} ({method.name} over {len(inputs)} inputs)")
 
 
-def _dry_run(inputs: tuple[str, ...], keys: KeyPolicy) -> None:
-    """The compatibility report (every key, shape and dtype difference, by tensor name) and cosine similarities."""
-    from composer_swa.merging.compatibility import check_compatibility
-    from composer_swa.merging.inputs import open_sources
-    from composer_swa.merging.merge import cosine_similarities
+def _refresh_batch_norm(written: list[Path], parts: Any) -> None:
+    from composer_swa.merging.finish import recompute_batch_norm_in_output
 
-    sources = open_sources(inputs)
-    report = check_compatibility(sources, keys)
-    for source in sources:
-        source.close()
-    click.echo(report.text(list(inputs)))
-    click.echo("cosine similarity of the floating weights" + (" (tensors that differ left out):" if report.differences else ":"))
-    for k, row in enumerate(cosine_similarities(inputs, keys if keys != "strict" else "intersection")):
-        click.echo(f"  [{k}] " + "  ".join(f"{value:.6f}" for value in row))
-    if report.differences:
-        sys.exit(2)
+    if (samples := recompute_batch_norm_in_output(written, parts.model, parts.train_dataloader)) is not None:
+        click.echo(f"batch-norm statistics recomputed over {samples} samples of data.train")
 
 
 def _size(text: str) -> int:

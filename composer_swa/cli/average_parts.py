@@ -6,6 +6,7 @@ config schemas or the trainer.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,3 +89,21 @@ def evaluator(parts: RunParts, refresh_batch_norm: bool = False) -> Callable[[di
         return float(metrics.get("eval/accuracy", -metrics["eval/loss"]))
 
     return evaluate
+
+
+def dry_run(inputs: tuple[str, ...], keys: KeyPolicy) -> None:
+    """The compatibility report (every key, shape and dtype difference, by tensor name) and cosine similarities."""
+    from composer_swa.merging.compatibility import check_compatibility
+    from composer_swa.merging.inputs import open_sources
+    from composer_swa.merging.merge import cosine_similarities
+
+    sources = open_sources(inputs)
+    report = check_compatibility(sources, keys)
+    for source in sources:
+        source.close()
+    click.echo(report.text(list(inputs)))
+    click.echo("cosine similarity of the floating weights" + (" (tensors that differ left out):" if report.differences else ":"))
+    for k, row in enumerate(cosine_similarities(inputs, keys if keys != "strict" else "intersection")):
+        click.echo(f"  [{k}] " + "  ".join(f"{value:.6f}" for value in row))
+    if report.differences:
+        sys.exit(2)

@@ -7,9 +7,11 @@ The offline half of composer_swa (what runs during training is :mod:`composer_sw
   them together, ``compatibility.py`` compares them, ``order.py`` puts them oldest first.
 - ``weighted_sum.py`` is the one arithmetic of every merge (and says why it is not the training
   kernel); ``merge.py`` streams it into ``writer.py``'s safetensors, ``output.py`` guards the output.
-- ``methods.py`` is the registry of merge methods; ``recipes.py`` (schedules, layer-wise weights),
-  ``weights_files.py`` and ``soups.py`` (greedy, SoCE) find their weights; ``finish.py`` refreshes
-  batch norm in the output.
+- ``methods/`` is the registry of merge methods: those that weigh the inputs (``recipes.py``:
+  schedules, layer-wise weights; ``weights_files.py``; ``soups.py``: greedy, SoCE) and those that
+  merge each tensor (mergekit's, Fisher, RegMean), which ``tensor_merge.py`` streams slice by slice
+  after ``plan.py`` maps inputs' tensors (and ``settings.py`` their parameters) to the output's;
+  ``mergekit_recipe.py`` reads mergekit's YAML; ``finish.py`` refreshes batch norm in the output.
 
 The names below load on first use, so that ``swa-average`` reads its recipes without importing torch first.
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from composer_swa.merging.methods import METHODS, MergeInputs, MergeOptions, Weighting, register_method
     from composer_swa.merging.recipes import decay_emulating_weights, last_k_weights, layerwise_weights, normalize_weights
     from composer_swa.merging.soups import greedy_soup, soce, uniform_soup, weighted_soup
+    from composer_swa.merging.tensor_merge import merge_tensors
     from composer_swa.safetensors_format import SourceError
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "greedy_soup",
     "last_k_weights",
     "layerwise_weights",
+    "merge_tensors",
     "normalize_weights",
     "register_method",
     "soce",
@@ -69,6 +73,7 @@ __getattr__, __dir__ = lazy_attributes(
         "greedy_soup": f"{__name__}.soups",
         "last_k_weights": f"{__name__}.recipes",
         "layerwise_weights": f"{__name__}.recipes",
+        "merge_tensors": f"{__name__}.tensor_merge",
         "normalize_weights": f"{__name__}.recipes",
         "register_method": f"{__name__}.methods",
         "soce": f"{__name__}.soups",

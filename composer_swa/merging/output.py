@@ -7,6 +7,7 @@ that name, and so is an output that would overwrite one of the inputs.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ __all__ = ["check_output", "copy_model_files", "removed_on_failure", "write_merg
 # What a folder output holds: model.safetensors, model-00001-of-00002.safetensors, model.safetensors.index.json.
 _WRITTEN_IN_FOLDER = re.compile(r"^model(-\d+-of-\d+)?\.safetensors(\.index\.json)?$")
 _WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".index.json")
+_LAYER_COUNTS = ("num_hidden_layers", "n_layer", "num_layers")
 
 
 def check_output(output: str | Path, inputs: Sequence[str | Path]) -> Path:
@@ -94,11 +96,20 @@ def removed_on_failure(output: Path) -> Iterator[None]:
         raise
 
 
-def copy_model_files(source: Path, output: Path) -> None:
-    """Config, tokenizer and other small files of a model folder, copied into a folder output; never its weights."""
+def copy_model_files(source: Path, output: Path, layers: int | None = None) -> None:
+    """Config, tokenizer and other small files of a model folder, copied into a folder output; never its weights.
+
+    With ``layers`` (a merge that stacked layers), ``config.json``'s layer count says so.
+    """
     for path in source.iterdir():
         if path.is_file() and not path.name.endswith(_WEIGHT_FILES) and not (output / path.name).exists():
             shutil.copy2(path, output / path.name)
+    config = output / "config.json"
+    if layers is not None and config.is_file():
+        values = json.loads(config.read_text(encoding="utf-8"))
+        counts = [key for key in _LAYER_COUNTS if isinstance(values.get(key), int)]
+        if counts:
+            config.write_text(json.dumps(values | dict.fromkeys(counts, layers), indent=2) + "\n", encoding="utf-8")
 
 
 def write_merged(
@@ -108,16 +119,19 @@ def write_merged(
     weights: object,
     provenance: dict[str, object] | None,
     max_shard_bytes: int | None,
+    model_folder: Path | None = None,
+    layers: int | None = None,
 ) -> list[Path]:
     """Writes a merge of ``sources`` (both back ends' inputs) with its provenance header; returns the files written.
 
-    A folder output also gets the first model folder's config and tokenizer files; a failure (a full
+    A folder output also gets the config and tokenizer files of ``model_folder`` (default: the first
+    model folder among the inputs), its layer count set to ``layers`` when given; a failure (a full
     disk mid-way) leaves no shard behind.
     """
     metadata = output_metadata([str(source.path) for source in sources], weights, provenance)
     with removed_on_failure(output):
         written = write_stream(list(tensors), output, metadata, max_shard_bytes)
-        folder_input = next((source.folder for source in sources if source.folder is not None), None)
+        folder_input = model_folder or next((source.folder for source in sources if source.folder is not None), None)
         if output.suffix != ".safetensors" and folder_input is not None:
-            copy_model_files(folder_input, output)
+            copy_model_files(folder_input, output, layers)
     return written

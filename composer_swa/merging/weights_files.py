@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composer_swa.merging.methods import OptionError
+from composer_swa.merging.methods.registry import OptionError
 
 if TYPE_CHECKING:
-    from composer_swa.merging.methods import MergeInputs
+    from composer_swa.merging.methods.registry import MergeInputs
     from composer_swa.merging.recipes import TensorWeights
 
 __all__: list[str] = []

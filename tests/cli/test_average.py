@@ -142,8 +142,8 @@ def test_bad_inputs_exit_2_and_nothing_runs(finetunes: Any, tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("method", "text", "expected"),
     [
-        ("weighted", "[1, 2\n", "is not readable YAML/JSON"),
-        ("weighted", "[1, null]\n", "expected a list of numbers"),
+        ("linear", "[1, 2\n", "is not readable YAML/JSON"),
+        ("linear", "[1, null]\n", "expected a list of numbers"),
         ("layerwise", "rules: [{weights: [1, 1]}]\n", "each of 'rules' needs a 'pattern'"),
     ],
 )

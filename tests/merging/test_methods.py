@@ -22,10 +22,11 @@ THREE = MergeInputs(("a.safetensors", "b.safetensors", "c.safetensors"))
 def test_every_method_declares_options_that_exist() -> None:
     options = {option.name for option in fields(MergeOptions)}
 
-    assert list(METHODS) == ["uniform", "weighted", "layerwise", "lawa", "decay", "greedy", "soce", "posthoc"]
+    weighing = ["uniform", "linear", "layerwise", "lawa", "decay", "greedy", "soce", "posthoc"]
+    assert [name for name, method in METHODS.items() if method.weigh is not None] == weighing
     assert all(name == method.name and set(method.parameters) <= options for name, method in METHODS.items())
     assert [name for name, method in METHODS.items() if method.ordered] == ["lawa", "decay"]
-    assert [name for name, method in METHODS.items() if method.needs_torch] == ["greedy", "soce"]
+    assert [name for name, method in METHODS.items() if method.needs_torch] == ["greedy", "soce", "fisher", "regmean"]
 
 
 def test_swa_average_offers_exactly_the_registered_methods() -> None:
@@ -38,8 +39,8 @@ def test_swa_average_offers_exactly_the_registered_methods() -> None:
     ("name", "options", "expected"),
     [
         ("uniform", MergeOptions(), None),
-        ("weighted", MergeOptions(weights=[3.0, 1.0, 0.0]), [0.75, 0.25, 0.0]),
-        ("weighted", MergeOptions(weights=[3.0, 1.0, 0.0], normalize=False), [3.0, 1.0, 0.0]),
+        ("linear", MergeOptions(weights=[3.0, 1.0, 0.0]), [0.75, 0.25, 0.0]),
+        ("linear", MergeOptions(weights=[3.0, 1.0, 0.0], normalize=False), [3.0, 1.0, 0.0]),
         ("lawa", MergeOptions(last_k=2), [0.0, 0.5, 0.5]),
         ("lawa", MergeOptions(), [1 / 3, 1 / 3, 1 / 3]),
         # 1 - sqrt(x) at x = 0, 1/3, 2/3, 1: each checkpoint takes the drop over its segment.
@@ -56,7 +57,7 @@ def test_each_method_weighs_as_its_recipe(name: str, options: MergeOptions, expe
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("weighted", "needs --weights"),
+        ("linear", "needs --weights"),
         ("layerwise", "needs --weights-from"),
         ("greedy", "needs --config"),
         ("soce", "needs --scores"),
