@@ -254,7 +254,6 @@ def epochs_if_int(value: Time | str | int, argument: str) -> Time:
     """
     if isinstance(value, int) and not isinstance(value, bool):
         return as_time(f"{value}ep", argument)
-    try:
-        return as_time(value, argument)
-    except TypeError:
-        raise TypeError(f"{argument} must be a Time, a time string like '5ba', or an int of epochs, got {value!r}") from None
+    if not isinstance(value, (Time, str)):
+        raise TypeError(f"{argument} must be a Time, a time string like '5ba', or an int of epochs, got {value!r}")
+    return as_time(value, argument)

@@ -88,8 +88,9 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path (load_path, or save_folder)")
-    path = path.resolve() if path.is_symlink() else path  # a `latest` link: its target's digest sits beside the target
     verify_digest(path)
+    if path.is_symlink():
+        verify_digest(path.resolve())  # a `latest` link: its target's digest sits beside the target
     payload = _load_weights_only(path)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
@@ -153,6 +154,8 @@ def read_model_weights(path: Path | str, mmap: bool = False) -> dict[str, torch.
     if not path.is_file():
         raise CheckpointError(f"weights file {str(path)!r} does not exist; check load_path")
     verify_digest(path)
+    if path.is_symlink():
+        verify_digest(path.resolve())
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file

@@ -143,13 +143,12 @@ class CheckpointNaming:
         return re.compile("^" + "".join(parts) + "$")
 
     def list(self, folder: Path) -> list[Path]:
-        """The checkpoints in ``folder``, oldest first (by batch count); links and other files are ignored."""
+        """The checkpoints in ``folder``, oldest first (by batch count); the ``latest`` link and other files are ignored."""
         if not folder.is_dir():
             return []
+        latest = self.latest_name()
         named = [
-            (batch, path)
-            for path in folder.iterdir()
-            if not path.is_symlink() and (batch := self.batch_of(path.name)) is not None
+            (batch, path) for path in folder.iterdir() if path.name != latest and (batch := self.batch_of(path.name)) is not None
         ]
         return [path for _, path in sorted(named)]
 
