@@ -253,7 +253,7 @@ def epochs_if_int(value: Time | str | int, argument: str) -> Time:
         (Time(3, 'ep'), Time(3, 'ba'))
     """
     if isinstance(value, int) and not isinstance(value, bool):
-        return as_time(f"{value}ep", argument)
+        return Time(value, TimeUnit.EPOCH)
     if not isinstance(value, (Time, str)):
         raise TypeError(f"{argument} must be a Time, a time string like '5ba', or an int of epochs, got {value!r}")
     return as_time(value, argument)
