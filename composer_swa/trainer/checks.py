@@ -65,12 +65,10 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     allowed = "'cpu', 'gpu', 'cuda', 'cuda:N', 'mps' or a torch.device"
-    if device == "gpu":
-        device = "cuda"
     if not isinstance(device, (str, torch.device)):
         raise ValueError(f"device must be {allowed}, got {device!r} (a {type(device).__name__})")
     try:
-        resolved = torch.device(device)
+        resolved = torch.device("cuda" if device == "gpu" else device)
     except (RuntimeError, TypeError):
         raise ValueError(f"device must be {allowed}, got {device!r}") from None
     if resolved.type not in ("cpu", "cuda", "mps"):
