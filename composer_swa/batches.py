@@ -76,7 +76,9 @@ def split_batch(batch: Any, parts: int, size: int | None = None) -> list[Any]:
     if isinstance(batch, torch.Tensor):
         return list(torch.split(batch, size) if size is not None else torch.tensor_split(batch, parts))
     if isinstance(batch, Mapping):
-        pieces = {key: split_batch(value, parts, size) if isinstance(value, torch.Tensor) else None for key, value in batch.items()}
+        pieces = {
+            key: split_batch(value, parts, size) if isinstance(value, torch.Tensor) else None for key, value in batch.items()
+        }
         count = min(len(p) for p in pieces.values() if p is not None)
         return [{key: (p[i] if p is not None else batch[key]) for key, p in pieces.items()} for i in range(count)]
     if isinstance(batch, (list, tuple)):

@@ -146,11 +146,15 @@ class Checkpointer:
             for path in existing:
                 remove_checkpoint(path)
             self.options.naming.remove_latest(self.options.save_folder)
-        self.notes.append(f"save_overwrite=True: removed {len(existing)} checkpoint(s) of an earlier run from {self.options.save_folder}")
+        self.notes.append(
+            f"save_overwrite=True: removed {len(existing)} checkpoint(s) of an earlier run from {self.options.save_folder}"
+        )
 
     def _clear_the_way(self, state: State) -> None:
         """A later fit(): checkpoints past the current batch (after ``reset_time=True``) would be overwritten."""
-        later = [path for path in self._existing() if (self.options.naming.batch_of(path.name) or 0) > state.timestamp.batch_count]
+        later = [
+            path for path in self._existing() if (self.options.naming.batch_of(path.name) or 0) > state.timestamp.batch_count
+        ]
         if later and not self.options.save_overwrite:
             raise CheckpointError(
                 f"{later[0]} may be overwritten by a checkpoint of this fit(), which starts at batch "

@@ -107,7 +107,8 @@ class CheckpointNaming:
         fields = _check_fields(self.filename, "save_filename", run_fields | set(TIME_FIELDS), self.run_name)
         if "batch" not in fields:
             raise ValueError(
-                f"save_filename={self.filename!r} must hold {{batch}}: checkpoints are told apart and ordered by their batch count"
+                f"save_filename={self.filename!r} must hold {{batch}}: "
+                "checkpoints are told apart and ordered by their batch count"
             )
         for argument, name in (("save_filename", self.filename), ("save_latest_filename", self.latest_filename)):
             if name is not None and ("/" in name or os.sep in name):

@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 
 from composer_swa.batch_resolver import BatchResolver
 from composer_swa.config.schema import RunConfig
-from composer_swa.state import describe_dataloader, infer_tokens_per_sample
 from composer_swa.schedule import interval_or_off
+from composer_swa.state import describe_dataloader, infer_tokens_per_sample
 from composer_swa.time import TimeUnit, as_time, epochs_if_int
 
 __all__ = ["loader_problems", "logger_problems", "run_resolver", "time_problems"]

@@ -9,7 +9,14 @@ from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, create_
 
 from composer_swa.checkpoint.options import CheckpointOptions
 from composer_swa.config.builtins import ALGORITHMS, DATASETS, LOGGERS, MODELS, OPTIMIZERS, SCHEDULERS
-from composer_swa.config.components import ImportedComponent, _not_bool, _Strict, component_union, signature_fields, signature_model
+from composer_swa.config.components import (
+    ImportedComponent,
+    _not_bool,
+    _Strict,
+    component_union,
+    signature_fields,
+    signature_model,
+)
 from composer_swa.time import TimeUnit, epochs_if_int
 from composer_swa.trainer import Trainer
 from composer_swa.trainer.checks import resolve_device
@@ -74,7 +81,10 @@ _TRAINER_OBJECTS = frozenset(
 _TRAINER_REFINED: dict[str, Any] = {
     "seed": (int | None, Field(0, ge=-(2**63), le=2**64 - 1)),  # the range torch.manual_seed takes
     "grad_accum": (int, Field(1, ge=1)),
-    "max_duration": (Annotated[str | int, BeforeValidator(_not_bool)], ...),  # the Trainer may take it later, in fit(); a config run needs it
+    "max_duration": (
+        Annotated[str | int, BeforeValidator(_not_bool)],
+        ...,
+    ),  # the Trainer may take it later, in fit(); a config run needs it
     "parallelism": (Literal["ddp", "fsdp"] | None, None),  # under torchrun / --nproc; None means "ddp" there
 }
 _CHECKPOINT_KEYS = frozenset(inspect.signature(CheckpointOptions.from_arguments).parameters)

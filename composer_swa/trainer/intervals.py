@@ -28,9 +28,11 @@ class RunIntervals:
         console_log_interval: How often they go to the console that ``log_to_console`` adds; an int counts epochs.
 
     Example:
+        >>> import torch
         >>> from composer_swa import State
         >>> intervals = RunIntervals(eval_interval=0, log_interval="2ba", console_log_interval="1ba")
-        >>> intervals.resolve(State(model=None, max_duration="4ba", train_dataloader=[0, 1]), has_eval_data=True)
+        >>> state = State(model=torch.nn.Linear(1, 1), max_duration="4ba", train_dataloader=[0, 1])
+        >>> intervals.resolve(state, has_eval_data=True)
         >>> intervals.evaluates(Timestamp(batch=2, epoch=1), at_epoch_end=True), intervals.logs(Timestamp(batch=3))
         (False, (False, True))
     """
@@ -51,8 +53,8 @@ class RunIntervals:
 
     def resolve(self, state: State, has_eval_data: bool) -> None:
         """Resolves every interval against this run's length (at FIT_START)."""
-        evaluates = has_eval_data and self.eval_interval is not None
-        self._eval_at = Schedule(self.eval_interval, argument="eval_interval").resolve(state.resolver) if evaluates else None
+        interval = self.eval_interval if has_eval_data else None
+        self._eval_at = None if interval is None else Schedule(interval, argument="eval_interval").resolve(state.resolver)
         self._log_at, self._console_at = (_per_batch(schedule, state) for schedule in (self._log, self._console))
 
     def evaluates(self, timestamp: Timestamp, at_epoch_end: bool) -> bool:

@@ -35,8 +35,8 @@ from composer_swa.trainer.arguments import (
 from composer_swa.trainer.checks import check_model, check_optimizers, resolve_device, seed_everything
 from composer_swa.trainer.epochs import Epochs
 from composer_swa.trainer.evaluation import evaluate
-from composer_swa.trainer.fit_loop import run_fit
 from composer_swa.trainer.fit_arguments import prepare_fit, shard
+from composer_swa.trainer.fit_loop import run_fit
 from composer_swa.trainer.guards import RunGuard
 from composer_swa.trainer.intervals import RunIntervals
 from composer_swa.trainer.parallel import prepare_model
@@ -214,12 +214,11 @@ class Trainer:
         self._scaler = make_grad_scaler(self.state.precision, self.device)
         self._last_eval_batch = -1
         self._fitted = False
-        self.checkpointer = Checkpointer(
-            CheckpointOptions.from_arguments(
-                save_folder, save_interval, save_num_checkpoints_to_keep, autoresume, load_path, load_weights_only,
-                save_filename, save_latest_filename, save_overwrite, self.state.run_name,
-            )  # fmt: skip
-        )
+        options = CheckpointOptions.from_arguments(
+            save_folder, save_interval, save_num_checkpoints_to_keep, autoresume, load_path, load_weights_only,
+            save_filename, save_latest_filename, save_overwrite, self.state.run_name,
+        )  # fmt: skip
+        self.checkpointer = Checkpointer(options)
         self.state.save_folder = self.checkpointer.options.save_folder
         self._preemption = PreemptionWatcher()
         self._guard = RunGuard(model, self.device)

@@ -24,10 +24,11 @@ class UnsupportedArgumentError(TypeError):
 
     Example:
         >>> from composer_swa import Trainer
-        >>> Trainer(model=None, train_dataloader=[], max_duration=1, profiler=object())
-        Traceback (most recent call last):
-        ...
-        composer_swa.trainer.unsupported.UnsupportedArgumentError: Trainer does not take Composer's argument 'profiler': wrap fit() in torch.profiler.profile(...) instead
+        >>> try:
+        ...     Trainer(model=None, train_dataloader=[], max_duration=1, profiler=object())
+        ... except UnsupportedArgumentError as error:
+        ...     print(error)
+        Trainer does not take Composer's argument 'profiler': wrap fit() in torch.profiler.profile(...) instead
     """
 
 
@@ -92,10 +93,11 @@ def refuses_unknown(owner: str, table: Mapping[str, str]) -> Callable[[F], F]:
         ...     @refuses_unknown("Runner", {"turbo": "it would not help"})
         ...     def run(self, steps: int = 1) -> int:
         ...         return steps
-        >>> Runner().run(stpes=3)
-        Traceback (most recent call last):
-        ...
-        composer_swa.trainer.unsupported.UnsupportedArgumentError: Runner got an unexpected argument 'stpes'; did you mean 'steps'?
+        >>> try:
+        ...     Runner().run(stpes=3)
+        ... except UnsupportedArgumentError as error:
+        ...     print(error)
+        Runner got an unexpected argument 'stpes'; did you mean 'steps'?
     """
 
     def decorate(method: F) -> F:

@@ -40,7 +40,9 @@ def test_reading_a_file_that_is_no_checkpoint_names_it(content: bytes, tmp_path:
     path.write_bytes(content)
 
     for read in (read_checkpoint, read_model_weights):
-        with pytest.raises(CheckpointError, match=r"ep1-ba5-rank0\.pt'.* (not a composer_swa checkpoint or torch\.save file|empty)"):
+        with pytest.raises(
+            CheckpointError, match=r"ep1-ba5-rank0\.pt'.* (not a composer_swa checkpoint or torch\.save file|empty)"
+        ):
             read(path)
 
 

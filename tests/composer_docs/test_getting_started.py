@@ -61,7 +61,7 @@ def test_the_getting_started_baseline_run() -> None:
         """A ResNet block."""
 
         def __init__(self, f_in: int, f_out: int, downsample: bool = False):
-            super(Block, self).__init__()
+            super().__init__()
 
             stride = 2 if downsample else 1
             self.conv1 = nn.Conv2d(f_in, f_out, kernel_size=3, stride=stride, padding=1, bias=False)
@@ -89,7 +89,7 @@ def test_the_getting_started_baseline_run() -> None:
         """A residual neural network as originally designed for CIFAR-10."""
 
         def __init__(self, outputs: int = 10):
-            super(ResNetCIFAR, self).__init__()
+            super().__init__()
 
             depth = 56
             width = 16

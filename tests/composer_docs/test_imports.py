@@ -43,7 +43,7 @@ COMPOSER_IMPORT_LINES = [
 @pytest.mark.parametrize("line", COMPOSER_IMPORT_LINES)
 def test_a_composer_import_line_resolves_renamed(line: str) -> None:
     namespace: dict[str, object] = {}
-    exec(line.replace("composer", "composer_swa"), namespace)  # noqa: S102 - fixed lines from this file
+    exec(line.replace("composer", "composer_swa"), namespace)
     names = [name for name in namespace if name != "__builtins__"]
     assert names and all(namespace[name] is not None for name in names)
 

@@ -29,7 +29,10 @@ def problems(data: dict[str, object], build: bool = False) -> list[str]:
     ("keys", "expected"),
     [
         ({"device": "tpu"}, "trainer.device: device must be 'cpu', 'gpu', 'cuda', 'cuda:N', 'mps' or a torch.device, got 'tpu'"),
-        ({"precision": "fp8"}, "trainer.precision: precision must be one of ('fp32', 'amp_fp16', 'amp_bf16') (or 'bf16', 'fp16'), got 'fp8'"),
+        (
+            {"precision": "fp8"},
+            "trainer.precision: precision must be one of ('fp32', 'amp_fp16', 'amp_bf16') (or 'bf16', 'fp16'), got 'fp8'",
+        ),
         ({"precision": "fp16", "device": "cpu"}, "trainer.precision: precision='fp16' needs a CUDA device"),
         ({"max_duration": "0ba"}, "trainer.max_duration: max_duration must be at least one unit of training, got '0ba'"),
         ({"max_duration": -1}, "trainer.max_duration: Time value must be a finite number >= 0, got -1 'ep'"),

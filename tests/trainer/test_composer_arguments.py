@@ -103,7 +103,7 @@ def test_autoresume_with_a_generated_run_name_in_the_path_is_refused(tmp_path: P
 
 def test_save_overwrite(tmp_path: Path) -> None:
     run(max_duration=2, save_folder=tmp_path)
-    with pytest.raises(CheckpointError, match="already holds checkpoints .* save_overwrite=True to replace them"):
+    with pytest.raises(CheckpointError, match=r"already holds checkpoints .* save_overwrite=True to replace them"):
         run(max_duration=1, save_folder=tmp_path)
     run(max_duration=1, save_folder=tmp_path, save_overwrite=True)
     assert sorted(path.name for path in tmp_path.glob("*.pt")) == ["ep1-ba4-rank0.pt", "latest-rank0.pt"]
@@ -162,9 +162,9 @@ def test_refused_arguments_say_why(kwargs: dict[str, Any], message: str) -> None
 
 def test_unsupported_arguments_of_fit_and_eval_are_refused() -> None:
     trainer = Trainer(model=mlp(), train_dataloader=make_loader(), max_duration=1, progress_bar=False)
-    with pytest.raises(UnsupportedArgumentError, match="Trainer.fit does not take Composer's argument 'schedulers'"):
+    with pytest.raises(UnsupportedArgumentError, match=r"Trainer\.fit does not take Composer's argument 'schedulers'"):
         trainer.fit(schedulers=[])
-    with pytest.raises(UnsupportedArgumentError, match="Trainer.eval got an unexpected argument 'dataloader'"):
+    with pytest.raises(UnsupportedArgumentError, match=r"Trainer\.eval got an unexpected argument 'dataloader'"):
         trainer.eval(dataloader=make_loader())
 
 
