@@ -38,12 +38,19 @@ class Epochs:
         #: The RNG states the epoch's iterator was created with (the loader's shuffle draws from them).
         self.rng_at_start: dict[str, Any] = {}
         self._rest: Iterator[Any] | None = None  # a resumed epoch, handed out by the next next_epoch()
-        self._current: Iterator[Any] | None = None
+        self._paused: dict[str, Any] | None = None  # RNG states of a paused epoch, resumed by the next next_epoch()
 
     def pause(self) -> None:
-        """fit() ended mid-epoch: the next fit() goes on with the rest of this epoch's batches, in order."""
+        """fit() ended mid-epoch: the next fit() goes on with the rest of this epoch's batches, in order.
+
+        Nothing live is kept (a loader's worker processes would hold the save folder's lock): the RNG
+        states of now and of the epoch's start are, and the rest of the epoch is drawn again from
+        them as a checkpoint's resume does.
+        """
         state = self.loop.state
-        self._rest = self._current if state.timestamp.batch_in_epoch > 0 and not self.loop.epoch_is_full else None
+        if state.timestamp.batch_in_epoch == 0 or self.loop.epoch_is_full:
+            return
+        self._paused = {"epoch_rng": self.rng_at_start, "rng": capture_rng(state.train_dataloader)}
 
     def restart(self) -> None:
         """The data or the time changed between fit() calls: a fresh epoch, or the rest of one read anew.
@@ -52,7 +59,7 @@ class Epochs:
         spins its loader the same way), so the epoch keeps its length.
         """
         state = self.loop.state
-        self._rest = None
+        self._rest = self._paused = None
         if state.timestamp.batch_in_epoch > 0:
             self._rest = self._cut(iter(state.train_dataloader), skip=state.timestamp.batch_in_epoch)
 
@@ -75,13 +82,15 @@ class Epochs:
 
     def next_epoch(self) -> Iterator[Any]:
         """The next epoch's batches: the rest of a resumed one, or a new one (after EPOCH_START)."""
+        if self._paused is not None:
+            paused, self._paused = self._paused, None
+            self.resume(paused)
         if self._rest is not None:
-            self._current, self._rest = self._rest, None
-            return self._current
+            rest, self._rest = self._rest, None
+            return rest
         loader = self.loop.state.train_dataloader
         set_sampler_epoch(loader, int(self.loop.state.timestamp.epoch_count))
         self.loop.epoch_start()
         # A shuffling loader draws its order from these generators when its iterator is created.
         self.rng_at_start = capture_rng(loader)
-        self._current = self._cut(iter(loader))
-        return self._current
+        return self._cut(iter(loader))

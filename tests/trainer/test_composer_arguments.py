@@ -253,3 +253,21 @@ def test_eval_takes_its_own_dataloader_for_that_call_only() -> None:
     assert metrics["eval/loss"] == pytest.approx(float(expected), rel=1e-6) and trainer.state.eval_dataloader is None
     with pytest.raises(ValueError, match="needs an eval_dataloader"):
         trainer.eval()
+
+
+def test_a_paused_epoch_of_a_shuffling_loader_with_workers_goes_on_as_one_fit_would(tmp_path: Path) -> None:
+    def batches(*durations: str, folder: Path) -> list[float]:
+        seen: list[float] = []
+
+        class Batches(Callback):
+            def batch_start(self, state: State, logger: Logger) -> None:
+                seen.append(float(state.batch[0][0, 0]))
+
+        torch.manual_seed(0)
+        loader = DataLoader(make_loader().dataset, batch_size=16, shuffle=True, num_workers=2)
+        trainer = Trainer(model=mlp(), train_dataloader=loader, callbacks=Batches(), progress_bar=False, save_folder=folder)
+        for duration in durations:
+            trainer.fit(duration=duration)  # the save_folder's lock is free again between the calls
+        return seen
+
+    assert batches("3ba", "2ba", folder=tmp_path / "paused") == batches("5ba", folder=tmp_path / "whole")
