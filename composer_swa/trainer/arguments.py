@@ -10,6 +10,7 @@ with the reason.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -119,7 +120,8 @@ def check_composer_forms(
         check_interval_form(interval, argument)
     for argument, path in (("save_folder", save_folder), ("load_path", load_path)):
         check_local_path(path, argument)
-    if autoresume and run_name is None and any("{run_name}" in str(path) for path in (save_folder, save_filename)):
+    named = run_name is not None or bool(os.environ.get("COMPOSER_RUN_NAME") or os.environ.get("RUN_NAME"))
+    if autoresume and not named and any("{run_name}" in str(path) for path in (save_folder, save_filename)):
         raise ValueError(
             "autoresume=True with {run_name} in save_folder or save_filename needs run_name=...: "
             "a generated name differs from run to run, so the checkpoints would never be found again"

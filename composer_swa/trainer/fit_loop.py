@@ -62,7 +62,7 @@ def run_fit(trainer: Trainer) -> None:
 def _train_batch(trainer: Trainer, batch: Any) -> None:
     loss = trainer._step.run(batch)  # BATCH_START ... BATCH_END
     to_loggers, to_console = trainer.intervals.logs(trainer.state.timestamp)
-    if to_loggers or (to_console and trainer._console is not None):
+    if to_loggers or to_console:  # the same on every process: the loss is reduced across them
         _log_training(trainer, loss, to_loggers, to_console)
 
 

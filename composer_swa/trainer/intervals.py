@@ -26,11 +26,13 @@ class RunIntervals:
         eval_interval: How often to evaluate; an int counts epochs; ``0`` never.
         log_interval: How often the training loss and LR go to the loggers.
         console_log_interval: How often they go to the console that ``log_to_console`` adds; an int counts epochs.
+        log_to_console: Whether that console is asked for (the same answer on every process: logging the
+            loss reduces it across processes).
 
     Example:
         >>> import torch
         >>> from composer_swa import State
-        >>> intervals = RunIntervals(eval_interval=0, log_interval="2ba", console_log_interval="1ba")
+        >>> intervals = RunIntervals(eval_interval=0, log_interval="2ba", console_log_interval="1ba", log_to_console=True)
         >>> state = State(model=torch.nn.Linear(1, 1), max_duration="4ba", train_dataloader=[0, 1])
         >>> intervals.resolve(state, has_eval_data=True)
         >>> intervals.evaluates(Timestamp(batch=2, epoch=1), at_epoch_end=True), intervals.logs(Timestamp(batch=3))
@@ -38,8 +40,13 @@ class RunIntervals:
     """
 
     def __init__(
-        self, eval_interval: Time | str | int, log_interval: Time | str | int, console_log_interval: Time | str | int
+        self,
+        eval_interval: Time | str | int,
+        log_interval: Time | str | int,
+        console_log_interval: Time | str | int,
+        log_to_console: bool = False,
     ) -> None:
+        self.log_to_console = log_to_console
         self.set_eval_interval(eval_interval)
         self._log = Schedule(log_interval, argument="log_interval")
         self._console = Schedule(epochs_if_int(console_log_interval, "console_log_interval"), argument="console_log_interval")
@@ -64,7 +71,8 @@ class RunIntervals:
     def logs(self, timestamp: Timestamp) -> tuple[bool, bool]:
         """Whether the training loss goes to the loggers, and to the console, at this batch's end."""
         assert self._log_at is not None and self._console_at is not None, "resolve() comes first, at FIT_START"
-        return self._log_at.fires(timestamp, at_epoch_end=False), self._console_at.fires(timestamp, at_epoch_end=False)
+        to_console = self.log_to_console and self._console_at.fires(timestamp, at_epoch_end=False)
+        return self._log_at.fires(timestamp, at_epoch_end=False), to_console
 
 
 def _per_batch(schedule: Schedule, state: State) -> ResolvedSchedule:

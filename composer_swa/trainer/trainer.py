@@ -209,7 +209,7 @@ class Trainer:
         self.set_microbatching(device_train_microbatch_size, grad_accum)
         if self.state.ready_to_train:
             _ = self.state.max_batches  # resolving now reports a bad max_duration before any work
-        self.intervals = RunIntervals(eval_interval, log_interval, console_log_interval)
+        self.intervals = RunIntervals(eval_interval, log_interval, console_log_interval, log_to_console)
         self.progress_bar = progress_bar and self.distributed.is_rank_zero
         self._scaler = make_grad_scaler(self.state.precision, self.device)
         self._last_eval_batch = -1
