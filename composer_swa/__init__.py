@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from composer_swa.algorithms import EMA, LAWA, SWA, SWAG, SWATS, GradientClipping, PostHocEMA
     from composer_swa.batch_resolver import BatchResolver
     from composer_swa.events import Algorithm, AlgorithmConflictError, Callback, Engine, Event, Resource
+    from composer_swa.loggers import Logger
     from composer_swa.models import ComposerModel
     from composer_swa.schedule import Schedule
     from composer_swa.state import State
@@ -41,6 +42,7 @@ __all__ = [
     "Engine",
     "Event",
     "GradientClipping",
+    "Logger",
     "PostHocEMA",
     "Resource",
     "Schedule",
@@ -62,6 +64,7 @@ __getattr__, __dir__ = lazy_attributes(
         ),
         "ComposerModel": "composer_swa.models",
         "State": "composer_swa.state",
+        "Logger": "composer_swa.loggers",
         "BatchResolver": "composer_swa.batch_resolver",
         **dict.fromkeys(("Time", "TimeUnit"), "composer_swa.time"),
         "Timestamp": "composer_swa.timestamp",

@@ -63,17 +63,25 @@ def batch_num_tokens(batch: Any) -> int:
     return 0
 
 
-def split_batch(batch: Any, parts: int) -> list[Any]:
-    """Splits a batch into up to ``parts`` microbatches along the first dimension."""
-    if parts == 1:
+def split_batch(batch: Any, parts: int, size: int | None = None) -> list[Any]:
+    """Splits a batch along the first dimension into up to ``parts`` near-equal microbatches or, with
+    ``size``, into microbatches of ``size`` samples, the last one smaller (Composer's ``device_train_microbatch_size``).
+
+    Example:
+        >>> [len(part) for part in split_batch(torch.zeros(10), parts=1, size=4)]
+        [4, 4, 2]
+    """
+    if parts == 1 and size is None:
         return [batch]
     if isinstance(batch, torch.Tensor):
-        return list(torch.tensor_split(batch, parts))
+        return list(torch.split(batch, size) if size is not None else torch.tensor_split(batch, parts))
     if isinstance(batch, Mapping):
-        pieces = {key: split_batch(value, parts) if isinstance(value, torch.Tensor) else None for key, value in batch.items()}
+        pieces = {
+            key: split_batch(value, parts, size) if isinstance(value, torch.Tensor) else None for key, value in batch.items()
+        }
         count = min(len(p) for p in pieces.values() if p is not None)
         return [{key: (p[i] if p is not None else batch[key]) for key, p in pieces.items()} for i in range(count)]
     if isinstance(batch, (list, tuple)):
-        columns = [split_batch(value, parts) for value in batch]
+        columns = [split_batch(value, parts, size) for value in batch]
         return [type(batch)(column[i] for column in columns) for i in range(len(columns[0]))]
     raise TypeError(f"cannot split a batch of type {type(batch).__name__} into microbatches")

@@ -201,6 +201,7 @@ def statistics_forward(
     device: torch.device | None = None,
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     microbatches: int = 1,
+    microbatch_size: int | None = None,
 ) -> Callable[[Any], Any]:
     """``forward(batch)`` for a statistics pass: the batch on ``device``, split and cast as training does.
 
@@ -211,6 +212,7 @@ def statistics_forward(
         device: Where the batch goes; default: where the model's first tensor lives.
         autocast: A factory of the context each forward runs in (training's precision).
         microbatches: Parts the batch is split into (training's ``grad_accum``).
+        microbatch_size: Or samples per part (training's ``device_train_microbatch_size``).
 
     Returns:
         A function that runs ``model`` on one batch and returns the last microbatch's outputs.
@@ -227,7 +229,7 @@ def statistics_forward(
 
     def forward(batch: Any) -> Any:
         outputs = None
-        for microbatch in split_batch(to_device(batch, device), microbatches):
+        for microbatch in split_batch(to_device(batch, device), microbatches, microbatch_size):
             with autocast():
                 outputs = _training_forward(composer, model, microbatch)
         return outputs

@@ -26,10 +26,10 @@ import math
 from dataclasses import dataclass, field
 
 from composer_swa.batch_resolver import BatchResolver
-from composer_swa.time import Time, TimeUnit, as_time
+from composer_swa.time import Time, TimeUnit, as_time, epochs_if_int
 from composer_swa.timestamp import Timestamp
 
-__all__ = ["ResolvedSchedule", "Schedule"]
+__all__ = ["ResolvedSchedule", "Schedule", "interval_or_off"]
 
 
 @dataclass(frozen=True)
@@ -157,3 +157,18 @@ class ResolvedSchedule:
         if batches_per_epoch is None:
             raise ValueError("the epoch's length is unknown, so an epoch schedule's step in batches is too")
         return self.step * batches_per_epoch
+
+
+def interval_or_off(value: Time | str | int, argument: str) -> Time | None:
+    """The Trainer's ``eval_interval`` and ``save_interval`` as Composer reads them: an int counts epochs,
+    and zero of any unit (``0``, ``"0ep"``, ``"0ba"``) turns the periodic event off (``None``).
+
+    Example:
+        >>> interval_or_off(2, "eval_interval"), interval_or_off("0ba", "eval_interval")
+        (Time(2, 'ep'), None)
+    """
+    interval = epochs_if_int(value, argument)
+    if interval.unit is not TimeUnit.DURATION and interval.value == 0:
+        return None
+    Schedule(interval, argument=argument)  # its one check of an interval
+    return interval

@@ -59,8 +59,8 @@ class State:
 
     Args:
         model: The model being trained (unwrapped; distributed wrappers keep their own reference).
-        max_duration: The run's length, e.g. ``"10ep"`` or ``"2000ba"``.
-        train_dataloader: The training batches of one epoch.
+        max_duration: The run's length, e.g. ``"10ep"`` or ``"2000ba"`` (``None``: set before training).
+        train_dataloader: The training batches of one epoch (``None``: set before training).
         eval_dataloader: Optional evaluation batches.
         optimizers: The optimizers; algorithms that own the LR act on all of them.
         schedulers: ``torch.optim.lr_scheduler`` objects or Composer schedulers (:mod:`composer_swa.optim`),
@@ -79,8 +79,8 @@ class State:
     def __init__(
         self,
         model: torch.nn.Module,
-        max_duration: Time | str | int,
-        train_dataloader: Iterable[Any],
+        max_duration: Time | str | int | None,
+        train_dataloader: Iterable[Any] | None,
         eval_dataloader: Iterable[Any] | None = None,
         optimizers: Sequence[torch.optim.Optimizer] = (),
         schedulers: Sequence[Any] = (),
@@ -89,7 +89,8 @@ class State:
         device: torch.device | str | None = None,
     ) -> None:
         self.model = model
-        self.max_duration = as_time(max_duration, "max_duration")
+        self._resolver: BatchResolver | None = None
+        self.max_duration = max_duration
         self.train_dataloader = train_dataloader
         self.eval_dataloader = eval_dataloader
         self.optimizers = list(optimizers)
@@ -100,6 +101,10 @@ class State:
         self.timestamp = Timestamp()
         self.precision = "fp32"
         self.grad_accum = 1
+        #: Samples per microbatch (Composer's name); when set, batches split by it instead of into ``grad_accum`` parts.
+        self.device_train_microbatch_size: int | None = None
+        #: The run's name (the Trainer's ``run_name``), which fills ``{run_name}`` in checkpoint paths.
+        self.run_name: str | None = None
         self.rank = 0
         self.world_size = 1
         self.batch: Any = None
@@ -114,20 +119,62 @@ class State:
         self.stop_training = False
         #: Where the run saves checkpoints (the Trainer's ``save_folder``); algorithms put their files beside them.
         self.save_folder: Path | None = None
-        self._resolver: BatchResolver | None = None
         self.tokens_per_sample: float | None = None
+        self._subset: int | None = None
         # Last: a ComposerScheduler compiles into a LambdaLR that reads the timestamp and the run's length.
         self.schedulers = compile_schedulers(self.schedulers, self)
+
+    @property
+    def max_duration(self) -> Time:
+        """The run's length; setting it (``fit(duration=...)`` does) re-resolves every time against it."""
+        if self._max_duration is None:
+            raise ValueError("max_duration is not set; pass it to the Trainer, or fit(duration=...)")
+        return self._max_duration
+
+    @max_duration.setter
+    def max_duration(self, value: Time | str | int | None) -> None:
+        self._max_duration = None if value is None else as_time(value, "max_duration")
+        self._resolver = None
+
+    @property
+    def train_dataloader(self) -> Iterable[Any]:
+        """The training batches of one epoch; setting them re-resolves every time against them."""
+        if self._train_dataloader is None:
+            raise ValueError("train_dataloader is not set; pass it to the Trainer, or fit(train_dataloader=...)")
+        return self._train_dataloader
+
+    @train_dataloader.setter
+    def train_dataloader(self, value: Iterable[Any] | None) -> None:
+        self._train_dataloader = value
+        self._resolver = None
+
+    @property
+    def ready_to_train(self) -> bool:
+        """Whether both the training data and the run's length are set."""
+        return self._train_dataloader is not None and self._max_duration is not None
+
+    @property
+    def train_subset_num_batches(self) -> int | None:
+        """Batches an epoch is cut to (the Trainer's ``train_subset_num_batches``), or ``None`` for the whole loader."""
+        return self._subset
+
+    @train_subset_num_batches.setter
+    def train_subset_num_batches(self, value: int | None) -> None:
+        self._subset = value
+        self._resolver = None
 
     @property
     def resolver(self) -> BatchResolver:
         if self._resolver is None:
             loader = describe_dataloader(self.train_dataloader)
+            batches, samples = loader["batches_per_epoch"], loader["samples_per_epoch"]
+            if self._subset is not None and (batches is None or self._subset < batches):
+                batches, samples = self._subset, None  # a cut epoch holds only full batches
             self._resolver = BatchResolver(
                 max_duration=self.max_duration,
-                batches_per_epoch=loader["batches_per_epoch"],
+                batches_per_epoch=batches,
                 batch_size=loader["batch_size"],
-                samples_per_epoch=loader["samples_per_epoch"],
+                samples_per_epoch=samples,
                 tokens_per_sample=self.tokens_per_sample or infer_tokens_per_sample(self.train_dataloader),
             )
         return self._resolver

@@ -297,3 +297,18 @@ def as_time(value: Time | str | int, argument: str = "time") -> Time:
     if isinstance(value, int) and not isinstance(value, bool):
         return Time(value, TimeUnit.BATCH)
     raise TypeError(f"{argument} must be a Time, a time string like '5ba', or an int of batches, got {value!r}")
+
+
+def epochs_if_int(value: Time | str | int, argument: str) -> Time:
+    """As :func:`as_time`, but an int counts epochs: the Trainer's ``max_duration``, ``eval_interval`` and
+    ``save_interval``, and ``fit(duration=...)``, as in Composer.
+
+    Example:
+        >>> epochs_if_int(3, "max_duration"), epochs_if_int("3ba", "max_duration")
+        (Time(3, 'ep'), Time(3, 'ba'))
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Time(value, TimeUnit.EPOCH)
+    if not isinstance(value, (Time, str)):
+        raise TypeError(f"{argument} must be a Time, a time string like '5ba', or an int of epochs, got {value!r}")
+    return as_time(value, argument)

@@ -17,24 +17,24 @@ if TYPE_CHECKING:
     from composer_swa.checkpoint.export import export_weights
     from composer_swa.checkpoint.files import (
         CheckpointError,
-        checkpoint_name,
         list_checkpoints,
         read_checkpoint,
         read_model_weights,
         write_checkpoint,
     )
+    from composer_swa.checkpoint.naming import CheckpointNaming
     from composer_swa.checkpoint.options import CheckpointOptions
     from composer_swa.checkpoint.preemption import PreemptionWatcher, TrainingPreempted
     from composer_swa.checkpoint.rng import capture_rng, restore_rng
 
 __all__ = [
     "CheckpointError",
+    "CheckpointNaming",
     "CheckpointOptions",
     "Checkpointer",
     "PreemptionWatcher",
     "TrainingPreempted",
     "capture_rng",
-    "checkpoint_name",
     "export_weights",
     "list_checkpoints",
     "read_checkpoint",
@@ -49,12 +49,12 @@ __getattr__, __dir__ = lazy_attributes(
     __name__,
     {
         "CheckpointError": "composer_swa.checkpoint.files",
+        "CheckpointNaming": "composer_swa.checkpoint.naming",
         "CheckpointOptions": "composer_swa.checkpoint.options",
         "Checkpointer": "composer_swa.checkpoint.checkpointer",
         "PreemptionWatcher": "composer_swa.checkpoint.preemption",
         "TrainingPreempted": "composer_swa.checkpoint.preemption",
         "capture_rng": "composer_swa.checkpoint.rng",
-        "checkpoint_name": "composer_swa.checkpoint.files",
         "export_weights": "composer_swa.checkpoint.export",
         "list_checkpoints": "composer_swa.checkpoint.files",
         "read_checkpoint": "composer_swa.checkpoint.files",

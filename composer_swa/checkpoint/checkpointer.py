@@ -15,7 +15,6 @@ from composer_swa.checkpoint.files import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     CheckpointError,
-    checkpoint_name,
     list_checkpoints,
     read_checkpoint,
     remove_checkpoint,
@@ -79,20 +78,24 @@ class Checkpointer:
         """
         self.notes = []
         if self._restored:
+            self._clear_the_way(state)
             return None
         self._restored = True
         found = self._newest_valid() if self.options.autoresume else None
-        existing = list_checkpoints(self.options.save_folder) if self.options.save_folder is not None else []
-        if found is None and existing and self.options.autoresume:
+        existing = self._existing()
+        if found is None and existing and self.options.autoresume and not self.options.save_overwrite:
             raise CheckpointError(
                 f"autoresume found {len(existing)} checkpoint(s) in {str(self.options.save_folder)!r} and none is valid "
                 "(see the warnings above); move them away to start afresh, or pass load_path= an intact copy"
             )
-        if found is None and existing:
+        if found is None and existing and not self.options.save_overwrite:
             raise CheckpointError(
                 f"save_folder {str(self.options.save_folder)!r} already holds checkpoints ({existing[-1].name}, ...) "
-                "of another run; pass autoresume=True to continue it, or use an empty folder"
+                "of another run; pass autoresume=True to continue it, save_overwrite=True to replace them, "
+                "or use an empty folder"
             )
+        if found is None and existing:
+            self._remove_previous_run(existing)
         if found is None and self.options.load_path is not None:
             if self.options.load_weights_only:
                 stripped = load_model_weights(state.model, self.options.load_path)
@@ -127,9 +130,42 @@ class Checkpointer:
         warnings.warn(message, stacklevel=3)
         self.notes.append(message)
 
+    def _existing(self) -> list[Path]:
+        """This run's checkpoints (named by ``save_filename``) in ``save_folder``, oldest first."""
+        folder = self.options.save_folder
+        return list_checkpoints(folder, self.options.naming) if folder is not None else []
+
+    def _remove_previous_run(self, existing: list[Path]) -> None:
+        """``save_overwrite=True`` and nothing to resume: the folder's checkpoints make way for this run's.
+
+        They go now rather than one by one as names collide, so that the ``latest`` link, the newest N
+        kept and a later autoresume all see this run's checkpoints only.
+        """
+        assert self.options.save_folder is not None
+        if distributed_info().is_rank_zero:
+            for path in existing:
+                remove_checkpoint(path)
+            self.options.naming.remove_latest(self.options.save_folder)
+        self.notes.append(
+            f"save_overwrite=True: removed {len(existing)} checkpoint(s) of an earlier run from {self.options.save_folder}"
+        )
+
+    def _clear_the_way(self, state: State) -> None:
+        """A later fit(): checkpoints past the current batch (after ``reset_time=True``) would be overwritten."""
+        later = [
+            path for path in self._existing() if (self.options.naming.batch_of(path.name) or 0) > state.timestamp.batch_count
+        ]
+        if later and not self.options.save_overwrite:
+            raise CheckpointError(
+                f"{later[0]} may be overwritten by a checkpoint of this fit(), which starts at batch "
+                f"{state.timestamp.batch_count}; pass save_overwrite=True to replace it, or another save_folder"
+            )
+        if later:
+            self._remove_previous_run(later)
+
     def _newest_valid(self) -> tuple[Path, dict[str, Any]] | None:
         assert self.options.save_folder is not None
-        for path in reversed(list_checkpoints(self.options.save_folder)):
+        for path in reversed(self._existing()):
             try:
                 return path, read_checkpoint(path)
             except CheckpointError as error:
@@ -142,15 +178,20 @@ class Checkpointer:
 
     def resolve(self, state: State) -> None:
         """Resolves ``save_interval`` against the run's length (at FIT_START)."""
-        self._schedule = Schedule(self.options.save_interval, argument="save_interval").resolve(state.resolver)
+        interval = self.options.save_interval
+        self._schedule = None if interval is None else Schedule(interval, argument="save_interval").resolve(state.resolver)
 
     def is_due(self, state: State, epoch_ended: bool) -> bool:
         """Whether a periodic checkpoint falls at this batch boundary (an epoch's end is a batch's end too)."""
         timestamp = state.timestamp
-        if not self.saving or self.last_saved_batch == timestamp.batch_count:
+        if not self.saving or self.last_saved_batch == timestamp.batch_count or self._schedule is None:
             return False
-        assert self._schedule is not None, "resolve() comes first, at FIT_START"
         return self._schedule.fires(timestamp, at_epoch_end=epoch_ended and self._schedule.at_epoch_end)
+
+    @property
+    def saves_at_end(self) -> bool:
+        """Whether fit() ends with a checkpoint (not with ``save_interval=0``, as in Composer)."""
+        return self.saving and self.options.save_interval is not None
 
     def save(self, state: State, engine: Engine, scaler: Any, epoch_rng: dict[str, Any]) -> Path:
         """Writes a checkpoint atomically, then prunes the oldest beyond ``save_num_checkpoints_to_keep``.
@@ -162,7 +203,11 @@ class Checkpointer:
         """
         assert self.options.save_folder is not None
         timestamp = state.timestamp
-        path = self.options.save_folder / checkpoint_name(int(timestamp.epoch_count), int(timestamp.batch_count))
+        name = self.options.naming.name(
+            epoch=timestamp.epoch_count, batch=timestamp.batch_count, batch_in_epoch=timestamp.batch_in_epoch,
+            sample=timestamp.sample_count, token=timestamp.token_count,
+        )  # fmt: skip
+        path = self.options.save_folder / name
         rng = capture_rng(state.train_dataloader)
         per_rank = all_gather_objects({"rng": rng, "epoch_rng": epoch_rng})
         model_state = state.state_dict()  # a collective under FSDP2: every process gathers its shards
@@ -185,8 +230,9 @@ class Checkpointer:
         }
         write_checkpoint(payload, path)
         self.last_saved_path = path
+        self.options.naming.point_latest_at(self.options.save_folder, path)
         if self.options.save_num_checkpoints_to_keep > 0:
-            for old in list_checkpoints(self.options.save_folder)[: -self.options.save_num_checkpoints_to_keep]:
+            for old in self._existing()[: -self.options.save_num_checkpoints_to_keep]:
                 remove_checkpoint(old)
         return path
 

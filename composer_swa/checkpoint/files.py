@@ -1,7 +1,7 @@
 """Checkpoint files: names, atomic writes with a SHA-256 beside each, and loads that run no code.
 
-A checkpoint ``ep3-ba120.pt`` is one ``torch.save`` of tensors and plain containers, written
-atomically, followed by ``ep3-ba120.pt.sha256`` in ``sha256sum`` format (so ``sha256sum -c`` checks
+A checkpoint ``ep3-ba120-rank0.pt`` is one ``torch.save`` of tensors and plain containers, written
+atomically, followed by ``ep3-ba120-rank0.pt.sha256`` in ``sha256sum`` format (so ``sha256sum -c`` checks
 it too). ``torch.load`` notices a truncated file but not a flipped byte in tensor data; the digest
 notices both.
 """
@@ -9,7 +9,6 @@ notices both.
 from __future__ import annotations
 
 import pickle
-import re
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -18,12 +17,12 @@ import torch
 from composer_swa.atomic_files import atomic_write, atomic_write_text
 from composer_swa.checkpoint.digest import CheckpointError, DigestingWriter, _digest_path, verify_digest
 from composer_swa.checkpoint.finite import named_tensors
+from composer_swa.checkpoint.naming import CheckpointNaming
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "CheckpointError",
-    "checkpoint_name",
     "list_checkpoints",
     "read_checkpoint",
     "read_model_weights",
@@ -34,7 +33,6 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "composer_swa.checkpoint"
 CHECKPOINT_VERSION = 1
-_NAME = re.compile(r"^ep(?P<epoch>\d+)-ba(?P<batch>\d+)\.pt$")
 # How a torch.save file starts: a zip archive (torch >= 1.6), or a pickle (protocol 2+, the legacy format).
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = 0x80
@@ -44,22 +42,18 @@ _WEIGHTS_ONLY_HINT = (
 )
 
 
-def checkpoint_name(epoch: int, batch: int) -> str:
-    """The file name of the checkpoint after ``batch`` completed batches, in epoch ``epoch``.
+def list_checkpoints(folder: Path, naming: CheckpointNaming | None = None) -> list[Path]:
+    """The checkpoints in ``folder`` named as ``naming`` (default: Composer's names), oldest first by batch count.
 
     Example:
-        >>> checkpoint_name(3, 120)
-        'ep3-ba120.pt'
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name in ("ep1-ba20-rank0.pt", "ep0-ba8-rank0.pt", "notes.txt"):
+        ...     _ = (folder / name).write_bytes(b"")
+        >>> [path.name for path in list_checkpoints(folder)]
+        ['ep0-ba8-rank0.pt', 'ep1-ba20-rank0.pt']
     """
-    return f"ep{epoch}-ba{batch}.pt"
-
-
-def list_checkpoints(folder: Path) -> list[Path]:
-    """The checkpoints in ``folder``, oldest first (by batch count); other files are ignored."""
-    if not folder.is_dir():
-        return []
-    named = [(int(match["batch"]), path) for path in folder.iterdir() if (match := _NAME.match(path.name))]
-    return [path for _, path in sorted(named)]
+    return (naming or CheckpointNaming()).list(folder)
 
 
 def write_checkpoint(payload: dict[str, Any], path: Path) -> None:
@@ -97,6 +91,8 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path (load_path, or save_folder)")
     verify_digest(path)
+    if path.is_symlink():
+        verify_digest(path.resolve())  # a `latest` link: its target's digest sits beside the target
     payload = _load_weights_only(path)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
@@ -160,6 +156,8 @@ def read_model_weights(path: Path | str, mmap: bool = False) -> dict[str, torch.
     if not path.is_file():
         raise CheckpointError(f"weights file {str(path)!r} does not exist; check load_path")
     verify_digest(path)
+    if path.is_symlink():
+        verify_digest(path.resolve())
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file

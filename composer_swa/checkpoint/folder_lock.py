@@ -35,7 +35,7 @@ __all__ = ["LOCK_NAME", "SaveFolderInUseError", "clean_orphans", "owning_save_fo
 
 LOCK_NAME = ".composer_swa.lock"
 #: ``atomic_write``'s temporaries (``.NAME.XXXXXXXX.tmp``) of checkpoints, their digests, and ``final/``'s files.
-_CHECKPOINT_TEMPORARY = re.compile(r"^\.ep\d+-ba\d+\.pt(\.sha256)?\.[A-Za-z0-9_]+\.tmp$")
+_CHECKPOINT_TEMPORARY = re.compile(r"^\..+\.pt(\.sha256)?\.[A-Za-z0-9_]+\.tmp$")  # any save_filename ending in .pt
 _EXPORT_TEMPORARY = re.compile(r"^\.[\w.+-]+\.(safetensors|json)\.[A-Za-z0-9_]+\.tmp$")
 
 

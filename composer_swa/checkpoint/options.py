@@ -2,12 +2,12 @@
 
 The Trainer takes these settings as flat keyword arguments (as Composer's does); they are checked and
 gathered here once, and the :class:`~composer_swa.checkpoint.Checkpointer` and the config schema both
-take this one object instead of repeating the six arguments.
+take this one object instead of repeating the arguments.
 
 Example:
-    >>> options = CheckpointOptions.from_arguments(save_folder="checkpoints", save_interval="50ba")
-    >>> options.save_folder, options.save_interval
-    (PosixPath('checkpoints'), Time(50, 'ba'))
+    >>> options = CheckpointOptions.from_arguments(save_folder="checkpoints/{run_name}", save_interval="50ba", run_name="demo")
+    >>> options.save_folder, options.save_interval, options.naming.filename
+    (PosixPath('checkpoints/demo'), Time(50, 'ba'), 'ep{epoch}-ba{batch}-rank{rank}.pt')
 """
 
 from __future__ import annotations
@@ -15,24 +15,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from composer_swa.schedule import Schedule
-from composer_swa.time import Time, TimeUnit, as_time
+from composer_swa.checkpoint.naming import DEFAULT_FILENAME, DEFAULT_LATEST_FILENAME, CheckpointNaming, format_run_path
+from composer_swa.schedule import Schedule, interval_or_off
+from composer_swa.time import Time, TimeUnit
 
 __all__ = ["CheckpointOptions"]
 
 
 @dataclass(frozen=True)
 class CheckpointOptions:
-    """When to save checkpoints, how many to keep, and what a run starts from; checked when built.
+    """When to save checkpoints, how they are named, how many to keep, and what a run starts from; checked when built.
 
     Args:
-        save_folder: Folder for ``ep{E}-ba{B}.pt`` checkpoints; ``None`` saves nothing.
-        save_interval: How often: ``"1ep"``, ``"50ba"``, ``"0.1dur"``... A checkpoint is also written
-            at the end of training and when SIGTERM/SIGINT arrives.
+        save_folder: Folder for checkpoints (``{run_name}`` and the like already filled in); ``None`` saves nothing.
+        save_interval: How often: ``"1ep"``, ``"50ba"``, ``"0.1dur"``...; ``None`` (the Trainer's ``0``)
+            saves no periodic checkpoint and none at the end of training. A checkpoint is also written
+            when SIGTERM/SIGINT arrives.
         save_num_checkpoints_to_keep: How many of the newest to keep; ``-1`` keeps all.
         autoresume: Resume from the newest valid checkpoint in ``save_folder`` when there is one.
         load_path: A checkpoint to start from (ignored when ``autoresume`` finds one).
         load_weights_only: Take only the model weights from ``load_path`` (also ``.safetensors``).
+        naming: The checkpoints' file names and the ``latest`` link.
+        save_overwrite: Let a new run replace the checkpoints ``save_folder`` holds (else it refuses to start).
 
     Raises:
         ValueError: A setting out of range, or one that needs another (``autoresume`` a ``save_folder``).
@@ -46,14 +50,17 @@ class CheckpointOptions:
     """
 
     save_folder: Path | None = None
-    save_interval: Time = field(default_factory=lambda: Time(1, TimeUnit.EPOCH))
+    save_interval: Time | None = field(default_factory=lambda: Time(1, TimeUnit.EPOCH))
     save_num_checkpoints_to_keep: int = -1
     autoresume: bool = False
     load_path: Path | None = None
     load_weights_only: bool = False
+    naming: CheckpointNaming = field(default_factory=CheckpointNaming)
+    save_overwrite: bool = False
 
     def __post_init__(self) -> None:
-        Schedule(self.save_interval, argument="save_interval")  # its one check of an interval
+        if self.save_interval is not None:
+            Schedule(self.save_interval, argument="save_interval")  # its one check of an interval
         keep = self.save_num_checkpoints_to_keep
         if isinstance(keep, bool) or not isinstance(keep, int) or not (keep == -1 or keep >= 1):
             raise ValueError(f"save_num_checkpoints_to_keep must be -1 (keep all) or a count >= 1, got {keep!r}")
@@ -73,13 +80,23 @@ class CheckpointOptions:
         autoresume: bool = False,
         load_path: str | Path | None = None,
         load_weights_only: bool = False,
+        save_filename: str = DEFAULT_FILENAME,
+        save_latest_filename: str | None = DEFAULT_LATEST_FILENAME,
+        save_overwrite: bool = False,
+        run_name: str | None = None,
     ) -> CheckpointOptions:
-        """The options from arguments as a user or a config writes them (strings for paths and times)."""
+        """The options from the Trainer's arguments as a user or a config writes them (Composer's forms).
+
+        An int ``save_interval`` counts epochs and ``0`` saves no checkpoints on a schedule; ``run_name``
+        fills ``{run_name}`` in ``save_folder``, ``save_filename`` and ``save_latest_filename``.
+        """
         return cls(
-            Path(save_folder) if save_folder is not None else None,
-            as_time(save_interval, "save_interval"),
+            format_run_path(save_folder, run_name) if save_folder is not None else None,
+            interval_or_off(save_interval, "save_interval"),
             save_num_checkpoints_to_keep,
             autoresume,
             Path(load_path) if load_path is not None else None,
             load_weights_only,
+            CheckpointNaming(save_filename, save_latest_filename, run_name),
+            save_overwrite,
         )

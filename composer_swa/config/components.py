@@ -56,7 +56,7 @@ def _check_time(value: str | int) -> str | int:
 
 def _not_bool(value: Any) -> Any:
     if isinstance(value, bool):
-        raise ValueError(f"a time is a string like '5ba' or an int of batches, got {value!r}")
+        raise ValueError(f"a time is a string like '5ba' or an int, got {value!r}")
     return value
 
 

@@ -14,8 +14,9 @@ from torch.utils.data import DataLoader
 
 from composer_swa.batch_resolver import BatchResolver
 from composer_swa.config.schema import RunConfig
+from composer_swa.schedule import interval_or_off
 from composer_swa.state import describe_dataloader, infer_tokens_per_sample
-from composer_swa.time import TimeUnit, as_time
+from composer_swa.time import TimeUnit, as_time, epochs_if_int
 
 __all__ = ["loader_problems", "logger_problems", "run_resolver", "time_problems"]
 
@@ -47,7 +48,10 @@ def run_resolver(config: RunConfig, train: DataLoader[Any]) -> BatchResolver:
     """The run's times resolved to batches against the training data, as the Trainer's State will."""
     loader: dict[str, Any] = describe_dataloader(train)  # batches_per_epoch, batch_size, samples_per_epoch
     tokens = infer_tokens_per_sample(train)
-    return BatchResolver(as_time(config.trainer.max_duration, "max_duration"), **loader, tokens_per_sample=tokens)
+    subset = config.trainer.train_subset_num_batches
+    if subset != -1 and (loader["batches_per_epoch"] is None or subset < loader["batches_per_epoch"]):
+        loader |= {"batches_per_epoch": subset, "samples_per_epoch": None}  # as State.resolver cuts the epoch
+    return BatchResolver(epochs_if_int(config.trainer.max_duration, "max_duration"), **loader, tokens_per_sample=tokens)
 
 
 def time_problems(config: RunConfig, train: DataLoader[Any], has_eval: bool) -> list[str]:
@@ -65,7 +69,9 @@ def time_problems(config: RunConfig, train: DataLoader[Any], has_eval: bool) -> 
     problems = []
     for key, value in intervals.items():
         try:
-            time = as_time(value, key)
+            time = as_time(value, key) if key == "log_interval" else interval_or_off(value, key)
+            if time is None:
+                continue  # 0: never
             if time.unit is not TimeUnit.EPOCH or key == "log_interval":  # the others count epochs as they end
                 resolver.to_batches(time)
         except (ValueError, TypeError) as error:

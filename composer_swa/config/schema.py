@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+import inspect
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
 
 from composer_swa.checkpoint.options import CheckpointOptions
 from composer_swa.config.builtins import ALGORITHMS, DATASETS, LOGGERS, MODELS, OPTIMIZERS, SCHEDULERS
-from composer_swa.config.components import ImportedComponent, _Strict, component_union, signature_fields, signature_model
-from composer_swa.time import TimeUnit, as_time
+from composer_swa.config.components import (
+    ImportedComponent,
+    _not_bool,
+    _Strict,
+    component_union,
+    signature_fields,
+    signature_model,
+)
+from composer_swa.time import TimeUnit, epochs_if_int
 from composer_swa.trainer import Trainer
 from composer_swa.trainer.checks import resolve_device
 from composer_swa.trainer.precision import check_precision
@@ -74,9 +81,13 @@ _TRAINER_OBJECTS = frozenset(
 _TRAINER_REFINED: dict[str, Any] = {
     "seed": (int | None, Field(0, ge=-(2**63), le=2**64 - 1)),  # the range torch.manual_seed takes
     "grad_accum": (int, Field(1, ge=1)),
+    "max_duration": (
+        Annotated[str | int, BeforeValidator(_not_bool)],
+        ...,
+    ),  # the Trainer may take it later, in fit(); a config run needs it
     "parallelism": (Literal["ddp", "fsdp"] | None, None),  # under torchrun / --nproc; None means "ddp" there
 }
-_CHECKPOINT_KEYS = frozenset(field.name for field in dataclasses.fields(CheckpointOptions))
+_CHECKPOINT_KEYS = frozenset(inspect.signature(CheckpointOptions.from_arguments).parameters)
 
 
 class _TrainerChecks(_Strict):
@@ -85,7 +96,10 @@ class _TrainerChecks(_Strict):
     @field_validator("max_duration", check_fields=False)
     @classmethod
     def _check_max_duration(cls, value: str | int) -> str | int:
-        duration = as_time(value, "max_duration")
+        try:
+            duration = epochs_if_int(value, "max_duration")
+        except TypeError as error:  # pydantic reports only ValueErrors as validation errors
+            raise ValueError(str(error)) from None
         if duration.unit is TimeUnit.DURATION:
             raise ValueError(
                 f"max_duration cannot be in 'dur' (a fraction of itself), got {value!r}; use 'ep', 'ba', 'sp' or 'tok'"
@@ -110,7 +124,9 @@ class _TrainerChecks(_Strict):
     @model_validator(mode="after")
     def _check_checkpointing(self) -> _TrainerChecks:
         try:
-            CheckpointOptions.from_arguments(**self.model_dump(include=set(_CHECKPOINT_KEYS)))
+            arguments = self.model_dump(include=set(_CHECKPOINT_KEYS))
+            arguments["run_name"] = arguments["run_name"] or "generated-run-name"  # the Trainer generates one
+            CheckpointOptions.from_arguments(**arguments)
         except FileNotFoundError as error:
             raise ValueError(str(error)) from None
         return self

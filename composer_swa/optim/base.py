@@ -59,6 +59,26 @@ class ComposerScheduler(Protocol):
 class CompiledComposerScheduler(LambdaLR):
     """The LambdaLR a :class:`ComposerScheduler` compiles into; its type tells the Trainer to step it per batch."""
 
+    def refresh(self) -> None:
+        """Sets each group's LR to the schedule's value at the state's time now, without stepping."""
+        self._last_lr = [base * rule(self.last_epoch) for rule, base in zip(self.lr_lambdas, self.base_lrs, strict=True)]
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
+            group["lr"] = lr
+
+
+def refresh_composer_schedulers(state: Any) -> None:
+    """At FIT_START: the Composer schedulers' LRs at the run's time, once its length and data are known.
+
+    A schedule built before them (``fit(duration=...)``, ``fit(train_dataloader=...)``) held the base LR
+    until now; a run resumed or extended reads its schedule at the time it stands. While an algorithm
+    owns the LR (``state.lr_owner``), the schedules wait, as they do between batches.
+    """
+    if state.lr_owner is not None:
+        return
+    for scheduler in state.schedulers:
+        if isinstance(scheduler, CompiledComposerScheduler):
+            scheduler.refresh()
+
 
 def convert_time(time: Time | str, state: SchedulerState, ssr: float = 1.0) -> Time:
     """``time`` in a unit the timestamp counts: ``ep`` as batches, ``dur`` in ``max_duration``'s unit.
@@ -132,6 +152,8 @@ def compile_composer_scheduler(scheduler: ComposerScheduler, state: SchedulerSta
 
     def multiplier(step: int) -> float:
         del step  # the schedule reads the state's time, not the LambdaLR's count
+        if not getattr(state, "ready_to_train", True):
+            return 1.0  # built before fit() knows the run's length or data: refreshed at FIT_START
         return float(scheduler(state) if takes_state_only else scheduler(state, ssr))
 
     return CompiledComposerScheduler(state.optimizers[0], multiplier)

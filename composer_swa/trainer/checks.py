@@ -34,12 +34,6 @@ def check_optimizers(optimizers: Sequence[torch.optim.Optimizer], model: torch.n
             )
 
 
-def check_grad_accum(grad_accum: Any) -> int:
-    if isinstance(grad_accum, bool) or not isinstance(grad_accum, int) or grad_accum < 1:
-        raise ValueError(f"grad_accum must be an int >= 1 (microbatches per batch), got {grad_accum!r}")
-    return grad_accum
-
-
 def check_nonempty(dataloader: Iterable[Any], argument: str) -> None:
     try:
         length = len(dataloader)  # type: ignore[arg-type]
@@ -53,14 +47,29 @@ def check_nonempty(dataloader: Iterable[Any], argument: str) -> None:
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
+    """Composer's device names (``"cpu"``, ``"gpu"``, ``"mps"``) or torch's (``"cuda"``, ``"cuda:N"``, a ``torch.device``).
+
+    ``None`` picks CUDA when it is available, else the CPU (as Composer does).
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    allowed = "'cpu', 'gpu', 'cuda', 'cuda:N', 'mps' or a torch.device"
+    if not isinstance(device, (str, torch.device)):
+        raise ValueError(f"device must be {allowed}, got {device!r} (a {type(device).__name__})")
     try:
-        resolved = torch.device(device)
+        resolved = torch.device("cuda" if device == "gpu" else device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+        raise ValueError(f"device must be {allowed}, got {device!r}") from None
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be {allowed}, got {device!r}; composer_swa trains on CPUs, CUDA GPUs and Apple's MPS")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for, but CUDA is not available on this machine; use device='cpu'")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} was asked for, but MPS is not available on this machine; use device='cpu'")
     return resolved
 
 

@@ -66,15 +66,15 @@ def finish_fit(trainer: Trainer) -> None:
     state, checkpointer = trainer.state, trainer.checkpointer
     folder = checkpointer.options.save_folder
     trainer._guard.check_run()
-    if checkpointer.saving and checkpointer.last_saved_batch != state.timestamp.batch_count:
+    if checkpointer.saves_at_end and checkpointer.last_saved_batch != state.timestamp.batch_count:
         _save_or_warn(trainer)  # before FIT_END: resuming it replays FIT_END
     trainer.loop.fit_end()
     if trace := trainer.engine.trace_summary():
         trainer.logger.log_message("algorithm trace, events each acted on:\n" + trace, step=state.timestamp.batch_count)
     if (signal_name := _signalled(trainer)) is not None:  # the export is left to the resumed run
         raise _preempted(trainer, signal_name, checkpointer.last_saved_path or Path(str(folder)))
-    if state.eval_dataloader is not None and trainer._last_eval_batch != state.timestamp.batch_count:
-        trainer.eval()
+    if trainer.evaluates_at_end and trainer._last_eval_batch != state.timestamp.batch_count:
+        trainer._evaluate()
     if folder is not None:
         export_weights(state, folder / "final")
     if (signal_name := _signalled(trainer)) is not None:  # it arrived during the export, which completed

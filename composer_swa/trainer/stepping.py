@@ -74,7 +74,7 @@ class TrainingStep:
         tokens = batch_num_tokens(batch)
         if self.move_batches:
             batch = to_device(batch, self.device)
-        microbatches = split_batch(batch, state.grad_accum)
+        microbatches = split_batch(batch, state.grad_accum, state.device_train_microbatch_size)
         batch_loss = torch.zeros((), device=self.device) if len(microbatches) > 1 else None
         for index, microbatch in enumerate(microbatches):
             last = index == len(microbatches) - 1

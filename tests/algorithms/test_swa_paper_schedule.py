@@ -62,7 +62,7 @@ def test_exact_resume_mid_decay_after_a_crash(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError, match="killed"):
         build(tmp_path / "run", "swa-paper", callbacks=[Crash(18)]).fit()
-    assert sorted(path.name for path in (tmp_path / "run").glob("*.pt"))[-1] == "ep1-ba15.pt"
+    assert sorted(path.name for path in (tmp_path / "run").glob("ep*.pt"))[-1] == "ep1-ba15-rank0.pt"
     resumed = build(tmp_path / "run", "swa-paper", autoresume=True)
     resumed.fit()
     assert resumed.state.algorithms[0].n_averaged == reference.state.algorithms[0].n_averaged

@@ -34,7 +34,7 @@ def torch_write_failure(payload: Any, file: Any) -> None:
 
 def test_enospc_is_reported_as_a_full_disk_naming_the_file_and_the_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(checkpoint_files.torch, "save", no_space)
-    path = tmp_path / "ep1-ba8.pt"
+    path = tmp_path / "ep1-ba8-rank0.pt"
 
     with pytest.raises(
         DiskFullError, match=rf"No space left on device for '{path}': it needs about 3\.9 KiB, .* are free"
@@ -51,7 +51,7 @@ def test_torchs_zip_writer_failure_on_a_full_disk_is_a_full_disk(tmp_path: Path,
     monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage._replace(free=1000))
 
     with pytest.raises(DiskFullError, match=r"needs about 3\.9 KiB, 1000 B are free there"):
-        write_checkpoint(PAYLOAD, tmp_path / "ep1-ba8.pt")
+        write_checkpoint(PAYLOAD, tmp_path / "ep1-ba8-rank0.pt")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -60,8 +60,8 @@ def test_torchs_zip_writer_failure_with_space_left_is_an_oserror_naming_the_file
 ) -> None:
     monkeypatch.setattr(checkpoint_files.torch, "save", torch_write_failure)
 
-    with pytest.raises(OSError, match=r"could not write '.*ep1-ba8\.pt': \[enforce fail") as caught:
-        write_checkpoint(PAYLOAD, tmp_path / "ep1-ba8.pt")
+    with pytest.raises(OSError, match=r"could not write '.*ep1-ba8-rank0\.pt': \[enforce fail") as caught:
+        write_checkpoint(PAYLOAD, tmp_path / "ep1-ba8-rank0.pt")
     assert not isinstance(caught.value, DiskFullError)
     assert list(tmp_path.iterdir()) == []
 
@@ -70,7 +70,7 @@ def test_a_digest_that_does_not_fit_takes_its_checkpoint_with_it(tmp_path: Path,
     monkeypatch.setattr(checkpoint_files, "atomic_write_text", no_space)
 
     with pytest.raises(OSError, match="No space left"):
-        write_checkpoint(PAYLOAD, tmp_path / "ep1-ba8.pt")
+        write_checkpoint(PAYLOAD, tmp_path / "ep1-ba8-rank0.pt")
     assert list(tmp_path.iterdir()) == []  # never a checkpoint without its digest
 
 
@@ -85,10 +85,10 @@ def test_a_full_disk_at_the_last_checkpoint_still_exports(tmp_path: Path, monkey
     monkeypatch.setattr(checkpoint_files.torch, "save", full_at_the_end)
     trainer = build(tmp_path, "ema")
 
-    with pytest.warns(UserWarning, match=r"could not write a checkpoint at .*No space left on device for '.*ep4-ba48\.pt'"):
+    with pytest.warns(UserWarning, match=r"could not write a checkpoint at .*No space left on device for '.*ep4-ba48-rank0\.pt'"):
         trainer.fit()
 
-    assert list_checkpoints(tmp_path)[-1].name == "ep3-ba45.pt"
+    assert list_checkpoints(tmp_path)[-1].name == "ep3-ba45-rank0.pt"
     assert (tmp_path / "final" / "export.json").is_file() and (tmp_path / "final" / "EMA-average.safetensors").is_file()
     assert [path for path in tmp_path.rglob("*") if path.name.endswith(".tmp")] == []
 
@@ -103,4 +103,4 @@ def test_an_export_that_does_not_fit_is_reported_and_leaves_no_partial_file(
         trainer.fit()
 
     assert sorted(path.name for path in (tmp_path / "final").iterdir()) == ["model.safetensors"]
-    assert list_checkpoints(tmp_path)[-1].name == "ep4-ba48.pt"
+    assert list_checkpoints(tmp_path)[-1].name == "ep4-ba48-rank0.pt"

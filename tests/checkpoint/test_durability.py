@@ -59,12 +59,12 @@ def test_atomic_write_failure_leaves_the_previous_file_and_no_temporary(tmp_path
 def test_truncated_newest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp_path: Path) -> None:
     stopped_run(tmp_path, 12)
     newest = list_checkpoints(tmp_path)[-1]
-    assert newest.name == "ep1-ba12.pt"
+    assert newest.name == "ep1-ba12-rank0.pt"
     data = newest.read_bytes()
     newest.write_bytes(data[: len(data) // 2])
     newest.with_name(newest.name + ".sha256").unlink()  # as if the copy stopped short: no digest to compare
 
-    with pytest.warns(UserWarning, match=r"skipping checkpoint ep1-ba12\.pt: .*truncated or corrupt"):
+    with pytest.warns(UserWarning, match=r"skipping checkpoint ep1-ba12-rank0\.pt: .*truncated or corrupt"):
         assert resumed_batch(tmp_path) == 10
 
 
@@ -75,9 +75,9 @@ def test_a_flipped_byte_is_caught_by_the_digest(tmp_path: Path) -> None:
     data[len(data) // 2] ^= 0xFF  # torch.load would read this file without complaint
     newest.write_bytes(bytes(data))
 
-    with pytest.raises(CheckpointError, match=r"corrupt: its SHA-256 differs from ep1-ba12\.pt\.sha256"):
+    with pytest.raises(CheckpointError, match=r"corrupt: its SHA-256 differs from ep1-ba12-rank0\.pt\.sha256"):
         read_checkpoint(newest)
-    with pytest.warns(UserWarning, match=r"skipping checkpoint ep1-ba12\.pt"):
+    with pytest.warns(UserWarning, match=r"skipping checkpoint ep1-ba12-rank0\.pt"):
         assert resumed_batch(tmp_path) == 10
 
 
@@ -101,24 +101,24 @@ def test_a_failed_write_is_reported_keeps_the_previous_checkpoint_and_training_g
         trainer.fit()
 
     # ba5 was kept while ba10 failed (pruning waits for a safe write); later saves pruned it.
-    assert [path.name for path in list_checkpoints(tmp_path)] == ["ep4-ba48.pt"]
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["ep4-ba48-rank0.pt"]
     assert not [path for path in tmp_path.iterdir() if path.name.endswith(".tmp")]
     assert trainer.state.timestamp.batch_count == 48
 
 
 def test_pruning_happens_only_after_the_new_checkpoint_is_safely_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stopped_run(tmp_path, 12, save_num_checkpoints_to_keep=2)
-    assert [path.name for path in list_checkpoints(tmp_path)] == ["ep0-ba10.pt", "ep1-ba12.pt"]
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["ep0-ba10-rank0.pt", "ep1-ba12-rank0.pt"]
 
     def no_space(payload: Any, path: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint_files.torch, "save", no_space)
     with pytest.raises(OSError):
-        write_checkpoint({"format": "x"}, tmp_path / "ep1-ba15.pt")
+        write_checkpoint({"format": "x"}, tmp_path / "ep1-ba15-rank0.pt")
 
-    assert [path.name for path in list_checkpoints(tmp_path)] == ["ep0-ba10.pt", "ep1-ba12.pt"]
-    assert read_checkpoint(tmp_path / "ep1-ba12.pt")["state"]["timestamp"]["batch_count"] == 12
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["ep0-ba10-rank0.pt", "ep1-ba12-rank0.pt"]
+    assert read_checkpoint(tmp_path / "ep1-ba12-rank0.pt")["state"]["timestamp"]["batch_count"] == 12
 
 
 class _RunsCode:
@@ -133,10 +133,10 @@ class _RunsCode:
 
 def test_a_malicious_pickle_is_refused_and_its_payload_never_runs(tmp_path: Path) -> None:
     marker = tmp_path / "payload-ran"
-    evil = tmp_path / "ep9-ba99.pt"
+    evil = tmp_path / "ep9-ba99-rank0.pt"
     torch.save({"format": "composer_swa.checkpoint", "state": _RunsCode(marker)}, evil)
 
-    with pytest.raises(CheckpointError, match=r"refused to load .*ep9-ba99\.pt.*could run code.*nothing in it was run"):
+    with pytest.raises(CheckpointError, match=r"refused to load .*ep9-ba99-rank0\.pt.*could run code.*nothing in it was run"):
         build(tmp_path / "run", "sgd", load_path=evil).fit()
     assert not marker.exists()
 
@@ -144,9 +144,9 @@ def test_a_malicious_pickle_is_refused_and_its_payload_never_runs(tmp_path: Path
 def test_autoresume_skips_a_malicious_newest_file(tmp_path: Path) -> None:
     stopped_run(tmp_path, 12)
     marker = tmp_path / "payload-ran"
-    torch.save({"x": _RunsCode(marker)}, tmp_path / "ep9-ba99.pt")
+    torch.save({"x": _RunsCode(marker)}, tmp_path / "ep9-ba99-rank0.pt")
 
-    with pytest.warns(UserWarning, match=r"skipping checkpoint ep9-ba99\.pt: refused to load"):
+    with pytest.warns(UserWarning, match=r"skipping checkpoint ep9-ba99-rank0\.pt: refused to load"):
         assert resumed_batch(tmp_path) == 12
     assert not marker.exists()
 
@@ -177,7 +177,7 @@ def test_resuming_with_other_data_is_refused(tmp_path: Path) -> None:
             ValueError,
             r"save_num_checkpoints_to_keep must be -1 \(keep all\) or a count >= 1, got 0",
         ),
-        ({"save_interval": "0ba"}, ValueError, r"save_interval must be at least 1 of its unit, got '0ba'"),
+        ({"save_interval": "0dur"}, ValueError, r"save_interval in 'dur' must lie in \(0, 1\], got '0.0dur'"),
         ({"save_interval": "soon"}, ValueError, r"save_interval"),
         ({"save_folder": None, "autoresume": True}, ValueError, "autoresume=True needs a save_folder"),
         ({"load_path": "missing.pt"}, FileNotFoundError, r"load_path 'missing.pt' does not exist"),

@@ -67,7 +67,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
 
     trainer = build(tmp_path, "sgd")
     trainer.fit()  # the kernel released the dead process's lock
-    assert list_checkpoints(tmp_path)[-1].name == "ep4-ba48.pt"
+    assert list_checkpoints(tmp_path)[-1].name == "ep4-ba48-rank0.pt"
 
 
 def test_the_lock_is_held_during_fit_and_released_after(tmp_path: Path) -> None:
@@ -87,8 +87,8 @@ def test_the_lock_is_held_during_fit_and_released_after(tmp_path: Path) -> None:
 def test_orphaned_temporaries_of_our_writes_are_removed_at_start(tmp_path: Path) -> None:
     (tmp_path / "final").mkdir()
     orphans = [
-        tmp_path / ".ep1-ba12.pt.k2j4_x9q.tmp",  # a SIGKILL during torch.save
-        tmp_path / ".ep1-ba12.pt.sha256.ab12cd34.tmp",
+        tmp_path / ".ep1-ba12-rank0.pt.k2j4_x9q.tmp",  # a SIGKILL during torch.save
+        tmp_path / ".ep1-ba12-rank0.pt.sha256.ab12cd34.tmp",
         tmp_path / "final" / ".model.safetensors.zz9_yy8x.tmp",
         tmp_path / "final" / ".export.json.q1w2e3r4.tmp",
     ]

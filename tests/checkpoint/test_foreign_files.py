@@ -36,20 +36,22 @@ def with_digest(path: Path) -> Path:
     ids=["passwd", "empty", "json", "broken-pickle", "elf"],
 )
 def test_reading_a_file_that_is_no_checkpoint_names_it(content: bytes, tmp_path: Path) -> None:
-    path = tmp_path / "ep1-ba5.pt"
+    path = tmp_path / "ep1-ba5-rank0.pt"
     path.write_bytes(content)
 
     for read in (read_checkpoint, read_model_weights):
-        with pytest.raises(CheckpointError, match=r"ep1-ba5\.pt'.* (not a composer_swa checkpoint or torch\.save file|empty)"):
+        with pytest.raises(
+            CheckpointError, match=r"ep1-ba5-rank0\.pt'.* (not a composer_swa checkpoint or torch\.save file|empty)"
+        ):
             read(path)
 
 
 def test_load_path_to_a_symlinked_text_file_with_a_matching_digest_names_it(tmp_path: Path) -> None:
-    link = tmp_path / "ep2-ba10.pt"
+    link = tmp_path / "ep2-ba10-rank0.pt"
     link.symlink_to(text_file(tmp_path))
     with_digest(link)
 
-    with pytest.raises(CheckpointError, match=r"'.*ep2-ba10\.pt' is not a composer_swa checkpoint or torch\.save file"):
+    with pytest.raises(CheckpointError, match=r"'.*ep2-ba10-rank0\.pt' is not a composer_swa checkpoint or torch\.save file"):
         build(tmp_path / "run", "sgd", load_path=link).fit()
 
 
@@ -57,12 +59,12 @@ def test_autoresume_skips_a_text_file_posing_as_the_newest_checkpoint(tmp_path: 
     trainer = build(tmp_path, "sgd", callbacks=[SignalSelf(12, signal.SIGTERM)])
     with pytest.raises(TrainingPreempted):
         trainer.fit()
-    newest = tmp_path / "ep9-ba99.pt"
+    newest = tmp_path / "ep9-ba99-rank0.pt"
     newest.symlink_to(text_file(tmp_path.parent))
     with_digest(newest)
 
     resumed = build(tmp_path, "sgd", autoresume=True)
-    with pytest.warns(UserWarning, match=r"skipping checkpoint ep9-ba99\.pt: .*not a composer_swa checkpoint"):
+    with pytest.warns(UserWarning, match=r"skipping checkpoint ep9-ba99-rank0\.pt: .*not a composer_swa checkpoint"):
         resumed.checkpointer.restore(resumed.state, resumed.engine, None)
     assert resumed.state.timestamp.batch_count == 12
 

@@ -45,7 +45,7 @@ def test_sigterm_at_fit_end_exits_0_and_the_resumed_run_exports(tmp_path: Path) 
 
     assert result.returncode == 0, result.stderr
     assert temporaries(tmp_path) == []
-    assert list_checkpoints(tmp_path)[-1].name == "ep4-ba48.pt"  # the final checkpoint was written first
+    assert list_checkpoints(tmp_path)[-1].name == "ep4-ba48-rank0.pt"  # the final checkpoint was written first
     assert not (tmp_path / "final" / "export.json").exists()  # the export was left to the resumed run
 
     build(tmp_path, "ema", autoresume=True).fit()

@@ -52,7 +52,7 @@ def test_sigkill_mid_epoch_then_autoresume_is_exact(
     folder, returncode = interrupted[algorithms]
     assert returncode == -signal.SIGKILL
     newest = list_checkpoints(folder)[-1]
-    assert newest.name == "ep1-ba15.pt"  # nothing after the kill; resumes 3 batches into epoch 2
+    assert newest.name == "ep1-ba15-rank0.pt"  # nothing after the kill; resumes 3 batches into epoch 2
     assert read_checkpoint(newest)["state"]["timestamp"]["batch_in_epoch"] == 15 - BATCHES_PER_EPOCH
 
     resumed = build(folder, algorithms, autoresume=True)
@@ -67,7 +67,7 @@ def test_sigterm_saves_at_the_next_batch_and_exits_zero(
 ) -> None:
     folder, returncode = interrupted["swa+ema/TERM"]
     assert returncode == 0
-    assert list_checkpoints(folder)[-1].name == f"ep1-ba{STOP_AT}.pt"
+    assert list_checkpoints(folder)[-1].name == f"ep1-ba{STOP_AT}-rank0.pt"
     assert not (folder / "final").exists()  # preempted: FIT_END and the export did not run
 
     resumed = build(folder, "swa+ema", autoresume=True)
@@ -84,7 +84,7 @@ def test_sigint_in_process_raises_training_preempted_with_status_zero(tmp_path: 
         trainer.fit()
 
     assert preempted.value.code == 0 and preempted.value.signal_name == "SIGINT"
-    assert preempted.value.checkpoint == tmp_path / "ep0-ba5.pt" and preempted.value.checkpoint.is_file()
+    assert preempted.value.checkpoint == tmp_path / "ep0-ba5-rank0.pt" and preempted.value.checkpoint.is_file()
     assert signal.getsignal(signal.SIGINT) is previous_handler  # handlers are put back
 
 
@@ -92,7 +92,7 @@ def test_a_checkpoint_at_the_end_of_training_resumes_into_fit_end(tmp_path: Path
     """The last checkpoint is written before FIT_END, so a resumed finished run replays only FIT_END."""
     first = build(tmp_path, "swa")
     first.fit()
-    assert list_checkpoints(tmp_path)[-1].name == "ep4-ba48.pt"
+    assert list_checkpoints(tmp_path)[-1].name == "ep4-ba48-rank0.pt"
 
     again = build(tmp_path, "swa", autoresume=True)
     again.fit()
@@ -120,7 +120,7 @@ def test_a_shuffling_loader_with_its_own_generator_resumes_exactly(tmp_path: Pat
 
     reference = run(tmp_path / "reference", None)
     run(tmp_path / "stopped", 19)
-    assert list_checkpoints(tmp_path / "stopped")[-1].name == "ep1-ba19.pt"
+    assert list_checkpoints(tmp_path / "stopped")[-1].name == "ep1-ba19-rank0.pt"
 
     assert_equal_weights(run(tmp_path / "stopped", None, autoresume=True), reference)
 
@@ -144,6 +144,6 @@ def test_only_the_first_fit_loads_a_checkpoint(tmp_path: Path) -> None:
     trainer = build(tmp_path, "sgd", autoresume=True)
 
     trainer.fit()
-    assert trainer.checkpointer.notes == [f"resumed from {tmp_path / 'ep4-ba48.pt'} at {trainer.state.timestamp}"]
-    trainer.fit()  # a second fit() goes on from where the first ended
-    assert trainer.checkpointer.notes == []
+    assert trainer.checkpointer.notes == [f"resumed from {tmp_path / 'ep4-ba48-rank0.pt'} at {trainer.state.timestamp}"]
+    trainer.fit(duration="1ba")  # a second fit() goes on from where the first ended
+    assert trainer.checkpointer.notes == [] and trainer.state.timestamp.batch_count == 49

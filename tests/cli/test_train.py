@@ -166,7 +166,11 @@ def test_a_yaml_run_checkpoints_and_a_longer_run_resumes_it_exactly(tmp_path: Pa
 
     code, out = invoke(config, "--run-dir", str(tmp_path / "short"))
     assert code == 0, out
-    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt")) == ["ep1-ba12.pt", "ep2-ba16.pt"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt")) == [
+        "ep1-ba12-rank0.pt",
+        "ep2-ba16-rank0.pt",
+        "latest-rank0.pt",
+    ]
     exported = json.loads((tmp_path / "short" / "export.json").read_text())
     assert sorted(exported["files"]) == ["EMA-average.safetensors", "EMA-training.safetensors", "model.safetensors"]
 
@@ -174,7 +178,7 @@ def test_a_yaml_run_checkpoints_and_a_longer_run_resumes_it_exactly(tmp_path: Pa
     code, out = invoke(config, *longer, "--run-dir", str(tmp_path / "resumed"))
     assert code == 0, out
     messages = (tmp_path / "resumed" / "metrics.jsonl").read_text()
-    assert "resumed from" in messages and "ep2-ba16.pt" in messages
+    assert "resumed from" in messages and "ep2-ba16-rank0.pt" in messages
 
     uninterrupted = ["--set", "trainer.max_duration=4ep", "--set", f"trainer.save_folder={tmp_path / 'other'}"]
     code, out = invoke(config, *uninterrupted, "--run-dir", str(tmp_path / "whole"))

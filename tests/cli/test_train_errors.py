@@ -66,7 +66,10 @@ def test_yaml_the_loader_could_not_handle(tmp_path: Path, text: str, message: st
         ("trainer.progress_bar=!!bool maybe", "trainer.progress_bar: cannot read 'maybe' as !!bool"),
         (f"trainer.seed={'7' * 4300}", "trainer.seed: an integer of 4,300 digits"),
         ("optimizer.lr=0.1x", "optimizer.lr: Input should be a valid number, unable to parse string as a number (got '0.1x')"),
-        ("trainer.device=gpu", "trainer.device: device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+        (
+            "trainer.device=tpu",
+            "trainer.device: device must be 'cpu', 'gpu', 'cuda', 'cuda:N', 'mps' or a torch.device, got 'tpu'",
+        ),
         ("trainer.precision=fp8", "trainer.precision: precision must be one of"),
         ("trainer.max_duration=0ba", "trainer.max_duration: max_duration must be at least one unit of training"),
         ("trainer.max_duration=-1", "trainer.max_duration: Time value must be a finite number >= 0, got -1 'ba'"),
@@ -160,5 +163,9 @@ def test_runs_that_would_checkpoint_into_one_folder_are_refused_before_training(
     first.write_text(swa)
     result = CliRunner().invoke(main, [str(first), "--baseline", "--run-dir", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "ck").glob("*.pt")) == ["ep1-ba4.pt", "ep2-ba8.pt"]
-    assert sorted(p.name for p in (tmp_path / "ck" / "baseline").glob("*.pt")) == ["ep1-ba4.pt", "ep2-ba8.pt"]
+    assert sorted(p.name for p in (tmp_path / "ck").glob("*.pt")) == ["ep1-ba4-rank0.pt", "ep2-ba8-rank0.pt", "latest-rank0.pt"]
+    assert sorted(p.name for p in (tmp_path / "ck" / "baseline").glob("*.pt")) == [
+        "ep1-ba4-rank0.pt",
+        "ep2-ba8-rank0.pt",
+        "latest-rank0.pt",
+    ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from composer_swa.checkpoint import CheckpointOptions
+from composer_swa.checkpoint import CheckpointNaming, CheckpointOptions
 from composer_swa.config import ConfigError, build_run, validate_config
 from composer_swa.config.schema import TrainerConfig
 from composer_swa.models import CharGPT
@@ -72,10 +72,12 @@ def test_every_trainer_key_reaches_the_trainer(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_the_checkpoint_keys_reach_the_checkpointer_as_one_frozen_object(tmp_path: Path) -> None:
-    keys = {"save_folder": str(tmp_path), "save_interval": "3ba", "save_num_checkpoints_to_keep": 2, "autoresume": True}
+    keys = {"save_folder": str(tmp_path / "{run_name}"), "save_interval": "3ba", "save_num_checkpoints_to_keep": 2,
+            "autoresume": True, "run_name": "r1", "save_filename": "b{batch}.pt"}  # fmt: skip
     trainer = build_run(validate_config(config(trainer={"max_duration": "4ep", "progress_bar": False} | keys), "t")).trainer()
     options = trainer.checkpointer.options
-    assert options == CheckpointOptions(tmp_path, Time(3, TimeUnit.BATCH), 2, True, None, False)
+    naming = CheckpointNaming("b{batch}.pt", "latest-rank{rank}.pt", "r1")
+    assert options == CheckpointOptions(tmp_path / "r1", Time(3, TimeUnit.BATCH), 2, True, None, False, naming)
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.save_folder = None  # type: ignore[misc]
 

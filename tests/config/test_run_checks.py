@@ -28,13 +28,16 @@ def problems(data: dict[str, object], build: bool = False) -> list[str]:
 @pytest.mark.parametrize(
     ("keys", "expected"),
     [
-        ({"device": "gpu"}, "trainer.device: device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
-        ({"precision": "fp8"}, "trainer.precision: precision must be one of ('fp32', 'bf16', 'fp16'), got 'fp8'"),
+        ({"device": "tpu"}, "trainer.device: device must be 'cpu', 'gpu', 'cuda', 'cuda:N', 'mps' or a torch.device, got 'tpu'"),
+        (
+            {"precision": "fp8"},
+            "trainer.precision: precision must be one of ('fp32', 'amp_fp16', 'amp_bf16') (or 'bf16', 'fp16'), got 'fp8'",
+        ),
         ({"precision": "fp16", "device": "cpu"}, "trainer.precision: precision='fp16' needs a CUDA device"),
         ({"max_duration": "0ba"}, "trainer.max_duration: max_duration must be at least one unit of training, got '0ba'"),
-        ({"max_duration": -1}, "trainer.max_duration: Time value must be a finite number >= 0, got -1 'ba'"),
+        ({"max_duration": -1}, "trainer.max_duration: Time value must be a finite number >= 0, got -1 'ep'"),
         ({"max_duration": "1dur"}, "trainer.max_duration: max_duration cannot be in 'dur'"),
-        ({"max_duration": True}, "trainer.max_duration: a time is a string like '5ba' or an int of batches, got True"),
+        ({"max_duration": True}, "trainer.max_duration: a time is a string like '5ba' or an int, got True"),
         ({"seed": 2**64}, "trainer.seed: Input should be less than or equal to 18446744073709551615"),
         ({"save_interval": "0.5ep"}, "trainer.save_interval: invalid time string '0.5ep': time unit 'ep' counts whole units"),
         ({"eval_interval": "0.5ba"}, "trainer.eval_interval: invalid time string '0.5ba'"),

@@ -49,6 +49,8 @@ def test_trainer_keys_are_the_trainer_arguments_a_yaml_value_can_give() -> None:
         "max_duration", "eval_interval", "seed", "device", "precision", "grad_accum", "log_interval",
         "step_schedulers_every_batch", "progress_bar", "run_dir", "save_folder", "save_interval",
         "save_num_checkpoints_to_keep", "autoresume", "load_path", "load_weights_only", "parallelism", "sync_batch_norm",
+        "device_train_microbatch_size", "log_to_console", "console_log_interval", "run_name", "save_filename",
+        "save_latest_filename", "save_overwrite", "train_subset_num_batches", "eval_subset_num_batches",
     }  # fmt: skip
 
 

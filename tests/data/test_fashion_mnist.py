@@ -210,7 +210,7 @@ def test_a_run_with_augmentation_stopped_mid_epoch_resumes_exactly(tmp_path: Pat
     stopped = augmented_run(tmp_path / "stopped", stop=17, workers=workers)
     with pytest.raises(TrainingPreempted):
         stopped.fit()
-    assert list_checkpoints(tmp_path / "stopped")[-1].name == "ep1-ba17.pt"  # 5 batches into epoch 2
+    assert list_checkpoints(tmp_path / "stopped")[-1].name == "ep1-ba17-rank0.pt"  # 5 batches into epoch 2
 
     resumed = augmented_run(tmp_path / "stopped", autoresume=True, workers=workers)
     resumed.fit()

@@ -92,6 +92,7 @@ def build(
         callbacks=callbacks,
         seed=0,
         progress_bar=False,
+        log_to_console=True,  # the test reads "resumed from ..." in the output
         run_dir=out / "run",
         parallelism=parallelism,
         load_path=load_path,

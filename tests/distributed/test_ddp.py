@@ -32,7 +32,7 @@ FIRST_WAVE = {
     "resume-terminated": (2, ["resume", "--term-at", str(KILL_AT)]),
     "fsdp-ema-killed": (2, ["fsdp-ema", "--parallelism", "fsdp", "--kill-at", str(KILL_AT)]),
 }
-MIDWAY = "ep2-ba9.pt"  # mid-epoch 3 (4 batches an epoch), inside SWA's window
+MIDWAY = "ep2-ba9-rank0.pt"  # mid-epoch 3 (4 batches an epoch), inside SWA's window
 SECOND_WAVE = {
     "resume-killed": (2, ["resume"]),
     "resume-terminated": (2, ["resume"]),
@@ -137,7 +137,7 @@ def test_interrupted_two_process_run_resumes_exactly(
     runs: dict[str, Path], interrupted: str, reference: str, average: str
 ) -> None:
     listing = (runs[interrupted].parent / "first-wave-checkpoints").read_text()
-    newest = "ep2-ba10.pt" if interrupted == "resume-terminated" else MIDWAY  # SIGTERM to process 1 saves at once
+    newest = "ep2-ba10-rank0.pt" if interrupted == "resume-terminated" else MIDWAY  # SIGTERM to process 1 saves at once
     assert f"'{newest}']" in listing.split(interrupted)[1].splitlines()[0]
     for name in ("model.safetensors", f"{average}-average.safetensors"):
         resumed, reference_weights = exported(runs[interrupted], name), exported(runs[reference], name)

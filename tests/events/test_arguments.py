@@ -31,7 +31,7 @@ def trainer_with(folder: Path, algorithms: list[Algorithm], stop_at: int | None 
 def stop_after(folder: Path, algorithms: list[Algorithm], batch: int, optimizer: str = "sgd") -> None:
     with pytest.raises(TrainingPreempted):
         trainer_with(folder, algorithms, stop_at=batch, optimizer=optimizer).fit()
-    assert list_checkpoints(folder)[-1].name.endswith(f"-ba{batch}.pt")
+    assert list_checkpoints(folder)[-1].name.endswith(f"-ba{batch}-rank0.pt")
 
 
 def swa(**changes: object) -> SWA:

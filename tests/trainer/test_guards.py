@@ -55,8 +55,8 @@ def test_no_checkpoint_holds_nan_and_pruning_keeps_the_last_finite_one(tmp_path:
     with pytest.raises(NonFiniteError, match="at batch 7"):
         trainer.fit()
 
-    assert [path.name for path in list_checkpoints(tmp_path)] == ["ep0-ba6.pt"]
-    saved = read_checkpoint(tmp_path / "ep0-ba6.pt")["state"]
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["ep0-ba6-rank0.pt"]
+    saved = read_checkpoint(tmp_path / "ep0-ba6-rank0.pt")["state"]
     assert all_finite(saved["model"].values())
     assert not (tmp_path / "final").exists()
 
