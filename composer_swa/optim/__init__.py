@@ -24,6 +24,7 @@ from composer_swa.optim.decay import (
     PolynomialScheduler,
     StepScheduler,
 )
+from composer_swa.optim.decoupled import DecoupledAdamW, DecoupledSGDW
 from composer_swa.optim.warmup import (
     ConstantWithWarmupScheduler,
     CosineAnnealingWithWarmupScheduler,
@@ -39,6 +40,8 @@ __all__ = [
     "CosineAnnealingScheduler",
     "CosineAnnealingWarmRestartsScheduler",
     "CosineAnnealingWithWarmupScheduler",
+    "DecoupledAdamW",
+    "DecoupledSGDW",
     "ExponentialScheduler",
     "LinearScheduler",
     "LinearWithWarmupScheduler",

@@ -157,7 +157,7 @@ class Trainer:
         grad_accum: int = 1,
         device_train_microbatch_size: int | str | None = None,
         progress_bar: bool = True,
-        step_schedulers_every_batch: bool = True,
+        step_schedulers_every_batch: bool | None = None,
         log_interval: Time | str | int = "50ba",
         log_to_console: bool = False,
         console_log_interval: Time | str | int = "1ba",
