@@ -138,7 +138,18 @@ def merge(name: str, paths: dict[str, Path], seed: int, output: Path) -> None:
         raise RuntimeError(f"swa-average --method {name} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
 
-def run(seed: int, args: argparse.Namespace, sets: dict[str, FashionMNIST], work: Path) -> dict[str, dict[str, float]]:
+def task_vector_cosines(paths: dict[str, Path]) -> dict[str, float]:
+    """Per tensor, the cosine between the two task vectors: model_stock's interpolation ratio comes from it."""
+    base, a, b = (load_file(paths[k]) for k in ("base", "A", "B"))
+    return {
+        name: torch.nn.functional.cosine_similarity((a[name] - t).flatten(), (b[name] - t).flatten(), dim=0).item()
+        for name, t in base.items()
+    }
+
+
+def run(
+    seed: int, args: argparse.Namespace, sets: dict[str, FashionMNIST], work: Path
+) -> tuple[dict[str, Any], dict[str, float]]:
     test_set = fashion_mnist("test")
     test = (torch.stack([test_set[i][0] for i in range(len(test_set))]), test_set.labels)
     folder = work / f"seed{seed}"
@@ -160,17 +171,24 @@ def run(seed: int, args: argparse.Namespace, sets: dict[str, FashionMNIST], work
         merge(name, {**paths, "config": config}, seed, output)
         rows[name] = evaluate(output, args.hidden, test)
     rows["joint fine-tune (reference)"] = evaluate(paths["joint"], args.hidden, test)
-    return rows
+    return rows, task_vector_cosines(paths)
 
 
 COLUMNS = ("all/loss", "all/accuracy", "A/loss", "A/accuracy", "B/loss", "B/accuracy")
 
 
-def markdown(results: dict[int, dict[str, dict[str, float]]], args: argparse.Namespace, seconds: float, cpu: float) -> str:
+def markdown(
+    results: dict[int, dict[str, dict[str, float]]],
+    cosines: dict[int, dict[str, float]],
+    args: argparse.Namespace,
+    seconds: float,
+    cpu: float,
+) -> str:
     seeds = sorted(results)
     lines = [
-        "| model | test loss | test accuracy | task A loss | task A accuracy | task B loss | task B accuracy |",
-        "|---|---|---|---|---|---|---|",
+        "| model | test loss | test accuracy | task A loss | task A accuracy | task B loss | task B accuracy "
+        "| seeds better than base (loss / acc) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in results[seeds[0]]:
         cells = []
@@ -179,7 +197,12 @@ def markdown(results: dict[int, dict[str, dict[str, float]]], args: argparse.Nam
             scale, digits = (100, 2) if column.endswith("accuracy") else (1, 4)
             spread = f" ± {scale * statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
             cells.append(f"{scale * statistics.mean(values):.{digits}f}{spread}")
+        base = [results[s]["base"] for s in seeds]
+        lower = sum(results[s][row]["all/loss"] < b["all/loss"] for s, b in zip(seeds, base))
+        higher = sum(results[s][row]["all/accuracy"] > b["all/accuracy"] for s, b in zip(seeds, base))
+        cells.append("—" if row == "base" else f"{lower}/{len(seeds)} / {higher}/{len(seeds)}")
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    mean_cosines = {name: statistics.mean(cosines[s][name] for s in seeds) for name in cosines[seeds[0]]}
     commands = []
     for name, (inputs, flags) in METHODS.items():
         fields = {"base": "base.safetensors", "A": "A.safetensors", "seed": "SEED", "config": "statistics.yaml"}
@@ -191,6 +214,10 @@ def markdown(results: dict[int, dict[str, dict[str, float]]], args: argparse.Nam
         + (" (one seed: no spread)" if len(seeds) == 1 else "")
         + f". Wall time {seconds / 60:.1f} min, {cpu / 60:.1f} CPU-minutes (this process and its swa-average "
         "subprocesses) on the shared CPU machine.",
+        "",
+        "Cosine between the task vectors θ_A − θ_base and θ_B − θ_base, per tensor, mean over seeds: "
+        + ", ".join(f"`{name}` {value:+.3f}" for name, value in mean_cosines.items())
+        + " (model_stock's ratio t = 2cos/(1 + cos) for two models).",
         "",
         f"Recipe: Fashion-MNIST; MLP 784 → {args.hidden} → 10 (ReLU, no batch norm). Base: the first {args.base_train} "
         f"images of a permutation seeded 0 (all classes), SGD lr 0.05, momentum 0.9, batch 64, {args.base_epochs} "
@@ -230,19 +257,26 @@ def main() -> None:
     start = time.perf_counter()
     sets = train_subsets(args)
     results: dict[int, Any] = {}
+    cosines: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as work:
         for seed in args.seeds:
-            results[seed] = run(seed, args, sets, Path(work))
+            results[seed], cosines[seed] = run(seed, args, sets, Path(work))
             print(f"seed {seed}: " + json.dumps({r: round(m["all/accuracy"], 4) for r, m in results[seed].items()}), flush=True)
     seconds = time.perf_counter() - start
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     cpu = sum(u.ru_utime + u.ru_stime for u in usage)
-    text = markdown(results, args, seconds, cpu)
+    text = markdown(results, cosines, args, seconds, cpu)
     print(text)
     if not args.quick:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "merge.md").write_text(text)
-        record = {"args": {k: str(v) for k, v in vars(args).items()}, "wall_s": seconds, "cpu_s": cpu, "results": results}
+        record = {
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "wall_s": seconds,
+            "cpu_s": cpu,
+            "results": results,
+            "task_vector_cosines": cosines,
+        }
         (args.out / "merge.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
