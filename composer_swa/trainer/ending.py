@@ -73,7 +73,8 @@ def finish_fit(trainer: Trainer) -> None:
         trainer.logger.log_message("algorithm trace, events each acted on:\n" + trace, step=state.timestamp.batch_count)
     if (signal_name := _signalled(trainer)) is not None:  # the export is left to the resumed run
         raise _preempted(trainer, signal_name, checkpointer.last_saved_path or Path(str(folder)))
-    if trainer.evaluates_at_end and trainer._last_eval_batch != state.timestamp.batch_count:
+    evaluates = state.eval_dataloader is not None and trainer.intervals.eval_interval is not None  # 0: never
+    if evaluates and trainer._last_eval_batch != state.timestamp.batch_count:
         trainer._evaluate()
     if folder is not None:
         export_weights(state, folder / "final")

@@ -7,9 +7,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from composer_swa.distributed.sampling import shard_dataloader
+from composer_swa.model_calls import statistics_forward
 from composer_swa.time import Time, TimeUnit, epochs_if_int
 from composer_swa.timestamp import Timestamp
-from composer_swa.trainer.arguments import check_loader, subset_count
+from composer_swa.trainer.arguments import check_loader, microbatching, subset_count
 from composer_swa.trainer.checks import check_nonempty
 
 if TYPE_CHECKING:
@@ -24,6 +25,15 @@ def shard(trainer: Trainer, loader: Iterable[Any], argument: str) -> Iterable[An
     loader = shard_dataloader(loader, argument, info.rank, info.world_size, trainer._seed)
     check_nonempty(loader, argument)
     return loader
+
+
+def set_microbatching(trainer: Trainer, device_train_microbatch_size: int | str | None, grad_accum: int) -> None:
+    """How each batch splits into microbatches, for training and for statistics passes alike."""
+    state = trainer.state
+    state.grad_accum, state.device_train_microbatch_size = microbatching(device_train_microbatch_size, grad_accum)
+    state.run_forward = statistics_forward(
+        state.model, trainer.device, trainer._autocast, state.grad_accum, state.device_train_microbatch_size
+    )
 
 
 def elapsed(timestamp: Timestamp, unit: TimeUnit) -> Time:
@@ -79,7 +89,7 @@ def prepare_fit(
     if eval_interval is not None:
         trainer.intervals.set_eval_interval(eval_interval)
     if device_train_microbatch_size is not None:
-        trainer.set_microbatching(device_train_microbatch_size, grad_accum=1)
+        set_microbatching(trainer, device_train_microbatch_size, grad_accum=1)
     if not state.ready_to_train:
         _ = state.train_dataloader, state.max_duration  # names what is missing
     if train_dataloader is not None or train_subset_num_batches is not None or reset_time:

@@ -20,7 +20,7 @@ from composer_swa.distributed.process_group import join_process_group
 from composer_swa.events import Algorithm, Callback
 from composer_swa.events.loop import Loop
 from composer_swa.loggers import Logger, LoggerDestination
-from composer_swa.model_calls import ModelCalls, statistics_forward
+from composer_swa.model_calls import ModelCalls
 from composer_swa.state import State
 from composer_swa.time import Time, epochs_if_int
 from composer_swa.trainer.arguments import (
@@ -29,13 +29,12 @@ from composer_swa.trainer.arguments import (
     check_composer_forms,
     check_loader,
     eval_batches,
-    microbatching,
     subset_count,
 )
 from composer_swa.trainer.checks import check_model, check_optimizers, resolve_device, seed_everything
 from composer_swa.trainer.epochs import Epochs
 from composer_swa.trainer.evaluation import evaluate
-from composer_swa.trainer.fit_arguments import prepare_fit, shard
+from composer_swa.trainer.fit_arguments import prepare_fit, set_microbatching, shard
 from composer_swa.trainer.fit_loop import run_fit
 from composer_swa.trainer.guards import RunGuard
 from composer_swa.trainer.intervals import RunIntervals
@@ -53,40 +52,30 @@ LossFn = Callable[[Any, Any], torch.Tensor]
 class Trainer:
     """Trains any ``torch.nn.Module``, firing :class:`~composer_swa.Event` s for algorithms and callbacks.
 
-    The arguments are Composer's, with Composer's defaults and forms (see "Coming from Composer" in
-    the README); a Composer argument we do not take is refused with the reason
-    (:class:`~composer_swa.trainer.unsupported.UnsupportedArgumentError`).
+    The arguments are Composer's, with its defaults and forms (README: "Coming from Composer"); one
+    we do not take raises :class:`~composer_swa.trainer.unsupported.UnsupportedArgumentError` saying why.
 
-    A :class:`~composer_swa.models.ComposerModel` is called through its protocol, as in Composer
-    (``model(batch)``, ``model.loss(outputs, batch)``, ``eval_forward`` and ``update_metric`` on its
-    ``get_metrics(is_train=False)``). For any other module, batches are ``(inputs, targets)`` tuples
-    or lists, which run ``model(inputs)`` and ``loss_fn(outputs, targets)`` (cross-entropy by
-    default), or dicts, which run ``model(**batch)``
-    and take ``outputs.loss`` / ``outputs["loss"]`` unless ``loss_fn(outputs, batch)`` is given.
-
-    Schedulers are ``torch.optim.lr_scheduler`` objects, stepped after every epoch as in Composer
-    (``step_schedulers_every_batch=True``: after every batch), or Composer schedulers
-    (:mod:`composer_swa.optim`), stepped after every batch; none step while an algorithm owns
-    the learning rate (``state.lr_owner``, e.g. SWA with ``schedule_swa_lr=True``).
+    A :class:`~composer_swa.models.ComposerModel` is called through Composer's protocol; any other
+    module by the rule of :mod:`composer_swa.model_calls` (``model(inputs)`` and ``loss_fn``, cross-entropy
+    by default, for ``(inputs, targets)``; ``model(**batch)`` and ``outputs.loss`` for dicts).
+    PyTorch schedulers step after every epoch, Composer's (:mod:`composer_swa.optim`) after every batch,
+    as in Composer; none while an algorithm owns the LR (``state.lr_owner``).
 
     Args:
         model: The model. It is moved to ``device``.
-        train_dataloader: Training batches; its length defines an epoch. May instead be given to :meth:`fit`.
-        max_duration: Run length: ``"10ep"``, ``"2000ba"``, ``"50_000sp"``, ``"1e6tok"``, or an int of epochs.
-            May instead be given to :meth:`fit` as ``duration``.
+        train_dataloader: Training batches; its length defines an epoch (or give them to :meth:`fit`).
+        max_duration: ``"10ep"``, ``"2000ba"``, ``"50_000sp"``, ``"1e6tok"``, an int of epochs (or :meth:`fit`'s ``duration``).
         eval_dataloader: Batches for :meth:`eval`, run every ``eval_interval`` and at the end of fit.
-        optimizers: One optimizer or a list; defaults to ``SGD(lr=0.1)`` (Composer's ``DecoupledSGDW(lr=0.1)``
-            without weight decay is the same update).
+        optimizers: One optimizer or a list; defaults to ``SGD(lr=0.1)`` (Composer's ``DecoupledSGDW(lr=0.1)``).
         schedulers: One LR scheduler or a list.
         loss_fn: ``loss_fn(outputs, targets)`` for tuple batches, ``loss_fn(outputs, batch)`` for dicts.
         algorithms: ``None``, one algorithm or a list, run in this order at every event.
         callbacks: ``None``, one callback or a list, run after the algorithms.
         eval_interval: How often to evaluate: ``"1ep"``, ``"500ba"``, ``"0.25dur"``, or an int of epochs;
             ``0`` (any unit) evaluates never, not even at the end of fit.
-        device: ``"cpu"``, ``"gpu"``/``"cuda"``, ``"cuda:N"``, ``"mps"`` or a ``torch.device``; defaults to
-            CUDA when available.
-        precision: ``"fp32"``, ``"amp_bf16"`` (autocast) or ``"amp_fp16"`` (autocast + GradScaler); ``"bf16"``
-            and ``"fp16"`` are the same two. Defaults to ``"amp_fp16"`` on CUDA and ``"fp32"`` elsewhere.
+        device: ``"cpu"``, ``"gpu"``/``"cuda"``, ``"cuda:N"``, ``"mps"``, a ``torch.device``; default CUDA if available.
+        precision: ``"fp32"``, ``"amp_bf16"`` or ``"amp_fp16"`` (+ GradScaler); ``"bf16"``/``"fp16"`` alike.
+            Default: ``"amp_fp16"`` on CUDA, else ``"fp32"``.
         seed: Seeds Python, NumPy and torch at construction.
         grad_accum: Microbatches per batch; gradients match one full batch (losses weighted by size).
         device_train_microbatch_size: Or: samples per microbatch (an int; not with ``grad_accum``).
@@ -94,35 +83,30 @@ class Trainer:
         step_schedulers_every_batch: None (Composer's default): PyTorch schedulers per epoch, Composer
             schedulers per batch; True: every scheduler per batch; False: every scheduler per epoch.
         log_interval: How often training loss and LR go to ``loggers``.
-        log_to_console: Add a console logger (unless ``loggers`` has one), printing messages, evaluations and,
-            every ``console_log_interval``, the training loss and LR.
-        console_log_interval: How often the console prints the training loss and LR (an int counts epochs).
+        log_to_console: Add a console logger (unless ``loggers`` has one): messages, evaluations, and the
+            training loss and LR every ``console_log_interval`` (an int counts epochs).
+        console_log_interval: See ``log_to_console``.
         run_dir: A folder for ``metrics.jsonl``.
         loggers: ``None``, one logger destination or a list.
-        run_name: The run's name; default ``$COMPOSER_RUN_NAME``, ``$RUN_NAME``, or a generated
-            ``"<unix time>-<adjective>-<animal>"``. Fills ``{run_name}`` in the ``save_*`` paths.
-        save_folder: Folder for checkpoints (a format string: ``"checkpoints/{run_name}"``) and, after fit,
-            ``final/`` with the weights and every average as safetensors. While it is set, SIGTERM/SIGINT
-            save a checkpoint at the next batch boundary and end fit() with
+        run_name: Fills ``{run_name}`` in the ``save_*`` paths; default ``$COMPOSER_RUN_NAME``, ``$RUN_NAME``, or
+            a generated ``"<unix time>-<adjective>-<animal>"``.
+        save_folder: Checkpoints (a format string: ``"ck/{run_name}"``) and, after fit, ``final/`` (safetensors of
+            the weights and every average). SIGTERM/SIGINT then save at the next batch boundary and end fit() with
             :class:`~composer_swa.checkpoint.TrainingPreempted` (a ``SystemExit`` with status 0).
-        save_filename: Checkpoint file names, a format string with ``{batch}`` and any of ``{epoch}``,
-            ``{batch_in_epoch}``, ``{sample}``, ``{token}``, ``{run_name}``, ``{rank}``.
+        save_filename: A format string with ``{batch}``, and any of ``{epoch}``, ``{sample}``, ``{token}``,
+            ``{batch_in_epoch}``, ``{run_name}``, ``{rank}``.
         save_latest_filename: A symlink in ``save_folder`` to the newest checkpoint; ``None`` makes none.
         save_overwrite: Let this run replace checkpoints already in ``save_folder`` (else it refuses to start).
-        save_interval: How often to checkpoint (``"1ep"``, ``"50ba"``, an int of epochs); also at the end of
-            training. ``0`` saves none on a schedule and none at the end.
+        save_interval: ``"1ep"``, ``"50ba"``, an int of epochs; also at the end of training. ``0``: never.
         save_num_checkpoints_to_keep: Keep the newest N checkpoints; ``-1`` keeps all.
         autoresume: Resume fit() from the newest valid checkpoint in ``save_folder``, if any.
         load_path: A checkpoint to start from (when autoresume finds none).
         load_weights_only: Take only the model weights from ``load_path`` (a checkpoint or ``.safetensors``).
         train_subset_num_batches: End every epoch after this many batches; ``-1``: the whole loader.
         eval_subset_num_batches: Evaluate on this many batches; ``-1``: the whole loader.
-        parallelism: Under torchrun (more than one process): ``"ddp"`` (the default there) replicates the
-            model with ``DistributedDataParallel``; ``"fsdp"`` shards it with FSDP2 ``fully_shard``. The
-            Trainer joins the process group, gives each process its share of the data, and leaves
-            console, file and checkpoint output to process 0. Ignored in a single process.
-        sync_batch_norm: Convert batch norms to ``SyncBatchNorm`` (CUDA only), so training normalizes
-            with statistics over all processes' batches.
+        parallelism: Under torchrun: ``"ddp"`` (default) or ``"fsdp"`` (FSDP2 ``fully_shard``). Each process
+            reads its share of the data; process 0 alone writes output. Ignored in a single process.
+        sync_batch_norm: Convert batch norms to ``SyncBatchNorm`` (CUDA only).
 
     Example:
         >>> import torch
@@ -212,7 +196,7 @@ class Trainer:
         self.state.train_subset_num_batches = subset_count(train_subset_num_batches, "train_subset_num_batches")
         self._eval_subset = subset_count(eval_subset_num_batches, "eval_subset_num_batches")
         self._autocast = autocast_context(self.state.precision, self.device)
-        self.set_microbatching(device_train_microbatch_size, grad_accum)
+        set_microbatching(self, device_train_microbatch_size, grad_accum)
         if self.state.ready_to_train:
             _ = self.state.max_batches  # resolving now reports a bad max_duration before any work
         self.intervals = RunIntervals(eval_interval, log_interval, console_log_interval, log_to_console)
@@ -242,14 +226,6 @@ class Trainer:
             self.distributed.world_size, step_schedulers_every_batch,
         )  # fmt: skip
 
-    def set_microbatching(self, device_train_microbatch_size: int | str | None, grad_accum: int) -> None:
-        """How each batch splits into microbatches, for training and for statistics passes alike."""
-        state = self.state
-        state.grad_accum, state.device_train_microbatch_size = microbatching(device_train_microbatch_size, grad_accum)
-        state.run_forward = statistics_forward(
-            state.model, self.device, self._autocast, state.grad_accum, state.device_train_microbatch_size
-        )
-
     @property
     def loss_fn(self) -> LossFn | None:
         """The loss function training and evaluation call (``None``: the default rule)."""
@@ -272,17 +248,14 @@ class Trainer:
     ) -> None:
         """Trains until ``max_duration``, evaluating every ``eval_interval`` and at the end.
 
-        A later call goes on from where the last one ended, as Composer's does: ``duration`` adds to
-        the time trained so far (``max_duration`` becomes the elapsed time plus ``duration``, in
-        ``duration``'s unit; an int counts epochs), and ``reset_time=True`` starts the clock at zero
-        again (the run trains for ``duration``, or ``max_duration``; weights, optimizer and scheduler
-        states, and averages, are kept). A run stopped mid-epoch goes on with the rest of that epoch.
-        Each other argument, when given, replaces the Trainer's for this and later calls.
+        A later call goes on from where the last one ended, as Composer's: ``duration`` (an int counts
+        epochs) is added to the time trained so far, in its unit; ``reset_time=True`` starts the clock at
+        zero again (weights, optimizer state and averages are kept). A run stopped mid-epoch goes on with
+        the rest of that epoch. Each other argument, when given, replaces the Trainer's.
 
         Raises:
             ValueError: A later call with neither ``duration`` nor ``reset_time``: nothing is left to train.
-            TrainingPreempted: After SIGTERM/SIGINT with ``save_folder`` set, once the checkpoint is written
-                (also when the signal comes after the last batch: see :mod:`composer_swa.trainer.ending`).
+            TrainingPreempted: After SIGTERM/SIGINT with ``save_folder`` set (see :mod:`composer_swa.trainer.ending`).
             NonFiniteError: A training loss or weight became NaN or infinite (see :mod:`composer_swa.trainer.guards`).
             ModelStructureError: The model's parameters changed during training.
             SaveFolderInUseError: Another live run holds ``save_folder``.
@@ -293,11 +266,6 @@ class Trainer:
         )  # fmt: skip
         self._fitted = True
         run_fit(self)
-
-    @property
-    def evaluates_at_end(self) -> bool:
-        """Whether fit() ends with an evaluation (there is eval data, and ``eval_interval`` is not 0)."""
-        return self.state.eval_dataloader is not None and self.intervals.eval_interval is not None
 
     def _save_checkpoint(self) -> Path:
         self._guard.check_run()

@@ -72,7 +72,7 @@ def test_yaml_the_loader_could_not_handle(tmp_path: Path, text: str, message: st
         ),
         ("trainer.precision=fp8", "trainer.precision: precision must be one of"),
         ("trainer.max_duration=0ba", "trainer.max_duration: max_duration must be at least one unit of training"),
-        ("trainer.max_duration=-1", "trainer.max_duration: Time value must be a finite number >= 0, got -1 'ba'"),
+        ("trainer.max_duration=-1", "trainer.max_duration: Time value must be a finite number >= 0, got -1 'ep'"),
         ("trainer.max_duration=1dur", "trainer.max_duration: max_duration cannot be in 'dur'"),
         (f"trainer.seed={2**64 + 1}", "trainer.seed: Input should be less than or equal to 18446744073709551615"),
         ("trainer.log_interval=5tok", "trainer.log_interval: cannot resolve 5tok to batches"),
