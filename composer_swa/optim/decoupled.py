@@ -76,7 +76,7 @@ class DecoupledSGDW(torch.optim.SGD):
         )
         _prepare(self, weight_decay)
 
-    def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], float] | None = None) -> Any:
         _decay(self)
         return super().step(closure)
 
@@ -101,6 +101,6 @@ class DecoupledAdamW(torch.optim.Adam):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=_check(weight_decay), amsgrad=amsgrad)
         _prepare(self, weight_decay)
 
-    def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], float] | None = None) -> Any:
         _decay(self)
         return super().step(closure)
