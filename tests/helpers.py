@@ -180,3 +180,13 @@ def train_recording_weights(
         if runner.state.timestamp.batch_count == stop_at:
             break
     return recorded
+
+
+class BatchStartLRs(Callback):
+    """The LR each optimizer step uses: the first optimizer's first group, read at BATCH_START."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def batch_start(self, state: State, logger: Logger) -> None:
+        self.lrs.append(state.optimizers[0].param_groups[0]["lr"])

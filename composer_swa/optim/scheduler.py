@@ -1,4 +1,4 @@
-"""Composer's ``composer.optim.scheduler`` path: every scheduler and the protocol, under one import.
+"""Composer's ``composer.optim.scheduler`` path: the schedulers and the protocol of :mod:`composer_swa.optim`.
 
 Example:
     >>> from composer_swa.optim.scheduler import MultiStepScheduler
@@ -7,39 +7,5 @@ Example:
 
 from __future__ import annotations
 
-from composer_swa.optim.base import ComposerScheduler, compile_composer_scheduler
-from composer_swa.optim.decay import (
-    ConstantScheduler,
-    CosineAnnealingScheduler,
-    CosineAnnealingWarmRestartsScheduler,
-    ExponentialScheduler,
-    LinearScheduler,
-    MultiStepScheduler,
-    PolynomialScheduler,
-    StepScheduler,
-)
-from composer_swa.optim.warmup import (
-    ConstantWithWarmupScheduler,
-    CosineAnnealingWithWarmupScheduler,
-    LinearWithWarmupScheduler,
-    MultiStepWithWarmupScheduler,
-    PolynomialWithWarmupScheduler,
-)
-
-__all__ = [
-    "ComposerScheduler",
-    "ConstantScheduler",
-    "ConstantWithWarmupScheduler",
-    "CosineAnnealingScheduler",
-    "CosineAnnealingWarmRestartsScheduler",
-    "CosineAnnealingWithWarmupScheduler",
-    "ExponentialScheduler",
-    "LinearScheduler",
-    "LinearWithWarmupScheduler",
-    "MultiStepScheduler",
-    "MultiStepWithWarmupScheduler",
-    "PolynomialScheduler",
-    "PolynomialWithWarmupScheduler",
-    "StepScheduler",
-    "compile_composer_scheduler",
-]
+from composer_swa.optim import *  # noqa: F403  (one list of names, kept in composer_swa/optim/__init__.py)
+from composer_swa.optim import __all__  # noqa: F401

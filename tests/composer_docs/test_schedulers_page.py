@@ -15,28 +15,19 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from composer_swa import Callback, State, Trainer
-from composer_swa.loggers import Logger
+from composer_swa import State, Trainer
 from composer_swa.optim.base import example_state
 from composer_swa.optim.scheduler import ComposerScheduler, MultiStepScheduler, MultiStepWithWarmupScheduler
-from tests.helpers import make_loader, mlp, quiet
+from tests.helpers import BatchStartLRs, make_loader, mlp, quiet
 
 LR = 0.1
 
 
-class LRs(Callback):
-    """The LR each optimizer step uses, read at BATCH_START."""
-
-    def __init__(self) -> None:
-        self.lrs: list[float] = []
-
-    def batch_start(self, state: State, logger: Logger) -> None:
-        self.lrs.append(state.optimizers[0].param_groups[0]["lr"])
-
-
-def setup(batches_per_epoch: int = 4) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.utils.data.DataLoader, LRs]:
+def setup(
+    batches_per_epoch: int = 4,
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.utils.data.DataLoader, BatchStartLRs]:
     model = mlp()
-    return model, torch.optim.SGD(model.parameters(), lr=LR), make_loader(samples=16 * batches_per_epoch), LRs()
+    return model, torch.optim.SGD(model.parameters(), lr=LR), make_loader(samples=16 * batches_per_epoch), BatchStartLRs()
 
 
 def test_a_pytorch_scheduler_stepped_every_batch() -> None:

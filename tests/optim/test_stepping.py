@@ -12,27 +12,18 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from composer_swa import SWA, Callback, State, Trainer
-from composer_swa.loggers import Logger
+from composer_swa import SWA, State, Trainer
 from composer_swa.optim import CosineAnnealingScheduler, ExponentialScheduler, LinearScheduler, compile_composer_scheduler
-from tests.helpers import make_loader, mlp, quiet
+from tests.helpers import BatchStartLRs, make_loader, mlp, quiet
 
 LR = 0.1
-
-
-class LRs(Callback):
-    def __init__(self) -> None:
-        self.lrs: list[float] = []
-
-    def batch_start(self, state: State, logger: Logger) -> None:
-        self.lrs.append(state.optimizers[0].param_groups[0]["lr"])
 
 
 def lrs_of(max_duration: str, make_scheduler: Callable[[torch.optim.Optimizer], object], **arguments: object) -> list[float]:
     """4 batches an epoch (64 samples of 16)."""
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-    seen = LRs()
+    seen = BatchStartLRs()
     Trainer(model, make_loader(), max_duration, optimizers=optimizer, schedulers=make_scheduler(optimizer), callbacks=[seen],
             **quiet(**arguments)).fit()  # fmt: skip
     return seen.lrs
@@ -63,7 +54,7 @@ def test_a_composer_scheduler_pauses_while_swa_owns_the_lr() -> None:
     """As test_swa's StepLR run, but the schedule is a function of time: after swa_end it is at alpha(now)."""
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    seen = LRs()
+    seen = BatchStartLRs()
     swa = SWA(swa_start="2ba", swa_end="6ba", update_interval="1ba", schedule_swa_lr=True)
     Trainer(model, make_loader(), "8ba", optimizers=optimizer, schedulers=ExponentialScheduler(gamma=0.5, decay_period="1ba"),
             algorithms=[swa], callbacks=[seen], **quiet()).fit()  # fmt: skip
