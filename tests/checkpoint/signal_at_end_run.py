@@ -28,13 +28,17 @@ def main() -> None:
     if when == "fit_end":
         callbacks.append(SignalAtFitEnd())
     else:
-        save_model = export_module.save_model
+        save_file = export_module.save_file
+
+        signalled: list[bool] = []
 
         def signalled_mid_export(*args: Any, **kwargs: Any) -> None:
-            os.kill(os.getpid(), signal.SIGTERM)  # as the first file of final/ is being written
-            save_model(*args, **kwargs)
+            if not signalled:  # once, as the first file of final/ is being written (a second SIGTERM forces exit)
+                signalled.append(True)
+                os.kill(os.getpid(), signal.SIGTERM)
+            save_file(*args, **kwargs)
 
-        export_module.save_model = signalled_mid_export  # type: ignore[assignment]
+        export_module.save_file = signalled_mid_export  # type: ignore[assignment]
     build(folder, "ema", callbacks=callbacks).fit()
 
 

@@ -65,7 +65,7 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
     printed = yaml.safe_load(out)
     assert printed["algorithms"][0] == {
         "name": "lawa", "window": 7, "update_interval": "25ba", "lawa_start": "0.5dur",
-        "replace_at_fit_end": True, "eval_with_average": True,
+        "replace_at_fit_end": True, "eval_with_average": True, "use_buffers": True,
     }  # fmt: skip
     reread = load_config(write(tmp_path, out)).model_dump(mode="json")
     assert reread == load_config(EXAMPLES / "char_lm_lawa.yaml", ["algorithms[0].window=7"]).model_dump(mode="json")
