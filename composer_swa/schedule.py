@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 
 from composer_swa.batch_resolver import BatchResolver
-from composer_swa.time import Time, TimeUnit, as_time, epochs_if_int
+from composer_swa.time import Time, TimeUnit, as_time
 from composer_swa.timestamp import Timestamp
 
 __all__ = ["ResolvedSchedule", "Schedule", "interval_or_off"]
@@ -167,7 +167,7 @@ def interval_or_off(value: Time | str | int, argument: str) -> Time | None:
         >>> interval_or_off(2, "eval_interval"), interval_or_off("0ba", "eval_interval")
         (Time(2, 'ep'), None)
     """
-    interval = epochs_if_int(value, argument)
+    interval = as_time(value, argument, TimeUnit.EPOCH)
     if interval.unit is not TimeUnit.DURATION and interval.value == 0:
         return None
     Schedule(interval, argument=argument)  # its one check of an interval

@@ -111,22 +111,19 @@ class Time:
 
     @classmethod
     def from_epoch(cls, epoch: int) -> Time:
-        """``Time(epoch, "ep")``."""
+        """``Time(epoch, "ep")``; ``from_batch``, ``from_sample``, ``from_token`` likewise."""
         return cls(epoch, TimeUnit.EPOCH)
 
     @classmethod
     def from_batch(cls, batch: int) -> Time:
-        """``Time(batch, "ba")``."""
         return cls(batch, TimeUnit.BATCH)
 
     @classmethod
     def from_sample(cls, sample: int) -> Time:
-        """``Time(sample, "sp")``."""
         return cls(sample, TimeUnit.SAMPLE)
 
     @classmethod
     def from_token(cls, token: int) -> Time:
-        """``Time(token, "tok")``."""
         return cls(token, TimeUnit.TOKEN)
 
     @classmethod
@@ -150,8 +147,6 @@ class Time:
     def to_timestring(self) -> str:
         """``"5ep"`` for ``Time(5, "ep")``: the string :meth:`from_timestring` reads back."""
         return str(self)
-
-    # Arithmetic -------------------------------------------------------------------------------
 
     def _operand(self, other: object, operation: str, same_unit: bool = True) -> Time:
         """``other`` as a Time (a number in this Time's unit), in this unit when ``same_unit``."""
@@ -285,30 +280,19 @@ class Time:
         return f"{self._value}{self._unit.value}"
 
 
-def as_time(value: Time | str | int, argument: str = "time") -> Time:
-    """Accepts a ``Time``, a time string, or an int (read as batches), naming ``argument`` on error."""
-    if isinstance(value, Time):
-        return value
+def as_time(value: Time | str | int, argument: str = "time", int_unit: TimeUnit = TimeUnit.BATCH) -> Time:
+    """:meth:`Time.from_input` for ``argument`` (named in errors); an int counts ``int_unit`` (epochs for the Trainer's).
+
+    Example:
+        >>> as_time(3, "max_duration", TimeUnit.EPOCH), as_time("3ba", "max_duration", TimeUnit.EPOCH)
+        (Time(3, 'ep'), Time(3, 'ba'))
+    """
+    if not isinstance(value, (Time, str, int)) or isinstance(value, bool):
+        counted = "epochs" if int_unit is TimeUnit.EPOCH else "batches"
+        raise TypeError(f"{argument} must be a Time, a time string like '5ba', or an int of {counted}, got {value!r}")
     if isinstance(value, str):
         try:
             return Time.from_timestring(value)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{argument}: {error}") from None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Time(value, TimeUnit.BATCH)
-    raise TypeError(f"{argument} must be a Time, a time string like '5ba', or an int of batches, got {value!r}")
-
-
-def epochs_if_int(value: Time | str | int, argument: str) -> Time:
-    """As :func:`as_time`, but an int counts epochs: the Trainer's ``max_duration``, ``eval_interval`` and
-    ``save_interval``, and ``fit(duration=...)``, as in Composer.
-
-    Example:
-        >>> epochs_if_int(3, "max_duration"), epochs_if_int("3ba", "max_duration")
-        (Time(3, 'ep'), Time(3, 'ba'))
-    """
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Time(value, TimeUnit.EPOCH)
-    if not isinstance(value, (Time, str)):
-        raise TypeError(f"{argument} must be a Time, a time string like '5ba', or an int of epochs, got {value!r}")
-    return as_time(value, argument)
+    return Time.from_input(value, int_unit)

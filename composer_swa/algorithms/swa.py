@@ -170,8 +170,6 @@ class SWA(AveragingAlgorithm):
             owned[Resource.EVAL_WEIGHTS] = Tenure()
         return owned
 
-    # When to act, and what to do ----------------------------------------------------------------
-
     def plan(self, event: Event, state: State) -> Sequence[Action]:
         if event is Event.BATCH_END or event is Event.EPOCH_END:
             if self.finished:
@@ -283,8 +281,6 @@ class SWA(AveragingAlgorithm):
             "n_averaged": self.n_averaged,
             "swapped_in": self.finished,
         }
-
-    # Checkpoints ------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -16,7 +16,7 @@ from composer_swa.batch_resolver import BatchResolver
 from composer_swa.config.schema import RunConfig
 from composer_swa.schedule import interval_or_off
 from composer_swa.state import describe_dataloader, infer_tokens_per_sample
-from composer_swa.time import TimeUnit, as_time, epochs_if_int
+from composer_swa.time import TimeUnit, as_time
 
 __all__ = ["loader_problems", "logger_problems", "run_resolver", "time_problems"]
 
@@ -51,7 +51,7 @@ def run_resolver(config: RunConfig, train: DataLoader[Any]) -> BatchResolver:
     subset = config.trainer.train_subset_num_batches
     if subset != -1 and (loader["batches_per_epoch"] is None or subset < loader["batches_per_epoch"]):
         loader |= {"batches_per_epoch": subset, "samples_per_epoch": None}  # as State.resolver cuts the epoch
-    return BatchResolver(epochs_if_int(config.trainer.max_duration, "max_duration"), **loader, tokens_per_sample=tokens)
+    return BatchResolver(as_time(config.trainer.max_duration, "max_duration", TimeUnit.EPOCH), **loader, tokens_per_sample=tokens)
 
 
 def time_problems(config: RunConfig, train: DataLoader[Any], has_eval: bool) -> list[str]:

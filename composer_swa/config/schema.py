@@ -17,7 +17,7 @@ from composer_swa.config.components import (
     signature_fields,
     signature_model,
 )
-from composer_swa.time import TimeUnit, epochs_if_int
+from composer_swa.time import TimeUnit, as_time
 from composer_swa.trainer import Trainer
 from composer_swa.trainer.checks import resolve_device
 from composer_swa.trainer.precision import check_precision
@@ -97,7 +97,7 @@ class _TrainerChecks(_Strict):
     @classmethod
     def _check_max_duration(cls, value: str | int) -> str | int:
         try:
-            duration = epochs_if_int(value, "max_duration")
+            duration = as_time(value, "max_duration", TimeUnit.EPOCH)
         except TypeError as error:  # pydantic reports only ValueErrors as validation errors
             raise ValueError(str(error)) from None
         if duration.unit is TimeUnit.DURATION:

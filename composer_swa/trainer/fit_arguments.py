@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from composer_swa.distributed.sampling import shard_dataloader
 from composer_swa.model_calls import statistics_forward
-from composer_swa.time import Time, TimeUnit, epochs_if_int
+from composer_swa.time import Time, TimeUnit, as_time
 from composer_swa.timestamp import Timestamp
 from composer_swa.trainer.arguments import check_loader, microbatching, subset_count
 from composer_swa.trainer.checks import check_nonempty
@@ -64,7 +64,7 @@ def prepare_fit(
     state = trainer.state
     check_loader(train_dataloader, "train_dataloader")
     check_loader(eval_dataloader, "eval_dataloader")
-    extra = None if duration is None else epochs_if_int(duration, "duration")
+    extra = None if duration is None else as_time(duration, "duration", TimeUnit.EPOCH)
     if extra is not None:
         elapsed(state.timestamp, extra.unit)  # refuses 'dur' before anything changes
     if trainer._fitted and extra is None and not reset_time and state.timestamp.batch_count >= state.max_batches:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from composer_swa.schedule import ResolvedSchedule, Schedule, interval_or_off
-from composer_swa.time import Time, TimeUnit, epochs_if_int
+from composer_swa.time import Time, TimeUnit, as_time
 from composer_swa.timestamp import Timestamp
 
 if TYPE_CHECKING:
@@ -49,7 +49,8 @@ class RunIntervals:
         self.log_to_console = log_to_console
         self.set_eval_interval(eval_interval)
         self._log = Schedule(log_interval, argument="log_interval")
-        self._console = Schedule(epochs_if_int(console_log_interval, "console_log_interval"), argument="console_log_interval")
+        console = as_time(console_log_interval, "console_log_interval", TimeUnit.EPOCH)
+        self._console = Schedule(console, argument="console_log_interval")
         self._eval_at: ResolvedSchedule | None = None
         self._log_at: ResolvedSchedule | None = None
         self._console_at: ResolvedSchedule | None = None

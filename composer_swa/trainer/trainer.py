@@ -22,7 +22,7 @@ from composer_swa.events.loop import Loop
 from composer_swa.loggers import Logger, LoggerDestination
 from composer_swa.model_calls import ModelCalls
 from composer_swa.state import State
-from composer_swa.time import Time, epochs_if_int
+from composer_swa.time import Time, TimeUnit, as_time
 from composer_swa.trainer.arguments import (
     as_list,
     build_loggers,
@@ -182,7 +182,7 @@ class Trainer:
         calls = ModelCalls(model, loss_fn)  # a ComposerModel through its protocol, any other module by the batch rule
         self.state = State(
             model=model,
-            max_duration=None if max_duration is None else epochs_if_int(max_duration, "max_duration"),
+            max_duration=None if max_duration is None else as_time(max_duration, "max_duration", TimeUnit.EPOCH),
             train_dataloader=None if train_dataloader is None else shard(self, train_dataloader, "train_dataloader"),
             eval_dataloader=None if eval_dataloader is None else shard(self, eval_dataloader, "eval_dataloader"),
             optimizers=optimizers,
