@@ -107,7 +107,9 @@ def main() -> None:
         base, tuned = write_models(Path(folder), layers, width, vocab)
         size = Path(base, "model.safetensors").stat().st_size
         print(f"a base and 3 fine-tunes of {size / 4e6:.1f}M fp32 parameters, {size / 1e6:.0f} MB each")
-        print(f"{'method':12s} {'ours s':>8s} {'mk s':>8s} {'time':>6s} {'ours MB':>8s} {'mk MB':>8s} {'RSS':>6s}")
+        print(
+            f"{'method':12s} {'ours s':>8s} {'mk s':>8s} {'time [spread]':>18s} {'ours MB':>8s} {'mk MB':>8s} {'RSS [spread]':>18s}"
+        )
         for method in arguments.methods.split(","):
             recipe = Path(folder, f"{method}.yml")
             recipe.write_text(yaml.safe_dump({"merge_method": method, "dtype": "float32", **_METHODS[method](tuned, base)}))
@@ -130,10 +132,13 @@ def main() -> None:
                     samples[name].append(run(*commands[name]))
             seconds = {name: statistics.median(r["seconds"] for r in runs) for name, runs in samples.items()}
             peak = {name: statistics.median(r["peak"] for r in runs) for name, runs in samples.items()}
-            time_ratio, peak_ratio = seconds["ours"] / seconds["mergekit"], peak["ours"] / peak["mergekit"]
+            # Per-round ratios (each round ran both tools back to back): their median, and the spread.
+            times = [o["seconds"] / m["seconds"] for o, m in zip(samples["ours"], samples["mergekit"], strict=True)]
+            peaks = [o["peak"] / m["peak"] for o, m in zip(samples["ours"], samples["mergekit"], strict=True)]
             print(
-                f"{method:12s} {seconds['ours']:8.2f} {seconds['mergekit']:8.2f} {time_ratio:5.2f}x "
-                f"{peak['ours'] / 1e6:8.0f} {peak['mergekit'] / 1e6:8.0f} {peak_ratio:5.2f}x"
+                f"{method:12s} {seconds['ours']:8.2f} {seconds['mergekit']:8.2f} {statistics.median(times):5.2f}x "
+                f"[{min(times):.2f}-{max(times):.2f}] {peak['ours'] / 1e6:8.0f} {peak['mergekit'] / 1e6:8.0f} "
+                f"{statistics.median(peaks):5.2f}x [{min(peaks):.2f}-{max(peaks):.2f}]"
             )
         print("targets: time <= 0.50x mergekit's whole process, peak RSS <= 0.25x mergekit's")
 
