@@ -107,9 +107,8 @@ def main() -> None:
         base, tuned = write_models(Path(folder), layers, width, vocab)
         size = Path(base, "model.safetensors").stat().st_size
         print(f"a base and 3 fine-tunes of {size / 4e6:.1f}M fp32 parameters, {size / 1e6:.0f} MB each")
-        print(
-            f"{'method':12s} {'ours s':>8s} {'mk s':>8s} {'time [spread]':>18s} {'ours MB':>8s} {'mk MB':>8s} {'RSS [spread]':>18s}"
-        )
+        print(f"{'method':12s} {'ours s':>8s} {'mk s':>8s} {'time [spread]':>18s}", end=" ")
+        print(f"{'ours MB':>8s} {'mk MB':>8s} {'RSS [spread]':>18s}")
         for method in arguments.methods.split(","):
             recipe = Path(folder, f"{method}.yml")
             recipe.write_text(yaml.safe_dump({"merge_method": method, "dtype": "float32", **_METHODS[method](tuned, base)}))
