@@ -9,6 +9,7 @@ files (``.pt``, ``.bin``, composer_swa checkpoints) are loaded weights-only and 
 from __future__ import annotations
 
 import json
+import math
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -33,10 +34,7 @@ class TensorInfo:
 
     @property
     def numel(self) -> int:
-        count = 1
-        for size in self.shape:
-            count *= size
-        return count
+        return math.prod(self.shape)
 
 
 class _SafetensorsFile(SafetensorsFile):

@@ -13,6 +13,7 @@ linear combination of its inputs whose coefficients follow from their inner prod
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,10 +56,7 @@ class TensorSlice:
     @property
     def numel(self) -> int:
         """Elements of the whole tensor."""
-        count = 1
-        for size in self.shape:
-            count *= size
-        return count
+        return math.prod(self.shape)
 
     def deltas(self) -> list[torch.Tensor]:
         """Each input minus the base: task vectors (Ilharco et al. 2023)."""
