@@ -15,8 +15,27 @@ Example:
     SWA: batch_end×5, fit_end×1, fit_start×1
 """
 
-from composer_swa.config.build import RunParts, build_run
-from composer_swa.config.loading import ConfigError, apply_overrides, load_config, read_yaml, validate_config
-from composer_swa.config.schema import RunConfig
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from composer_swa._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from composer_swa.config.build import RunParts, build_run
+    from composer_swa.config.loading import ConfigError, apply_overrides, load_config, read_yaml, validate_config
+    from composer_swa.config.schema import RunConfig
 
 __all__ = ["ConfigError", "RunConfig", "RunParts", "apply_overrides", "build_run", "load_config", "read_yaml", "validate_config"]
+
+# Loaded on first use: ``swa-average`` reads recipes with ``config.yaml_reader`` alone, without the run builder's imports.
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        **dict.fromkeys(("RunParts", "build_run"), "composer_swa.config.build"),
+        **dict.fromkeys(
+            ("ConfigError", "apply_overrides", "load_config", "read_yaml", "validate_config"), "composer_swa.config.loading"
+        ),
+        "RunConfig": "composer_swa.config.schema",
+    },
+)

