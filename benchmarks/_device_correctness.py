@@ -1,4 +1,4 @@
-"""device_check sections 1 and 2: averages and the batch-norm pass against a CPU fp64 reference; kill and resume."""
+"""device_check sections 1 and 2: averages, SWAG's moments, the batch-norm pass vs a CPU fp64 reference; kill and resume."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from benchmarks._device_perf import Row, Sizes, stack
 from benchmarks.bn_pass import bn_cnn
 from composer_swa import SWA, Callback, Trainer
 from composer_swa.averaging import ModelAverage, recompute_batch_norm
+from composer_swa.averaging.swag_moments import SWAGMoments
 
 KILL_AT = 22  # epoch 2 of 4 (12 batches each), inside SWA's window 0.25dur-0.75dur; last checkpoint at 20
 
@@ -71,6 +72,42 @@ def averages_on_device(sizes: Sizes) -> list[Row]:
             offload_difference <= 1e-6,
             {"difference": offload_difference},
         ),
+    ]
+
+
+@torch.no_grad()
+def swag_on_device(sizes: Sizes) -> list[Row]:
+    """SWAG's second moment and deviation columns of a bf16 model, kept in fp32 on the device, vs fp64 on the CPU."""
+    torch.manual_seed(1)
+    model = stack(2, sizes.small_width).to(sizes.device, torch.bfloat16)
+    mean = ModelAverage(model, use_buffers=False)
+    moments = SWAGMoments(model, mean, max_rank=3)
+    history: list[dict[str, torch.Tensor]] = []
+    for step in range(1, 7):
+        if step > 1:
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+        history.append({n: p.detach().double().cpu() for n, p in model.named_parameters()})
+        mean.interpolate(1.0 / step)
+        moments.update(1.0 / step)
+    variance, deviations = moments.variance(), moments.deviations()
+    variance_error = deviation_error = 0.0
+    for name in moments.names:
+        snapshots = torch.stack([h[name] for h in history])
+        second = snapshots.square().mean(0)
+        reference_variance = (second - snapshots.mean(0).square()).clamp_min(1e-30)
+        # the error of E[θ²] − θ̄² in fp32 is relative to E[θ²], not to the (smaller) difference
+        difference = (variance[name].double().cpu() - reference_variance).abs().max()
+        variance_error = max(variance_error, float(difference / second.abs().max()))
+        columns = [snapshots[n] - snapshots[: n + 1].mean(0) for n in range(len(history) - 3, len(history))]
+        deviation_error = max(deviation_error, _relative_error(deviations[name], torch.stack(columns)))
+    tolerance = 2e-6 * len(history)
+    return [
+        Row(check, f"{error:.1e} (<= {tolerance:.0e})", error <= tolerance, {"error": error})
+        for check, error in (
+            ("SWAG variance vs fp64, max error / E[θ²]", variance_error),
+            ("SWAG deviations vs fp64, max rel. error", deviation_error),
+        )
     ]
 
 

@@ -5,8 +5,8 @@ minutes and prints one table; it exits 1 when any correctness check fails (0 oth
 every figure to ``device_check.json``. Sections (issue 23):
 
 1. Correctness on the device against a CPU fp64 reference: SWA's and EMA's fp32 average of a bf16
-   model, the offloaded (CPU, pinned staging) average against the on-device one, the batch-norm pass
-   against the CPU pass.
+   model, the offloaded (CPU, pinned staging) average against the on-device one, SWAG's second moment
+   and deviation columns, the batch-norm pass against the CPU pass.
 2. Kill-and-resume: a run SIGKILLed mid-epoch inside SWA's window, resumed, equals an uninterrupted
    run bit for bit (fp16 with GradScaler and dropout on the device's RNG under CUDA).
 3. The averaging kernel: one update at the 50M/192 and 6.7M/1600 shapes against one flat ``lerp_``,
@@ -39,11 +39,11 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._device_correctness import averages_on_device, batch_norm_pass, kill_and_resume, resume_child
+from benchmarks._device_correctness import averages_on_device, batch_norm_pass, kill_and_resume, resume_child, swag_on_device
 from benchmarks._device_perf import Row, Sizes, averaging_kernel, nccl_child, one_process_group, swa_average, throughput
 
 SECTIONS: dict[str, Callable[[Sizes, Path], list[Row]]] = {
-    "1": lambda sizes, folder: averages_on_device(sizes) + batch_norm_pass(sizes),
+    "1": lambda sizes, folder: averages_on_device(sizes) + swag_on_device(sizes) + batch_norm_pass(sizes),
     "2": kill_and_resume,
     "3": lambda sizes, folder: averaging_kernel(sizes),
     "4": lambda sizes, folder: throughput(sizes),

@@ -21,7 +21,8 @@ def test_in_process_sections_pass_on_the_cpu_and_write_their_figures(tmp_path: P
     assert device_check.main(["--cpu", "--sections", "1,3,4", "--json", str(path)]) == 0
     rows = rows_of(path)
     checks = [row for row in rows.values() if row["ok"] is not None]
-    assert len(checks) == 5 and all(row["ok"] for row in checks)  # four averages checks and the batch-norm pass
+    assert len(checks) == 7 and all(row["ok"] for row in checks)  # four averages checks, two SWAG ones, the batch-norm pass
+    assert rows["SWAG deviations vs fp64, max rel. error"]["error"] < 1e-5
     assert rows["bf16 model: averages kept in fp32"]["ok"] and rows["SWA mean vs fp64, max rel. error"]["error"] < 1e-5
     kernel = [row for name, row in rows.items() if name.endswith("composer_swa") and "x_limit" in row]
     assert len(kernel) == 4 and all(row["ms"] > 0 for row in kernel)  # two shapes, fp32 and bf16 sources
