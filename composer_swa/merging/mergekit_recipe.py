@@ -162,7 +162,8 @@ def parse_recipe(data: Any) -> Recipe:
     out_dtype = _dtype(spec.get("out_dtype"), "out_dtype", problems) or round_to
     settings = _parameters(spec.get("parameters"), "parameters", problems) or {}
     if problems:
-        raise RecipeError(f"the recipe cannot run as it is ({len(problems)} problems):\n  " + "\n  ".join(problems))
+        count = f"{len(problems)} problem" + ("s" if len(problems) > 1 else "")
+        raise RecipeError(f"the recipe cannot run as it is ({count}):\n  " + "\n  ".join(problems))
     options = MergeOptions(
         base_model=base_index, settings=settings, slices=tuple(slices) if slices else None,
         input_settings=tuple(input_settings.get(k) for k in range(len(paths.paths))),
