@@ -36,7 +36,8 @@ class TensorSlice:
         name: The output tensor's name (random masks are seeded by it).
         shape: The whole tensor's shape (a 0-d tensor reads as ``(1,)``).
         start: The first row of the slice.
-        tensors: The slice of each input other than the base (every input, for methods without a base).
+        tensors: The slice of each input other than the base (every input, for methods without a base):
+            fresh fp32 copies, which passes leave as they are and the merge may overwrite.
         base: The base model's slice, for methods that read one.
         inputs: Each of ``tensors``' input index.
         sources: Each of ``tensors``' tensor name in its input.

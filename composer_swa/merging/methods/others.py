@@ -33,7 +33,6 @@ def _stock_passes(params: Resolved, shape: tuple[int, ...]) -> list[Pass]:
 def _stock_merge(piece: TensorSlice, params: Resolved, stats: Stats) -> torch.Tensor:
     assert piece.base is not None
     count = len(piece.tensors)
-    average = sum(piece.tensors[1:], piece.tensors[0].clone()) / count
     if "t" in stats:
         t: torch.Tensor | float = stats["t"]
     else:  # filter-wise: the angle between the task vectors of each row (last dim), within this slice
@@ -44,7 +43,11 @@ def _stock_merge(piece: TensorSlice, params: Resolved, stats: Stats) -> torch.Te
             for i in range(count) for j in range(i + 1, count)
         ]  # fmt: skip
         t = _stock_ratio(torch.stack(pairs).mean(0), count).unsqueeze(-1).to(torch.float32)
-    return t * average + (1 - t) * piece.base
+    merged = piece.tensors[0]  # the slice's own fp32 copy, read for this merge: summed in place
+    for tensor in piece.tensors[1:]:
+        merged += tensor
+    merged.mul_(t / count)
+    return merged.add_(piece.base, alpha=1 - t) if isinstance(t, float) else merged.add_(piece.base * (1 - t))
 
 
 #: Model Stock (Jang et al. 2024, arXiv 2403.19522): with ``cos θ`` the mean cosine between the fine-tuned models'
