@@ -24,7 +24,7 @@ from composer_swa.merging.methods.ranks import rank_passes, ranked_below
 __all__ = ["Sparsifier", "sparsified", "sparsifier_passes"]
 
 # (slice, params, stats, entry, delta) -> which entries of delta are kept (bool), None for all of them.
-Sparsifier = Callable[[TensorSlice, Resolved, Stats, int, torch.Tensor], "torch.Tensor | None"]
+Sparsifier = Callable[[TensorSlice, Resolved, Stats, int, torch.Tensor], torch.Tensor | None]
 
 
 def _active(params: Resolved, entry: int) -> bool:
